@@ -1,0 +1,67 @@
+/**
+ * ByteSource implementations: an in-memory buffer (browsers, tests) and a Deno file read with
+ * positioned reads (so a 14 GB checkpoint is never slurped).
+ * @module
+ */
+import { ModelFormatError } from "../errors.ts";
+import type { ByteSource } from "./weights.ts";
+
+function checkRange(src: ByteSource, offset: number, length: number): void {
+  if (offset < 0 || length < 0 || offset + length > src.size) {
+    throw new ModelFormatError(
+      `${src.name}: read of ${length} bytes at offset ${offset} goes past the end of the file ` +
+        `(${src.size} bytes); the file is truncated or its header is corrupt`,
+    );
+  }
+}
+
+/** A ByteSource over bytes already in memory (a subarray view, no copy). */
+export class MemoryByteSource implements ByteSource {
+  readonly size: number;
+  constructor(private readonly bytes: Uint8Array, readonly name = "<memory>") {
+    this.size = bytes.byteLength;
+  }
+  read(offset: number, length: number): Promise<Uint8Array> {
+    try {
+      checkRange(this, offset, length);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return Promise.resolve(this.bytes.subarray(offset, offset + length));
+  }
+  close(): void {}
+}
+
+/** A ByteSource over a file on disk, read with positioned reads. Deno only. */
+export class FileByteSource implements ByteSource {
+  private constructor(private readonly file: Deno.FsFile, readonly size: number, readonly name: string) {}
+
+  static async open(path: string): Promise<FileByteSource> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) throw new ModelFormatError(`${path}: file not found`);
+      throw e;
+    }
+    const stat = await file.stat();
+    return new FileByteSource(file, stat.size, path);
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    checkRange(this, offset, length);
+    const out = new Uint8Array(length);
+    await this.file.seek(offset, Deno.SeekMode.Start);
+    let done = 0;
+    while (done < length) {
+      const n = await this.file.read(out.subarray(done));
+      if (n === null) throw new ModelFormatError(`${this.name}: unexpected end of file at ${offset + done}`);
+      done += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    this.file.close();
+  }
+}
