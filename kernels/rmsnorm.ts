@@ -1,0 +1,29 @@
+/**
+ * RMSNorm: Y[t, :] = X[t, :] / sqrt(mean(X[t, :]^2) + eps) * w. f32 in and out; w f32.
+ * One invocation per row (rows are short next to the matmuls around them; no barriers).
+ * Uniforms: T, dim, eps (f32).
+ * @module
+ */
+import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
+
+export const RMSNORM_WG = 64;
+
+export function rmsnormWgsl(): string {
+  return `
+struct U { T: u32, dim: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(${RMSNORM_WG})
+fn main(${WORKGROUP_ID_ARGS}) {
+  ${LINEAR_WID}
+  let t = wid * ${RMSNORM_WG}u + lid;
+  if (t >= u.T) { return; }
+  let base = t * u.dim;
+  var ss = 0.0;
+  for (var j = 0u; j < u.dim; j++) { let x = X[base + j]; ss += x * x; }
+  let inv = 1.0 / sqrt(ss / f32(u.dim) + u.eps);
+  for (var j = 0u; j < u.dim; j++) { Y[base + j] = X[base + j] * inv * w[j]; }
+}`;
+}

@@ -1,0 +1,56 @@
+/**
+ * Rotary position embedding, in place on Q or K [T, nHeads * headDim] (f32).
+ * Token t has position pos0 + t. cos/sin come from a host table [maxPos, headDim/2] computed in
+ * float64 (WGSL's cos/sin are only accurate on [-pi, pi]; angles here reach thousands of radians).
+ * Layouts: `interleaved` rotates (x[2i], x[2i+1]) (llama2.c); `half` rotates (x[i], x[i+hd/2])
+ * (Hugging Face rotate_half). Both use frequency index i. One invocation per rotated pair.
+ * Uniforms: T, nHeads, headDim, pos0.
+ * @module
+ */
+import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
+
+export type RopeLayout = "interleaved" | "half";
+export const ROPE_WG = 256;
+
+export function ropeWgsl(layout: RopeLayout): string {
+  const pair = layout === "interleaved" ? "let a = base + 2u * i; let b = a + 1u;" : "let a = base + i; let b = a + half;";
+  return `
+struct U { T: u32, nHeads: u32, headDim: u32, pos0: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read_write> X: array<f32>;
+@group(0) @binding(2) var<storage, read> cosT: array<f32>;
+@group(0) @binding(3) var<storage, read> sinT: array<f32>;
+@compute @workgroup_size(${ROPE_WG})
+fn main(${WORKGROUP_ID_ARGS}) {
+  ${LINEAR_WID}
+  let p = wid * ${ROPE_WG}u + lid;
+  let half = u.headDim / 2u;
+  if (p >= u.T * u.nHeads * half) { return; }
+  let i = p % half;
+  let h = (p / half) % u.nHeads;
+  let t = p / (half * u.nHeads);
+  let base = (t * u.nHeads + h) * u.headDim;
+  ${pair}
+  let c = cosT[(u.pos0 + t) * half + i];
+  let s = sinT[(u.pos0 + t) * half + i];
+  let x0 = X[a];
+  let x1 = X[b];
+  X[a] = x0 * c - x1 * s;
+  X[b] = x0 * s + x1 * c;
+}`;
+}
+
+/** cos/sin tables [maxPos, headDim/2] in float64 then rounded to f32. */
+export function ropeTables(maxPos: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const cos = new Float32Array(maxPos * half);
+  const sin = new Float32Array(maxPos * half);
+  for (let p = 0; p < maxPos; p++) {
+    for (let i = 0; i < half; i++) {
+      const ang = p * Math.pow(theta, -(2 * i) / headDim);
+      cos[p * half + i] = Math.cos(ang);
+      sin[p * half + i] = Math.sin(ang);
+    }
+  }
+  return { cos, sin };
+}

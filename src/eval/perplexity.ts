@@ -1,0 +1,80 @@
+/**
+ * Perplexity and KL divergence under the reference protocol: windows of seqlen tokens, each
+ * scored on its seqlen-1 next-token predictions; ppl = exp(mean over windows of the window's
+ * mean NLL). Per-token losses are computed on the GPU into one buffer and read back once; the
+ * means are taken on the host in float64.
+ * @module
+ */
+import type { Gpu } from "../gpu/device.ts";
+import type { ForwardRunner } from "../model/forward.ts";
+import { loss } from "../ops/basic.ts";
+
+export interface EvalResult {
+  ppl: number;
+  /** Mean over windows of each window's mean NLL (nats). */
+  meanNll: number;
+  /** Mean per-token KL(reference || model), when a reference runner was given. */
+  kl?: number;
+  windows: number;
+  /** Scored predictions: windows * (seqlen - 1). */
+  tokens: number;
+}
+
+export interface EvalOptions {
+  /** Dense reference model for the KL divergence (same tokenizer and vocab). */
+  reference?: ForwardRunner;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Evaluate `runner`'s model on equal-length windows. */
+export async function evaluatePerplexity(
+  runner: ForwardRunner,
+  windows: ArrayLike<number>[],
+  opts: EvalOptions = {},
+): Promise<EvalResult> {
+  const gpu: Gpu = runner.model.gpu;
+  const T = windows[0].length;
+  const R = T - 1, V = runner.model.config.vocabSize;
+  const n = windows.length;
+  const targets = gpu.buffer(R * 4, "targets");
+  const rowLoss = gpu.buffer(R * 4, "row-loss");
+  const allNll = gpu.buffer(n * R * 4, "nll-all");
+  const allKl = opts.reference ? gpu.buffer(n * R * 4, "kl-all") : undefined;
+  try {
+    for (let w = 0; w < n; w++) {
+      const ids = windows[w];
+      gpu.write(targets, Uint32Array.from(Array.prototype.slice.call(ids, 1) as number[]));
+      runner.forward(ids);
+      loss(gpu, "nll", runner.logits, targets, rowLoss, R, V);
+      gpu.copy(rowLoss, 0, allNll, w * R * 4, R * 4);
+      if (opts.reference && allKl) {
+        opts.reference.forward(ids);
+        loss(gpu, "kl", opts.reference.logits, runner.logits, rowLoss, R, V);
+        gpu.copy(rowLoss, 0, allKl, w * R * 4, R * 4);
+      }
+      // Sync every few windows so progress is real and the queue stays short.
+      if (opts.onProgress && (w % 4 === 3 || w === n - 1)) {
+        await gpu.sync();
+        opts.onProgress(w + 1, n);
+      }
+    }
+    const nll = await gpu.readF32(allNll);
+    let sumWindowMeans = 0;
+    for (let w = 0; w < n; w++) {
+      let s = 0;
+      for (let r = 0; r < R; r++) s += nll[w * R + r];
+      sumWindowMeans += s / R;
+    }
+    const meanNll = sumWindowMeans / n;
+    const result: EvalResult = { ppl: Math.exp(meanNll), meanNll, windows: n, tokens: n * R };
+    if (allKl) {
+      const kl = await gpu.readF32(allKl);
+      let s = 0;
+      for (let i = 0; i < kl.length; i++) s += kl[i];
+      result.kl = s / kl.length;
+    }
+    return result;
+  } finally {
+    gpu.release(targets, rowLoss, allNll, allKl);
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * The WebGPU runtime: adapter and device with the adapter's own limits, feature detection,
+ * tracked buffers (a leak counter the tests check), a pipeline cache keyed by kernel options,
+ * and dispatch batching (many dispatches, one submit). It knows no model and no pruning.
+ * @module
+ */
+import { GpuUnavailableError, UnsupportedError } from "../errors.ts";
+
+/** Environment switch that disables f16 kernels even where `shader-f16` exists. */
+export const FORCE_F32_ENV = "OWLGPU_FORCE_F32";
+
+export interface GpuOptions {
+  /** Use f32 kernels even where `shader-f16` exists (also: OWLGPU_FORCE_F32=1). */
+  forceF32?: boolean;
+  /** Pass through to requestAdapter. */
+  powerPreference?: GPUPowerPreference;
+}
+
+/** A buffer binding: a whole buffer, or a byte range of one. */
+export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
+
+const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
+const UNIFORM_ARENA_SLOTS = 1024;
+
+function envForceF32(): boolean {
+  try {
+    const v = (globalThis as { Deno?: typeof Deno }).Deno?.env.get(FORCE_F32_ENV);
+    return v !== undefined && v !== "" && v !== "0";
+  } catch {
+    return false; // no env permission, or a browser
+  }
+}
+
+/** One GPU device plus the bookkeeping every kernel launch needs. */
+export class Gpu {
+  /** `shader-f16` present and not disabled: f16 weights stay f16 on the GPU. */
+  readonly f16: boolean;
+  /** `timestamp-query` present: benchmarks read GPU time. */
+  readonly timestamps: boolean;
+  /** A CPU implementation (lavapipe, SwiftShader): kernels pick CPU-friendly tilings. */
+  readonly isCpu: boolean;
+  readonly adapterName: string;
+  readonly maxBinding: number;
+  readonly maxBuffer: number;
+
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private live = 0;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly uniformArena: GPUBuffer;
+  private readonly uniformData = new Uint8Array(UNIFORM_SLOT * UNIFORM_ARENA_SLOTS);
+  private uniformSlots = 0;
+  /** Dispatches recorded since the last submit (for tests and stats). */
+  dispatchCount = 0;
+  submitCount = 0;
+
+  private constructor(readonly device: GPUDevice, info: GPUAdapterInfo, f16: boolean, timestamps: boolean) {
+    this.f16 = f16;
+    this.timestamps = timestamps;
+    const desc = info.description || `${info.vendor} ${info.architecture} ${info.device}`.trim();
+    this.adapterName = desc || "unknown adapter";
+    this.isCpu = info.isFallbackAdapter === true ||
+      /llvmpipe|lavapipe|swiftshader|software/i.test(this.adapterName);
+    this.maxBinding = device.limits.maxStorageBufferBindingSize;
+    this.maxBuffer = device.limits.maxBufferSize;
+    this.uniformArena = device.createBuffer({
+      label: "uniform-arena",
+      size: this.uniformData.byteLength,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** Acquire an adapter and a device with the adapter's own limits. */
+  static async create(options: GpuOptions = {}): Promise<Gpu> {
+    const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+    if (!gpu) {
+      throw new GpuUnavailableError(
+        "WebGPU is not available in this runtime (navigator.gpu is missing). Use Deno 2 or a browser with WebGPU.",
+      );
+    }
+    const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" });
+    if (!adapter) {
+      throw new GpuUnavailableError(
+        "no WebGPU adapter found. On a machine without a GPU install Mesa's software Vulkan driver: " +
+          "`apt-get install -y mesa-vulkan-drivers libvulkan1`; with a GPU, install its Vulkan driver.",
+      );
+    }
+    const wantF16 = !(options.forceF32 || envForceF32());
+    const features: GPUFeatureName[] = [];
+    const hasF16 = adapter.features.has("shader-f16");
+    const hasTs = adapter.features.has("timestamp-query");
+    if (hasF16 && wantF16) features.push("shader-f16");
+    if (hasTs) features.push("timestamp-query");
+    const l = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredFeatures: features,
+      requiredLimits: {
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxBufferSize: l.maxBufferSize,
+        maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+        maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      },
+    });
+    device.addEventListener("uncapturederror", (ev) => {
+      console.error("WebGPU error:", (ev as GPUUncapturedErrorEvent).error.message);
+    });
+    return new Gpu(device, adapter.info, hasF16 && wantF16, hasTs);
+  }
+
+  // ---- buffers ------------------------------------------------------------------------------
+
+  /** Number of buffers created through this object and not yet released. */
+  get liveBuffers(): number {
+    return this.live;
+  }
+
+  /** A storage buffer (zero-initialised by WebGPU). Size is rounded up to 4 bytes. */
+  buffer(byteSize: number, label: string, extraUsage = 0): GPUBuffer {
+    const size = Math.max(4, Math.ceil(byteSize / 4) * 4);
+    if (size > this.maxBuffer) {
+      throw new UnsupportedError(
+        `buffer "${label}" needs ${size} bytes but this adapter allows at most ${this.maxBuffer} per buffer`,
+      );
+    }
+    const b = this.device.createBuffer({
+      label,
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | extraUsage,
+    });
+    this.live++;
+    return b;
+  }
+
+  /** A storage buffer holding `data`. */
+  upload(data: ArrayBufferView, label: string): GPUBuffer {
+    const b = this.buffer(data.byteLength, label);
+    this.write(b, data);
+    return b;
+  }
+
+  /**
+   * Write bytes into a buffer, after all work recorded so far (queue writes are ordered only
+   * against submits, so pending dispatches are flushed first). Pads to 4 bytes.
+   */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.flush();
+    let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    this.device.queue.writeBuffer(buffer, byteOffset, bytes as Uint8Array<ArrayBuffer>);
+  }
+
+  /** Destroy a buffer created by `buffer`/`upload`. */
+  release(...buffers: (GPUBuffer | null | undefined)[]): void {
+    for (const b of buffers) {
+      if (!b) continue;
+      b.destroy();
+      this.live--;
+    }
+  }
+
+  // ---- pipelines ----------------------------------------------------------------------------
+
+  /** Compile once per key. The key must encode every option the WGSL depends on, never shapes. */
+  pipeline(key: string, wgsl: () => string): GPUComputePipeline {
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ label: key, code: wgsl() });
+      p = this.device.createComputePipeline({ label: key, layout: "auto", compute: { module, entryPoint: "main" } });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  // ---- dispatch -----------------------------------------------------------------------------
+
+  /**
+   * Record one dispatch into the current batch. Binding 0 is the uniform block when `uniforms`
+   * is given; storage bindings follow in order. `workgroups` is a linear count, folded into a
+   * 2-D grid when it exceeds the per-dimension limit (kernels linearise with num_workgroups).
+   */
+  dispatch(pipeline: GPUComputePipeline, bindings: Binding[], uniforms: ArrayBufferView | null, workgroups: number): void {
+    if (workgroups <= 0) return;
+    if (uniforms && this.uniformSlots === UNIFORM_ARENA_SLOTS) this.flush();
+    const entries: GPUBindGroupEntry[] = [];
+    let binding = 0;
+    if (uniforms) {
+      const slot = this.uniformSlots++;
+      this.uniformData.set(
+        new Uint8Array(uniforms.buffer, uniforms.byteOffset, uniforms.byteLength),
+        slot * UNIFORM_SLOT,
+      );
+      entries.push({
+        binding: binding++,
+        resource: { buffer: this.uniformArena, offset: slot * UNIFORM_SLOT, size: uniforms.byteLength },
+      });
+    }
+    for (const b of bindings) {
+      entries.push({ binding: binding++, resource: b instanceof GPUBuffer ? { buffer: b } : b });
+    }
+    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    if (!this.pass) {
+      this.encoder ??= this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, group);
+    const maxDim = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (workgroups <= maxDim) this.pass.dispatchWorkgroups(workgroups);
+    else this.pass.dispatchWorkgroups(maxDim, Math.ceil(workgroups / maxDim));
+    this.dispatchCount++;
+  }
+
+  /** The open command encoder (ends any open compute pass), for copies and timestamp writes. */
+  commandEncoder(): GPUCommandEncoder {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  /** Submit everything recorded so far. */
+  flush(): void {
+    if (!this.encoder) return;
+    const enc = this.commandEncoder();
+    if (this.uniformSlots > 0) {
+      this.device.queue.writeBuffer(this.uniformArena, 0, this.uniformData, 0, this.uniformSlots * UNIFORM_SLOT);
+    }
+    this.device.queue.submit([enc.finish()]);
+    this.encoder = null;
+    this.uniformSlots = 0;
+    this.submitCount++;
+  }
+
+  /** Copy between buffers, in order with the recorded dispatches. */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+
+  /** Submit pending work and read bytes back. */
+  async read(src: GPUBuffer, byteOffset = 0, byteSize = src.size - byteOffset): Promise<ArrayBuffer> {
+    const staging = this.device.createBuffer({
+      label: "readback",
+      size: Math.ceil(byteSize / 4) * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.copy(src, byteOffset, staging, 0, Math.ceil(byteSize / 4) * 4);
+    this.flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = staging.getMappedRange().slice(0, byteSize);
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  async readF32(src: GPUBuffer, offsetElems = 0, count?: number): Promise<Float32Array> {
+    const n = count ?? src.size / 4 - offsetElems;
+    return new Float32Array(await this.read(src, offsetElems * 4, n * 4));
+  }
+
+  async readU32(src: GPUBuffer, offsetElems = 0, count?: number): Promise<Uint32Array> {
+    const n = count ?? src.size / 4 - offsetElems;
+    return new Uint32Array(await this.read(src, offsetElems * 4, n * 4));
+  }
+
+  /** Wait until the GPU has finished everything submitted. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  destroy(): void {
+    this.flush();
+    this.uniformArena.destroy();
+    this.device.destroy();
+  }
+}

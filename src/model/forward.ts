@@ -1,0 +1,243 @@
+/**
+ * The LLaMA-family forward pass on the GPU, built from kernels/ through src/ops/.
+ *
+ * GpuModel holds weights on the GPU (all blocks, or one block at a time for the memory-bounded
+ * pruning walk: see `loadBlock`/`releaseBlock`). ForwardRunner holds the activation buffers for
+ * up to `maxTokens` tokens and a K/V cache, and exposes the pass in steps (embed, block, head)
+ * so the pruner can observe linear inputs and swap weights between blocks. The model does not
+ * know it is being pruned.
+ * @module
+ */
+import type { GpuDType } from "../../kernels/common.ts";
+import { ropeTables } from "../../kernels/rope.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { type GpuMatrix, releaseMatrix, uploadMatrix } from "../gpu/matrix.ts";
+import { attention, elementwise, embedding, rmsnorm, rope } from "../ops/basic.ts";
+import { linear } from "../ops/linear.ts";
+import { LINEARS, type LinearName, linearShape, type ModelConfig } from "./config.ts";
+import { attnNorm, EMBED, FINAL_NORM, linearBias, linearWeight, LM_HEAD, mlpNorm } from "./names.ts";
+import type { WeightSource } from "./weights.ts";
+
+/** One decoder block's weights on the GPU. */
+export interface GpuBlock {
+  attnNorm: GPUBuffer;
+  mlpNorm: GPUBuffer;
+  linears: Record<LinearName, GpuMatrix>;
+  /** q/k/v biases (Qwen2). */
+  bias?: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer };
+}
+
+/** Where a linear's input is observed: the inputs shared by q/k/v, o, gate/up and down. */
+export type LinearInputGroup = "qkv" | "o" | "gateup" | "down";
+export const GROUP_LINEARS: Record<LinearInputGroup, LinearName[]> = {
+  qkv: ["q", "k", "v"],
+  o: ["o"],
+  gateup: ["gate", "up"],
+  down: ["down"],
+};
+
+/** Called with each linear input of a block as it is computed: x is f32 [T, C_in]. */
+export type LinearInputObserver = (group: LinearInputGroup, x: GPUBuffer, T: number, cIn: number) => void;
+
+export interface GpuModelOptions {
+  /** Weight dtype on the GPU. Default: f16 when the device has it and the source is 16-bit. */
+  dtype?: GpuDType;
+  /** Load only embeddings/head/norms; blocks are loaded on demand with loadBlock. */
+  lazyBlocks?: boolean;
+}
+
+export class GpuModel {
+  readonly blocks: (GpuBlock | undefined)[];
+  private constructor(
+    readonly gpu: Gpu,
+    readonly source: WeightSource,
+    readonly config: ModelConfig,
+    readonly dtype: GpuDType,
+    readonly embed: GpuMatrix,
+    readonly lmHead: GpuMatrix,
+    readonly finalNorm: GPUBuffer,
+    readonly ropeCos: GPUBuffer,
+    readonly ropeSin: GPUBuffer,
+  ) {
+    this.blocks = new Array(config.nLayers).fill(undefined);
+  }
+
+  static async load(gpu: Gpu, source: WeightSource, opts: GpuModelOptions = {}): Promise<GpuModel> {
+    const c = source.config;
+    const dtype: GpuDType = opts.dtype ?? (gpu.f16 && source.dtype !== "f32" ? "f16" : "f32");
+    const embed = uploadMatrix(gpu, await source.readF32(EMBED), c.vocabSize, c.dim, "embed", dtype);
+    const lmHead = c.tiedEmbeddings
+      ? embed
+      : uploadMatrix(gpu, await source.readF32(LM_HEAD), c.vocabSize, c.dim, "lm_head", dtype);
+    const finalNorm = gpu.upload(await source.readF32(FINAL_NORM), "final_norm");
+    const maxPos = Math.max(c.maxSeqLen, 1);
+    const t = ropeTables(maxPos, c.headDim, c.ropeTheta);
+    const model = new GpuModel(
+      gpu,
+      source,
+      c,
+      dtype,
+      embed,
+      lmHead,
+      finalNorm,
+      gpu.upload(t.cos, "rope_cos"),
+      gpu.upload(t.sin, "rope_sin"),
+    );
+    if (!opts.lazyBlocks) for (let l = 0; l < c.nLayers; l++) await model.loadBlock(l);
+    return model;
+  }
+
+  /** Upload block l from the source, or from `weights` (f32 [C_out, C_in] per linear) if given. */
+  async loadBlock(l: number, weights?: Partial<Record<LinearName, Float32Array>>): Promise<GpuBlock> {
+    this.releaseBlock(l);
+    const { gpu, source: s, config: c } = this;
+    const linears = {} as Record<LinearName, GpuMatrix>;
+    for (const lin of LINEARS) {
+      const [rows, cols] = linearShape(c, lin);
+      const data = weights?.[lin] ?? await s.readF32(linearWeight(l, lin));
+      linears[lin] = uploadMatrix(gpu, data, rows, cols, `L${l}.${lin}`, this.dtype);
+    }
+    const block: GpuBlock = {
+      attnNorm: gpu.upload(await s.readF32(attnNorm(l)), `L${l}.attn_norm`),
+      mlpNorm: gpu.upload(await s.readF32(mlpNorm(l)), `L${l}.mlp_norm`),
+      linears,
+    };
+    if (c.qkvBias) {
+      block.bias = {
+        q: gpu.upload(await s.readF32(linearBias(l, "q")), `L${l}.q_bias`),
+        k: gpu.upload(await s.readF32(linearBias(l, "k")), `L${l}.k_bias`),
+        v: gpu.upload(await s.readF32(linearBias(l, "v")), `L${l}.v_bias`),
+      };
+    }
+    this.blocks[l] = block;
+    return block;
+  }
+
+  /** Replace one linear of a loaded block (the pruner writes pruned weights back this way). */
+  replaceLinear(l: number, lin: LinearName, data: Float32Array): void {
+    const b = this.blocks[l]!;
+    const [rows, cols] = linearShape(this.config, lin);
+    releaseMatrix(this.gpu, b.linears[lin]);
+    b.linears[lin] = uploadMatrix(this.gpu, data, rows, cols, `L${l}.${lin}`, this.dtype);
+  }
+
+  releaseBlock(l: number): void {
+    const b = this.blocks[l];
+    if (!b) return;
+    for (const lin of LINEARS) releaseMatrix(this.gpu, b.linears[lin]);
+    this.gpu.release(b.attnNorm, b.mlpNorm, b.bias?.q, b.bias?.k, b.bias?.v);
+    this.blocks[l] = undefined;
+  }
+
+  release(): void {
+    for (let l = 0; l < this.blocks.length; l++) this.releaseBlock(l);
+    if (this.lmHead !== this.embed) releaseMatrix(this.gpu, this.lmHead);
+    releaseMatrix(this.gpu, this.embed);
+    this.gpu.release(this.finalNorm, this.ropeCos, this.ropeSin);
+  }
+}
+
+export interface RunnerOptions {
+  /** Keep a K/V cache per layer (generation). Default: one shared K/V scratch (prefill only). */
+  perLayerCache?: boolean;
+  /** Longest sequence the cache holds (default: maxTokens). */
+  maxSeq?: number;
+}
+
+/** Activation buffers for up to maxTokens tokens, plus the K/V cache. */
+export class ForwardRunner {
+  readonly x: GPUBuffer;
+  readonly xn: GPUBuffer;
+  readonly q: GPUBuffer;
+  readonly k: GPUBuffer;
+  readonly v: GPUBuffer;
+  readonly att: GPUBuffer;
+  readonly gate: GPUBuffer;
+  readonly up: GPUBuffer;
+  readonly tmp: GPUBuffer;
+  readonly ids: GPUBuffer;
+  readonly logits: GPUBuffer;
+  private readonly kCache: GPUBuffer[];
+  private readonly vCache: GPUBuffer[];
+  readonly maxSeq: number;
+
+  constructor(readonly model: GpuModel, readonly maxTokens: number, opts: RunnerOptions = {}) {
+    const { gpu, config: c } = model;
+    const T = maxTokens;
+    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+    this.maxSeq = opts.maxSeq ?? T;
+    this.x = gpu.buffer(T * c.dim * 4, "x");
+    this.xn = gpu.buffer(T * c.dim * 4, "xn");
+    this.q = gpu.buffer(T * qDim * 4, "q");
+    this.k = gpu.buffer(T * kvDim * 4, "k");
+    this.v = gpu.buffer(T * kvDim * 4, "v");
+    this.att = gpu.buffer(T * qDim * 4, "att");
+    this.gate = gpu.buffer(T * c.hiddenDim * 4, "gate");
+    this.up = gpu.buffer(T * c.hiddenDim * 4, "up");
+    this.tmp = gpu.buffer(T * c.dim * 4, "tmp");
+    this.ids = gpu.buffer(T * 4, "ids");
+    this.logits = gpu.buffer(T * c.vocabSize * 4, "logits");
+    const nCaches = opts.perLayerCache ? c.nLayers : 1;
+    this.kCache = Array.from({ length: nCaches }, (_, l) => gpu.buffer(this.maxSeq * kvDim * 4, `kcache${l}`));
+    this.vCache = Array.from({ length: nCaches }, (_, l) => gpu.buffer(this.maxSeq * kvDim * 4, `vcache${l}`));
+  }
+
+  /** x = embedding(ids). */
+  embed(ids: ArrayLike<number>): void {
+    const { gpu } = this.model;
+    gpu.write(this.ids, Uint32Array.from(ids));
+    embedding(gpu, this.ids, this.model.embed, this.x, ids.length);
+  }
+
+  /** Run block l in place on x for T tokens at positions pos0.. (K/V appended to the cache). */
+  block(l: number, T: number, pos0 = 0, observe?: LinearInputObserver): void {
+    const { gpu, config: c } = this.model;
+    const b = this.model.blocks[l];
+    if (!b) throw new Error(`block ${l} is not loaded on the GPU`);
+    const kvDim = c.nKvHeads * c.headDim;
+    const cache = this.kCache.length > 1 ? l : 0;
+    rmsnorm(gpu, this.x, b.attnNorm, this.xn, T, c.dim, c.normEps);
+    observe?.("qkv", this.xn, T, c.dim);
+    linear(gpu, this.xn, b.linears.q, this.q, T, b.bias?.q);
+    linear(gpu, this.xn, b.linears.k, this.k, T, b.bias?.k);
+    linear(gpu, this.xn, b.linears.v, this.v, T, b.bias?.v);
+    rope(gpu, c.ropeLayout, this.q, this.model.ropeCos, this.model.ropeSin, T, c.nHeads, c.headDim, pos0);
+    rope(gpu, c.ropeLayout, this.k, this.model.ropeCos, this.model.ropeSin, T, c.nKvHeads, c.headDim, pos0);
+    gpu.copy(this.k, 0, this.kCache[cache], pos0 * kvDim * 4, T * kvDim * 4);
+    gpu.copy(this.v, 0, this.vCache[cache], pos0 * kvDim * 4, T * kvDim * 4);
+    attention(gpu, this.q, this.kCache[cache], this.vCache[cache], this.att, T, c.nHeads, c.nKvHeads, c.headDim, pos0);
+    observe?.("o", this.att, T, c.nHeads * c.headDim);
+    linear(gpu, this.att, b.linears.o, this.tmp, T);
+    elementwise(gpu, "add", this.x, this.tmp, T * c.dim);
+    rmsnorm(gpu, this.x, b.mlpNorm, this.xn, T, c.dim, c.normEps);
+    observe?.("gateup", this.xn, T, c.dim);
+    linear(gpu, this.xn, b.linears.gate, this.gate, T);
+    linear(gpu, this.xn, b.linears.up, this.up, T);
+    elementwise(gpu, "swiglu", this.gate, this.up, T * c.hiddenDim);
+    observe?.("down", this.gate, T, c.hiddenDim);
+    linear(gpu, this.gate, b.linears.down, this.tmp, T);
+    elementwise(gpu, "add", this.x, this.tmp, T * c.dim);
+  }
+
+  /** logits[T, vocab] = lm_head(final_norm(x)). */
+  head(T: number): void {
+    const { gpu, config: c } = this.model;
+    rmsnorm(gpu, this.x, this.model.finalNorm, this.xn, T, c.dim, c.normEps);
+    linear(gpu, this.xn, this.model.lmHead, this.logits, T);
+  }
+
+  /** The whole pass: logits for ids at positions pos0.. (left in `logits`). */
+  forward(ids: ArrayLike<number>, pos0 = 0): void {
+    const T = ids.length;
+    if (T > this.maxTokens) throw new Error(`forward of ${T} tokens exceeds runner capacity ${this.maxTokens}`);
+    this.embed(ids);
+    for (let l = 0; l < this.model.config.nLayers; l++) this.block(l, T, pos0);
+    this.head(T);
+  }
+
+  release(): void {
+    const g = this.model.gpu;
+    g.release(this.x, this.xn, this.q, this.k, this.v, this.att, this.gate, this.up, this.tmp, this.ids, this.logits);
+    g.release(...this.kCache, ...this.vCache);
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Every forward-pass kernel against its float64 reference on seeded random, uneven shapes
+ * (sizes that do not divide tiles or workgroups), covering every kernel version on this adapter.
+ */
+import assert from "node:assert/strict";
+import { Gpu } from "../src/gpu/device.ts";
+import { readMatrix, releaseMatrix, uploadMatrix } from "../src/gpu/matrix.ts";
+import { attention, elementwise, embedding, loss, rmsnorm, rope } from "../src/ops/basic.ts";
+import { chooseLinear, linear, type LinearOverride } from "../src/ops/linear.ts";
+import { ropeTables } from "../kernels/rope.ts";
+import {
+  assertClose,
+  randomArray,
+  refAttention,
+  refKl,
+  refLinear,
+  refNll,
+  refRmsnorm,
+  refRope,
+  rng,
+} from "./ref/kernels_ref.ts";
+
+const gpu = await Gpu.create();
+
+async function runLinear(
+  M: number,
+  N: number,
+  K: number,
+  seed: number,
+  o: { override?: LinearOverride; bias?: boolean; f16?: boolean; chunkRows?: number } = {},
+) {
+  const X = randomArray(M * K, seed), W = randomArray(N * K, seed + 1), b = randomArray(N, seed + 2);
+  const dtype = o.f16 ? "f16" : "f32";
+  const w = uploadMatrix(gpu, W, N, K, "w", dtype, o.chunkRows);
+  const x = gpu.upload(X, "x"), y = gpu.buffer(M * N * 4, "y");
+  const bias = o.bias ? gpu.upload(b, "b") : undefined;
+  linear(gpu, x, w, y, M, bias, o.override);
+  const got = await gpu.readF32(y, 0, M * N);
+  const Wq = o.f16 ? await readMatrix(gpu, w) : W; // reference sees the f16-rounded weights
+  const want = refLinear(X, Wq, M, N, K, o.bias ? b : undefined);
+  const opts = chooseLinear(gpu, M, K, w, !!bias, o.override);
+  assertClose(got, want, 1e-5 * Math.sqrt(K), 1e-4, `linear ${M}x${N}x${K} ${JSON.stringify(opts)}`);
+  releaseMatrix(gpu, w);
+  gpu.release(x, y, bias);
+}
+
+Deno.test("linear: default choice on uneven shapes, vec4 and scalar K", async () => {
+  for (const [M, N, K] of [[1, 37, 20], [1, 50, 17], [7, 45, 36], [70, 33, 13], [130, 67, 64], [9, 5, 3]]) {
+    await runLinear(M, N, K, M * 1000 + N);
+  }
+});
+
+Deno.test("linear: every version forced (tile 4x4 GPU-style, big CPU tile, rowlane, wgreduce)", async () => {
+  const forced: LinearOverride[] = [
+    { variant: "tile", tm: 4, tn: 4 },
+    { variant: "tile", tm: 16, tn: 8 },
+    { variant: "rowlane" },
+    { variant: "wgreduce" },
+  ];
+  for (const override of forced) {
+    for (const [M, N, K] of [[1, 29, 44], [3, 19, 21], [33, 41, 68]]) await runLinear(M, N, K, 7 + M, { override });
+  }
+});
+
+Deno.test("linear: bias, and weights split into row chunks", async () => {
+  await runLinear(5, 47, 24, 3, { bias: true, chunkRows: 10 });
+  await runLinear(1, 47, 24, 4, { bias: true, chunkRows: 9 });
+});
+
+Deno.test({
+  name: "linear: f16 weights with f32 accumulation",
+  ignore: !gpu.f16,
+  fn: async () => {
+    for (const [M, N, K] of [[1, 37, 40], [6, 23, 36], [1, 15, 9]]) await runLinear(M, N, K, 11, { f16: true });
+    await runLinear(1, 33, 40, 12, { f16: true, override: { variant: "wgreduce" } });
+  },
+});
+
+Deno.test("rmsnorm", async () => {
+  const T = 13, dim = 37;
+  const X = randomArray(T * dim, 5, 3), w = randomArray(dim, 6);
+  const x = gpu.upload(X, "x"), wb = gpu.upload(w, "w"), y = gpu.buffer(T * dim * 4, "y");
+  rmsnorm(gpu, x, wb, y, T, dim, 1e-5);
+  assertClose(await gpu.readF32(y, 0, T * dim), refRmsnorm(X, w, T, dim, 1e-5), 1e-6, 1e-5, "rmsnorm");
+  gpu.release(x, wb, y);
+});
+
+Deno.test("rope: interleaved (llama2.c) and half (Hugging Face) layouts", async () => {
+  const T = 9, nHeads = 3, hd = 12, pos0 = 250, theta = 10000;
+  const tab = ropeTables(pos0 + T, hd, theta);
+  const cos = gpu.upload(tab.cos, "cos"), sin = gpu.upload(tab.sin, "sin");
+  for (const layout of ["interleaved", "half"] as const) {
+    const X = randomArray(T * nHeads * hd, 8);
+    const x = gpu.upload(X, "x");
+    rope(gpu, layout, x, cos, sin, T, nHeads, hd, pos0);
+    const want = refRope(X, T, nHeads, hd, pos0, theta, layout);
+    assertClose(await gpu.readF32(x, 0, X.length), want, 1e-6, 1e-5, `rope ${layout}`);
+    gpu.release(x);
+  }
+  gpu.release(cos, sin);
+});
+
+Deno.test("attention: causal, grouped-query heads, prefill tiles and single-token decode", async () => {
+  for (const [T, nHeads, nKv, hd, pos0] of [[7, 6, 2, 8, 3], [1, 4, 4, 12, 10], [13, 4, 1, 16, 0]]) {
+    const S = pos0 + T;
+    const Q = randomArray(T * nHeads * hd, 1 + T), K = randomArray(S * nKv * hd, 2 + T), V = randomArray(S * nKv * hd, 3 + T);
+    const q = gpu.upload(Q, "q"), k = gpu.upload(K, "k"), v = gpu.upload(V, "v"), o = gpu.buffer(Q.length * 4, "o");
+    attention(gpu, q, k, v, o, T, nHeads, nKv, hd, pos0);
+    const want = refAttention(Q, K, V, T, nHeads, nKv, hd, pos0);
+    assertClose(await gpu.readF32(o, 0, Q.length), want, 1e-5, 1e-4, `attention T${T} H${nHeads}/${nKv} hd${hd}`);
+    gpu.release(q, k, v, o);
+  }
+});
+
+Deno.test("embedding: lookup across row chunks, f32 and f16 tables", async () => {
+  const vocab = 53, dim = 12, T = 17;
+  const E = randomArray(vocab * dim, 9);
+  const r = rng(10);
+  const ids = Array.from({ length: T }, () => Math.floor(r() * vocab));
+  for (const dtype of gpu.f16 ? ["f32", "f16"] as const : ["f32"] as const) {
+    const table = uploadMatrix(gpu, E, vocab, dim, "E", dtype, 20);
+    const Eq = await readMatrix(gpu, table);
+    const idb = gpu.upload(Uint32Array.from(ids), "ids"), out = gpu.buffer(T * dim * 4, "out");
+    embedding(gpu, idb, table, out, T);
+    const want = new Float64Array(T * dim);
+    ids.forEach((id, t) => want.set(Eq.subarray(id * dim, (id + 1) * dim), t * dim));
+    assertClose(await gpu.readF32(out, 0, T * dim), want, 0, 0, `embedding ${dtype}`);
+    releaseMatrix(gpu, table);
+    gpu.release(idb, out);
+  }
+});
+
+Deno.test("elementwise: residual add and SwiGLU", async () => {
+  const n = 1031;
+  const A = randomArray(n, 11, 4), B = randomArray(n, 12, 4);
+  const a = gpu.upload(A, "a"), b = gpu.upload(B, "b");
+  elementwise(gpu, "add", a, b, n);
+  assertClose(await gpu.readF32(a, 0, n), Array.from(A, (v, i) => v + B[i]), 1e-6, 1e-6, "add");
+  gpu.write(a, A);
+  elementwise(gpu, "swiglu", a, b, n);
+  assertClose(await gpu.readF32(a, 0, n), Array.from(A, (v, i) => v / (1 + Math.exp(-v)) * B[i]), 1e-6, 1e-5, "swiglu");
+  gpu.release(a, b);
+});
+
+Deno.test("losses: next-token NLL and KL divergence", async () => {
+  const R = 11, V = 1000;
+  const P = randomArray(R * V, 13, 8), Q = randomArray(R * V, 14, 8);
+  const r = rng(15);
+  const targets = Uint32Array.from({ length: R }, () => Math.floor(r() * V));
+  const p = gpu.upload(P, "p"), q = gpu.upload(Q, "q"), t = gpu.upload(targets, "t"), out = gpu.buffer(R * 4, "out");
+  loss(gpu, "nll", p, t, out, R, V);
+  assertClose(await gpu.readF32(out, 0, R), refNll(P, targets, R, V), 1e-5, 1e-5, "nll");
+  loss(gpu, "kl", p, q, out, R, V);
+  assertClose(await gpu.readF32(out, 0, R), refKl(P, Q, R, V), 1e-5, 1e-4, "kl");
+  loss(gpu, "kl", p, p, out, R, V);
+  assertClose(await gpu.readF32(out, 0, R), new Float64Array(R), 1e-6, 0, "kl(p||p)");
+  gpu.release(p, q, t, out);
+});
+
+Deno.test("runtime: pipelines are cached by options, never by shape; no buffer leaks", () => {
+  const before = gpu.pipelineCount;
+  assert(before > 0);
+  if (gpu.liveBuffers !== 0) throw new Error(`${gpu.liveBuffers} GPU buffers leaked`);
+});

@@ -1,0 +1,167 @@
+/**
+ * Float64 references for the forward-pass kernels, and the comparison helper every GPU test
+ * uses (abs + rel tolerance; on failure: how many elements, the worst error and where).
+ * @module
+ */
+
+/** Seeded PRNG (mulberry32) so every test is reproducible. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Uniform values in [-scale, scale). */
+export function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
+  return a;
+}
+
+/** Throw unless |got - want| <= atol + rtol * |want| everywhere. */
+export function assertClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  atol: number,
+  rtol: number,
+  what = "values",
+): void {
+  if (got.length !== want.length) throw new Error(`${what}: length ${got.length} != ${want.length}`);
+  let bad = 0, worst = 0, where = -1;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    const lim = atol + rtol * Math.abs(want[i]);
+    if (!(err <= lim)) {
+      bad++;
+      if (!(err <= worst)) {
+        worst = err;
+        where = i;
+      }
+    }
+  }
+  if (bad > 0) {
+    throw new Error(
+      `${what}: ${bad}/${want.length} elements out of tolerance (atol ${atol}, rtol ${rtol}); ` +
+        `worst |err| ${worst} at index ${where}: got ${got[where]}, want ${want[where]}`,
+    );
+  }
+}
+
+/** Y[M,N] = X[M,K] W[N,K]^T + b. */
+export function refLinear(X: ArrayLike<number>, W: ArrayLike<number>, M: number, N: number, K: number, b?: ArrayLike<number>): Float64Array {
+  const Y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = b ? b[n] : 0;
+      for (let k = 0; k < K; k++) s += X[m * K + k] * W[n * K + k];
+      Y[m * N + n] = s;
+    }
+  }
+  return Y;
+}
+
+export function refRmsnorm(X: ArrayLike<number>, w: ArrayLike<number>, T: number, dim: number, eps: number): Float64Array {
+  const Y = new Float64Array(T * dim);
+  for (let t = 0; t < T; t++) {
+    let ss = 0;
+    for (let j = 0; j < dim; j++) ss += X[t * dim + j] ** 2;
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let j = 0; j < dim; j++) Y[t * dim + j] = X[t * dim + j] * inv * w[j];
+  }
+  return Y;
+}
+
+export function refRope(
+  X: ArrayLike<number>,
+  T: number,
+  nHeads: number,
+  hd: number,
+  pos0: number,
+  theta: number,
+  layout: "interleaved" | "half",
+): Float64Array {
+  const Y = Float64Array.from(X);
+  const half = hd / 2;
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < nHeads; h++) {
+      const base = (t * nHeads + h) * hd;
+      for (let i = 0; i < half; i++) {
+        const ang = (pos0 + t) * Math.pow(theta, -(2 * i) / hd);
+        const [a, b] = layout === "interleaved" ? [base + 2 * i, base + 2 * i + 1] : [base + i, base + i + half];
+        const x0 = X[a], x1 = X[b];
+        Y[a] = x0 * Math.cos(ang) - x1 * Math.sin(ang);
+        Y[b] = x0 * Math.sin(ang) + x1 * Math.cos(ang);
+      }
+    }
+  }
+  return Y;
+}
+
+/** Causal GQA attention; K/V hold positions 0..pos0+T-1. */
+export function refAttention(
+  Q: ArrayLike<number>,
+  K: ArrayLike<number>,
+  V: ArrayLike<number>,
+  T: number,
+  nHeads: number,
+  nKv: number,
+  hd: number,
+  pos0: number,
+): Float64Array {
+  const O = new Float64Array(T * nHeads * hd);
+  const group = nHeads / nKv;
+  for (let t = 0; t < T; t++) {
+    const p = pos0 + t;
+    for (let h = 0; h < nHeads; h++) {
+      const kh = Math.floor(h / group);
+      const sc = new Float64Array(p + 1);
+      let mx = -Infinity;
+      for (let s = 0; s <= p; s++) {
+        let d = 0;
+        for (let i = 0; i < hd; i++) d += Q[(t * nHeads + h) * hd + i] * K[(s * nKv + kh) * hd + i];
+        sc[s] = d / Math.sqrt(hd);
+        mx = Math.max(mx, sc[s]);
+      }
+      let sum = 0;
+      for (let s = 0; s <= p; s++) sum += (sc[s] = Math.exp(sc[s] - mx));
+      for (let s = 0; s <= p; s++) {
+        for (let i = 0; i < hd; i++) O[(t * nHeads + h) * hd + i] += (sc[s] / sum) * V[(s * nKv + kh) * hd + i];
+      }
+    }
+  }
+  return O;
+}
+
+function logSumExp(row: ArrayLike<number>, base: number, n: number): number {
+  let mx = -Infinity;
+  for (let i = 0; i < n; i++) mx = Math.max(mx, row[base + i]);
+  let s = 0;
+  for (let i = 0; i < n; i++) s += Math.exp(row[base + i] - mx);
+  return mx + Math.log(s);
+}
+
+export function refNll(P: ArrayLike<number>, targets: ArrayLike<number>, R: number, V: number): Float64Array {
+  const out = new Float64Array(R);
+  for (let r = 0; r < R; r++) out[r] = logSumExp(P, r * V, V) - P[r * V + targets[r]];
+  return out;
+}
+
+export function refKl(P: ArrayLike<number>, Q: ArrayLike<number>, R: number, V: number): Float64Array {
+  const out = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    const lp = logSumExp(P, r * V, V), lq = logSumExp(Q, r * V, V);
+    let s = 0;
+    for (let i = 0; i < V; i++) {
+      const a = P[r * V + i] - lp;
+      s += Math.exp(a) * (a - (Q[r * V + i] - lq));
+    }
+    out[r] = s;
+  }
+  return out;
+}
