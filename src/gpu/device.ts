@@ -231,6 +231,19 @@ export class Gpu {
     return this.encoder;
   }
 
+  /**
+   * Record `body`'s dispatches in a compute pass of their own whose start and end GPU times are
+   * written to `querySet` at indices `begin` and `begin + 1` (needs `timestamps`).
+   */
+  timedPass(querySet: GPUQuerySet, begin: number, body: () => void): void {
+    const enc = this.commandEncoder();
+    this.pass = enc.beginComputePass({
+      timestampWrites: { querySet, beginningOfPassWriteIndex: begin, endOfPassWriteIndex: begin + 1 },
+    });
+    body();
+    this.commandEncoder(); // ends the timed pass
+  }
+
   /** Submit everything recorded so far. */
   flush(): void {
     if (!this.encoder) return;

@@ -1,0 +1,94 @@
+/**
+ * Dense suite: buffer-copy baseline, then GEMV (batch 1) and GEMM throughput for stories15M's
+ * and LLaMA-7B's linear shapes, f32 and f16 weights, each as a fraction of the copy bandwidth.
+ * Bandwidth counts bytes read + bytes written (a copy of B bytes moves 2B).
+ * @module
+ */
+import { packUniforms } from "../kernels/common.ts";
+import { COPY_WG, copyWgsl } from "../kernels/copy.ts";
+import type { GpuDType } from "../kernels/common.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { releaseMatrix, uploadMatrix } from "../src/gpu/matrix.ts";
+import { linear } from "../src/ops/linear.ts";
+import { timeKernel, type Timing } from "./timing.ts";
+
+export interface DenseRow {
+  kind: "copy" | "gemv" | "gemm";
+  shape: string;
+  dtype: GpuDType | "-";
+  ms: number;
+  timing: Timing["source"];
+  gbps: number;
+  gflops: number;
+  /** gbps / copy bandwidth. */
+  ofCopy: number;
+}
+
+/** Copy bandwidth in GB/s (max of copyBufferToBuffer and a copy shader). */
+export async function benchCopy(gpu: Gpu, bytes: number): Promise<DenseRow[]> {
+  const src = gpu.buffer(bytes, "copy-src"), dst = gpu.buffer(bytes, "copy-dst");
+  const rows: DenseRow[] = [];
+  try {
+    gpu.write(src, new Float32Array(bytes / 4).fill(1)); // untouched pages would read as a shared zero page
+    const t1 = await timeKernel(gpu, () => gpu.copy(src, 0, dst, 0, bytes), { wallOnly: true });
+    const per = gpu.isCpu ? 64 : 1;
+    const pipe = gpu.pipeline(`copy/p${per}`, () => copyWgsl(per));
+    const n = bytes / 16;
+    const t2 = await timeKernel(gpu, () => gpu.dispatch(pipe, [src, dst], packUniforms([n]), Math.ceil(n / (COPY_WG * per))));
+    for (const [name, t] of [["copyBufferToBuffer", t1], ["copy shader", t2]] as const) {
+      const gbps = (2 * bytes) / (t.ms * 1e6);
+      rows.push({ kind: "copy", shape: `${name} ${(bytes / 2 ** 20).toFixed(0)} MiB`, dtype: "-", ms: t.ms, timing: t.source, gbps, gflops: 0, ofCopy: 0 });
+    }
+  } finally {
+    gpu.release(src, dst);
+  }
+  return rows;
+}
+
+/** One linear product: M tokens through an N x K weight. */
+export async function benchLinear(gpu: Gpu, M: number, N: number, K: number, dtype: GpuDType, reps: number): Promise<DenseRow> {
+  const w = uploadMatrix(gpu, new Float32Array(N * K).fill(0.01), N, K, "w", dtype); // real pages, not zero pages
+  const x = gpu.upload(new Float32Array(M * K).fill(1), "x"), y = gpu.buffer(M * N * 4, "y");
+  try {
+    const t = await timeKernel(gpu, () => linear(gpu, x, w, y, M), { reps });
+    const bytes = N * K * (dtype === "f16" ? 2 : 4) + (M * K + M * N) * 4;
+    return {
+      kind: M === 1 ? "gemv" : "gemm",
+      shape: M === 1 ? `${N}x${K}` : `${M}x${N}x${K}`,
+      dtype,
+      ms: t.ms,
+      timing: t.source,
+      gbps: bytes / (t.ms * 1e6),
+      gflops: (2 * M * N * K) / (t.ms * 1e6),
+      ofCopy: 0,
+    };
+  } finally {
+    releaseMatrix(gpu, w);
+    gpu.release(x, y);
+  }
+}
+
+export const STORIES_SHAPES: [number, number][] = [[288, 288], [768, 288], [288, 768], [32000, 288]];
+export const LLAMA7B_SHAPES: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008]];
+
+export async function benchDense(gpu: Gpu, opts: { quick?: boolean } = {}): Promise<DenseRow[]> {
+  const copyBytes = gpu.isCpu ? 64 * 2 ** 20 : 512 * 2 ** 20;
+  const rows = await benchCopy(gpu, copyBytes);
+  // Kernels are compared with what a shader can stream: the copy shader. (On CPU adapters the
+  // driver's copyBufferToBuffer is a memcpy several times faster than any shader load path.)
+  const copyBw = rows[1].gbps;
+  const dtypes: GpuDType[] = gpu.f16 ? ["f32", "f16"] : ["f32"];
+  const gemmM = gpu.isCpu ? 64 : 512;
+  const shapes = opts.quick ? [[11008, 4096]] as [number, number][] : [...STORIES_SHAPES, ...LLAMA7B_SHAPES];
+  for (const dtype of dtypes) {
+    for (const [N, K] of shapes) rows.push(await benchLinear(gpu, 1, N, K, dtype, 7));
+  }
+  for (const dtype of dtypes) {
+    for (const [N, K] of shapes) {
+      // GEMMs of LLaMA-7B shapes take seconds on CPU adapters: fewer repetitions there.
+      rows.push(await benchLinear(gpu, gemmM, N, K, dtype, gpu.isCpu && N * K > 1e7 ? 2 : 5));
+    }
+  }
+  for (const r of rows) r.ofCopy = r.gbps / copyBw;
+  return rows;
+}
