@@ -1,6 +1,5 @@
 /**
- * Evaluation losses over logits rows [R, V] (f32), one invocation per row (three passes over
- * the row, no barriers: rows are independent and R is in the hundreds).
+ * Evaluation losses over logits rows [R, V] (f32), one invocation per row (a one-pass logsumexp, no barriers: rows are independent and R is in the hundreds).
  * - `nll`: out[r] = logsumexp(P[r, :]) - P[r, target[r]] (next-token negative log-likelihood).
  * - `kl`: out[r] = KL(softmax(P[r]) || softmax(Q[r])) = sum_i p_i ((P_i - lseP) - (Q_i - lseQ)),
  *   P = reference (dense) logits, Q = the model under test.
@@ -16,10 +15,13 @@ export const LOSS_WG = 64;
 function lseFn(M: string): string {
   return `
 fn lse${M}(base: u32) -> f32 {
+  // One pass with a running max (loads, not exps, are the cost on CPU adapters).
   var mx = -3.0e38;
-  for (var i = 0u; i < u.V; i++) { mx = max(mx, ${M}[base + i]); }
   var s = 0.0;
-  for (var i = 0u; i < u.V; i++) { s += exp(${M}[base + i] - mx); }
+  for (var i = 0u; i < u.V; i++) {
+    let x = ${M}[base + i];
+    if (x > mx) { s = s * exp(mx - x) + 1.0; mx = x; } else { s += exp(x - mx); }
+  }
   return mx + log(s);
 }`;
 }

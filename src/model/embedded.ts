@@ -26,10 +26,16 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Path of the npm data file, or an error that says how to get it. */
+/**
+ * Path of the npm data file: through deno.json's imports when this package is the main project,
+ * else the package's own node_modules (when a script from elsewhere imports owlgpu by path).
+ */
 export function embeddedDataPath(): string {
-  const url = import.meta.resolve(DATA_SPECIFIER);
-  return new URL(url).pathname;
+  try {
+    return new URL(import.meta.resolve(DATA_SPECIFIER)).pathname;
+  } catch {
+    return new URL(`../../node_modules/${DATA_SPECIFIER}`, import.meta.url).pathname;
+  }
 }
 
 /** Split and verify a llama2.data bundle (from disk, or fetched by a browser). */

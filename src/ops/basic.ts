@@ -65,7 +65,10 @@ export function attention(
   pos0: number,
 ): void {
   if (headDim % 4 !== 0) throw new UnsupportedError(`attention needs headDim % 4 == 0, got ${headDim}`);
-  const o: AttentionOptions = { headDim, tq: T === 1 ? 1 : 4, workgroupSize: gpu.isCpu ? 8 : 64 };
+  // Query tiles share K/V loads: long tiles pay off on CPU adapters (hd 48, T 256 on lavapipe:
+  // tq 4 28 ms, tq 8 16 ms, tq 16 12 ms); GPUs keep registers small.
+  const tq = T === 1 ? 1 : gpu.isCpu ? (headDim <= 64 ? 16 : 8) : 4;
+  const o: AttentionOptions = { headDim, tq, workgroupSize: gpu.isCpu ? 8 : 64 };
   const pipe = gpu.pipeline(attentionKey(o), () => attentionWgsl(o));
   const u = packUniforms([T, nHeads, nKvHeads, pos0, { f32: 1 / Math.sqrt(headDim) }]);
   gpu.dispatch(pipe, [q, k, v, out], u, attentionWorkgroups(o, T, nHeads));

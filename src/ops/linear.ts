@@ -27,8 +27,8 @@ export function chooseLinear(gpu: Gpu, M: number, K: number, w: GpuMatrix, bias:
     if (gpu.isCpu && M === 1) {
       tn = 8;
     } else if (gpu.isCpu) {
-      tm = M <= 8 ? 8 : M <= 16 ? 16 : M <= 32 ? 32 : 64;
-      tn = 32;
+      tm = M <= 8 ? 8 : M <= 16 ? 16 : 32;
+      tn = 64;
       wg = 8;
     } else {
       tm = 4;
