@@ -1,0 +1,72 @@
+/**
+ * N:M masks: in every row, in every group of M consecutive columns (starting at column 0), the N
+ * entries with the lowest score are pruned, ties → lower column. Scores are recomputed from the
+ * weights (Wanda `abs(W * sqrtR)` or magnitude `abs(W)`, see rowmask.ts {@linkcode scoreWgsl}).
+ *
+ * M is a compile-time option (a pattern, not a shape: it lets the group live in M registers and
+ * the comparisons unroll); N is a uniform, so OWL's mixed N:M (a different N per block) reuses
+ * one pipeline. Member a of a group is pruned iff its stable rank
+ * `#{b < a: s_b <= s_a} + #{b > a: s_b < s_a}` is below N: exact, no sort, no atomics.
+ *
+ * Geometry: one invocation per mask word (row, 32 columns); it ranks every group that overlaps
+ * its columns (a group that straddles two words is ranked by both, when 32 % M != 0) and writes
+ * the word whole. Mask format: rowmask.ts (bit-packed u32, rows padded to whole words).
+ *
+ * Bindings: 0 uniform {rows (chunk), cols, wordsPerRow, rowStart, N}; 1 W chunk (f32 or f16)
+ * read; 2 sqrtR f32 [cols] read (Wanda only); then Mask u32 [allRows * wordsPerRow] read_write.
+ * Requires cols % M == 0 and 1 <= M <= 16.
+ * @module
+ */
+import { enableF16, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
+import { scoreBindingCount, scoreKey, type ScoreSource, scoreWgsl } from "./rowmask.ts";
+
+export interface NMOptions {
+  source: ScoreSource;
+  /** Group length, 1..16. */
+  M: number;
+}
+
+export const NM_WG = 64;
+
+export function nmKey(o: NMOptions): string {
+  return `nm/${scoreKey(o.source)}/m${o.M}`;
+}
+
+export function nmWgsl(o: NMOptions): string {
+  const { M } = o;
+  const loads: string[] = [];
+  const ranks: string[] = [];
+  for (let a = 0; a < M; a++) loads.push(`let s${a} = score(e0 + gc + ${a}u, gc + ${a}u);`);
+  for (let a = 0; a < M; a++) {
+    const terms = ["0u"];
+    for (let b = 0; b < M; b++) {
+      if (b !== a) terms.push(`select(0u, 1u, s${b} ${b < a ? "<=" : "<"} s${a})`);
+    }
+    ranks.push(
+      `if (${
+        terms.join(" + ")
+      } < u.N && gc + ${a}u >= c0 && gc + ${a}u < c1) { word |= 1u << (gc + ${a}u - c0); }`,
+    );
+  }
+  return `${enableF16(o.source.wDtype)}
+struct U { rows: u32, cols: u32, wordsPerRow: u32, rowStart: u32, N: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+${scoreWgsl(o.source)}
+@group(0) @binding(${1 + scoreBindingCount(o.source)}) var<storage, read_write> Mask: array<u32>;
+@compute @workgroup_size(${NM_WG})
+fn main(${WORKGROUP_ID_ARGS}) {
+  ${LINEAR_WID}
+  let q = wid * ${NM_WG}u + lid;
+  if (q >= u.rows * u.wordsPerRow) { return; }
+  let row = q / u.wordsPerRow;
+  let c0 = (q - row * u.wordsPerRow) * 32u;
+  let c1 = min(u.cols, c0 + 32u);
+  let e0 = row * u.cols;
+  var word = 0u;
+  for (var gc = (c0 / ${M}u) * ${M}u; gc < c1; gc += ${M}u) {
+    ${loads.join("\n    ")}
+    ${ranks.join("\n    ")}
+  }
+  Mask[u.rowStart * u.wordsPerRow + q] = word;
+}`;
+}

@@ -1,0 +1,126 @@
+/**
+ * `deno task export`: write a model (the embedded stories15M, a llama2.c checkpoint or a Hugging
+ * Face directory) as a Hugging Face directory that transformers loads. Tokenizer files travel
+ * along: llama2.c's tokenizer.bin (so owlgpu's own tools can use the output) or the source
+ * directory's Hugging Face tokenizer files.
+ * @module
+ */
+import { dirname, join } from "node:path";
+import { parseArgs } from "node:util";
+import { ArgumentError } from "../errors.ts";
+import { EMBEDDED_MODEL_NAME, loadEmbeddedFiles } from "../model/embedded.ts";
+import { exportHuggingFace } from "../model/export.ts";
+import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
+import type { WeightSource } from "../model/weights.ts";
+import { Progress } from "./progress.ts";
+import { runCli } from "./run.ts";
+
+const HELP = `Export a model as a Hugging Face directory (config.json + model.safetensors).
+
+Usage: deno task export [--model SPEC] --out DIR [--dtype f32|f16]
+
+  --model SPEC   ${MODEL_SPEC_FORMS}.
+                 Default: ${EMBEDDED_MODEL_NAME}.
+  --out DIR      Output directory; replaced only once the new one is complete.
+  --dtype D      f32 or f16. Default: f16 for 16-bit sources, f32 otherwise.
+  -h, --help     This text.
+
+llama2.c checkpoints get their q/k rows permuted for transformers' rotate-half RoPE, and their
+tokenizer.bin (embedded, or found beside FILE.bin) is copied into DIR.`;
+
+/** Hugging Face tokenizer files copied from a source directory when present. */
+const HF_TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "tokenizer.model",
+];
+
+interface ExportArgs {
+  model: string;
+  out: string;
+  dtype?: "f32" | "f16";
+}
+
+/** Parse and validate the command line (ArgumentError on anything wrong); undefined for --help. */
+export function parseExportArgs(args: string[]): ExportArgs | undefined {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        model: { type: "string", default: EMBEDDED_MODEL_NAME },
+        out: { type: "string" },
+        dtype: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    throw new ArgumentError(`${(e as Error).message}; see --help`);
+  }
+  if (values.help) return undefined;
+  if (!values.out) {
+    throw new ArgumentError("--out DIR is required: where to write the Hugging Face directory");
+  }
+  const dtype = values.dtype;
+  if (dtype !== undefined && dtype !== "f32" && dtype !== "f16") {
+    throw new ArgumentError(`--dtype ${JSON.stringify(dtype)} is not supported: use f32 or f16`);
+  }
+  return { model: values.model, out: values.out, dtype };
+}
+
+async function readIfExists(path: string): Promise<Uint8Array | undefined> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Tokenizer files to put beside the exported weights, by file name. */
+async function tokenizerFiles(spec: string): Promise<Record<string, Uint8Array>> {
+  if (spec === EMBEDDED_MODEL_NAME) return { "tokenizer.bin": (await loadEmbeddedFiles()).tokenizer };
+  const files: Record<string, Uint8Array> = {};
+  const isDir = (await Deno.stat(spec)).isDirectory;
+  const names = isDir ? HF_TOKENIZER_FILES : ["tokenizer.bin"];
+  for (const name of names) {
+    const bytes = await readIfExists(join(isDir ? spec : dirname(spec), name));
+    if (bytes) files[name] = bytes;
+  }
+  return files;
+}
+
+async function exportModel(a: ExportArgs, source: WeightSource): Promise<void> {
+  const dtype = a.dtype ?? (source.dtype === "f32" ? "f32" : "f16");
+  const extraFiles = await tokenizerFiles(a.model);
+  let progress: Progress | undefined;
+  const t0 = performance.now();
+  await exportHuggingFace(source, a.out, {
+    dtype,
+    extraFiles,
+    onProgress: (done, total) => (progress ??= new Progress("export", total, " tensors")).update(done),
+  });
+  const extras = Object.keys(extraFiles);
+  console.log(
+    `wrote ${a.out} (${dtype}${extras.length ? `, with ${extras.join(", ")}` : ""}) ` +
+      `in ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+  );
+}
+
+/** The command: parse, open, export. */
+export async function main(args: string[]): Promise<void> {
+  const a = parseExportArgs(args);
+  if (!a) {
+    console.log(HELP);
+    return;
+  }
+  const source = await openWeights(a.model);
+  try {
+    await exportModel(a, source);
+  } finally {
+    source.close();
+  }
+}
+
+if (import.meta.main) await runCli(main);

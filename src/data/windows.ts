@@ -1,0 +1,82 @@
+/**
+ * Calibration and evaluation windows over a tokenized corpus (docs/PROTOCOL.md).
+ *
+ * - Calibration: `nsamples` windows of `seqlen` tokens; window i (0-based) starts at
+ *   `floor(i * (T - seqlen) / nsamples)`, T being the token count, so they spread evenly over
+ *   the corpus (they may overlap when the corpus is short).
+ * - Evaluation: non-overlapping windows of `seqlen` tokens from the start, the last partial one
+ *   dropped, at most `maxWindows` of them.
+ *
+ * Windows are fresh copies, so callers may modify them.
+ * @module
+ */
+import { ArgumentError, CorpusError } from "../errors.ts";
+
+/** Token ids as produced by `tokenizeCorpus` (Int32Array) or `Tokenizer.encode` (number[]). */
+export type TokenIds = Int32Array | readonly number[];
+
+function checkInteger(name: string, value: number, min: number): void {
+  if (!Number.isInteger(value) || value < min) {
+    throw new ArgumentError(`${name} must be an integer >= ${min}, got ${value}`);
+  }
+}
+
+function checkLength(tokens: TokenIds, seqlen: number): void {
+  if (tokens.length < seqlen) {
+    throw new CorpusError(
+      `the corpus has ${tokens.length} tokens, but one window needs ${seqlen}: use a longer text or a smaller seqlen`,
+    );
+  }
+}
+
+function window(tokens: TokenIds, start: number, seqlen: number): Int32Array {
+  return tokens instanceof Int32Array
+    ? tokens.slice(start, start + seqlen)
+    : Int32Array.from(tokens.slice(start, start + seqlen));
+}
+
+/** Start of calibration window i of nsamples over `total` tokens: `floor(i * (total - seqlen) / nsamples)`. */
+export function calibrationStart(i: number, total: number, nsamples: number, seqlen: number): number {
+  return Math.floor((i * (total - seqlen)) / nsamples);
+}
+
+/**
+ * The protocol's calibration windows.
+ * @throws {ArgumentError} when nsamples is not a positive integer or seqlen is below 2
+ * @throws {CorpusError} when the corpus is shorter than one window
+ *
+ * @example
+ * ```ts
+ * const w = calibrationWindows(Int32Array.from({ length: 10 }, (_, i) => i), 3, 4);
+ * w.map((x) => x[0]); // [0, 2, 4]
+ * ```
+ */
+export function calibrationWindows(tokens: TokenIds, nsamples: number, seqlen: number): Int32Array[] {
+  checkInteger("nsamples", nsamples, 1);
+  checkInteger("seqlen", seqlen, 2);
+  checkLength(tokens, seqlen);
+  return Array.from(
+    { length: nsamples },
+    (_, i) => window(tokens, calibrationStart(i, tokens.length, nsamples, seqlen), seqlen),
+  );
+}
+
+/**
+ * The protocol's evaluation windows: `tokens[k * seqlen, (k + 1) * seqlen)` for k = 0, 1, ...
+ * while a whole window fits, at most `maxWindows` (default: all).
+ * @throws {ArgumentError} when seqlen is below 2 or maxWindows is not a positive integer
+ * @throws {CorpusError} when the corpus is shorter than one window
+ *
+ * @example
+ * ```ts
+ * const w = evalWindows(Int32Array.from({ length: 10 }, (_, i) => i), 4);
+ * w.map((x) => x[0]); // [0, 4]
+ * ```
+ */
+export function evalWindows(tokens: TokenIds, seqlen: number, maxWindows?: number): Int32Array[] {
+  checkInteger("seqlen", seqlen, 2);
+  if (maxWindows !== undefined) checkInteger("maxWindows", maxWindows, 1);
+  checkLength(tokens, seqlen);
+  const count = Math.min(Math.floor(tokens.length / seqlen), maxWindows ?? Infinity);
+  return Array.from({ length: count }, (_, k) => window(tokens, k * seqlen, seqlen));
+}

@@ -1,0 +1,356 @@
+/**
+ * Reader of Hugging Face model directories (LLaMA, Mistral, Qwen2): `config.json` plus
+ * `model.safetensors`, or shards listed by `model.safetensors.index.json`. Only the safetensors
+ * headers are read up front; each tensor is read when asked for, with positioned file reads.
+ * Every tensor the config implies is checked for presence and shape before anything else runs.
+ * @module
+ */
+import { join } from "node:path";
+import { ModelFormatError, UnsupportedError } from "../errors.ts";
+import {
+  type Architecture,
+  LINEARS,
+  linearShape,
+  type ModelConfig,
+  SUPPORTED_ARCHITECTURES,
+} from "./config.ts";
+import { FileByteSource } from "./bytes.ts";
+import { attnNorm, EMBED, FINAL_NORM, linearBias, linearWeight, LM_HEAD, mlpNorm } from "./names.ts";
+import { type SafetensorsEntry, SafetensorsFile } from "./safetensors.ts";
+import type { TensorInfo, WeightSource } from "./weights.ts";
+
+const CONFIG_FILE = "config.json";
+const SINGLE_FILE = "model.safetensors";
+const INDEX_FILE = "model.safetensors.index.json";
+
+/** A tensor the model needs: canonical name and shape. */
+export interface ExpectedTensor {
+  name: string;
+  shape: number[];
+}
+
+/**
+ * Every tensor a model with config `c` has, in Hugging Face order (embedding, blocks, final norm,
+ * LM head). The LM head is listed even when tied.
+ */
+export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
+  const out: ExpectedTensor[] = [{ name: EMBED, shape: [c.vocabSize, c.dim] }];
+  for (let l = 0; l < c.nLayers; l++) {
+    out.push({ name: attnNorm(l), shape: [c.dim] });
+    for (const lin of LINEARS) {
+      out.push({ name: linearWeight(l, lin), shape: linearShape(c, lin) });
+      if (c.qkvBias && (lin === "q" || lin === "k" || lin === "v")) {
+        out.push({ name: linearBias(l, lin), shape: [linearShape(c, lin)[0]] });
+      }
+    }
+    out.push({ name: mlpNorm(l), shape: [c.dim] });
+  }
+  out.push({ name: FINAL_NORM, shape: [c.dim] }, { name: LM_HEAD, shape: [c.vocabSize, c.dim] });
+  return out;
+}
+
+/** Reads typed fields of config.json with errors that name the file and the field. */
+class ConfigFields {
+  constructor(private readonly json: Record<string, unknown>, private readonly file: string) {}
+
+  /** A positive integer; `fallback` applies when the field is absent or null. */
+  int(key: string, fallback?: number): number {
+    const v = this.json[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
+      throw new ModelFormatError(
+        `${this.file}: ${key} must be a positive integer, found ${JSON.stringify(v)}`,
+      );
+    }
+    return v;
+  }
+
+  num(key: string, fallback: number): number {
+    const v = this.json[key] ?? fallback;
+    if (typeof v !== "number" || !(v > 0)) {
+      throw new ModelFormatError(
+        `${this.file}: ${key} must be a positive number, found ${JSON.stringify(v)}`,
+      );
+    }
+    return v;
+  }
+
+  /** A token id; a list (several EOS ids) gives its first element. */
+  tokenId(key: string, fallback: number): number {
+    const v = this.json[key];
+    const id = Array.isArray(v) ? v[0] : v ?? fallback;
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
+      throw new ModelFormatError(`${this.file}: ${key} must be a token id, found ${JSON.stringify(v)}`);
+    }
+    return id;
+  }
+
+  get(key: string): unknown {
+    return this.json[key];
+  }
+}
+
+/** Features that change the math of the forward pass: refuse rather than compute something else. */
+function rejectUnsupported(f: ConfigFields, file: string): void {
+  const act = f.get("hidden_act");
+  if (act !== undefined && act !== "silu") {
+    throw new UnsupportedError(`${file}: hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
+  }
+  for (const key of ["attention_bias", "mlp_bias"]) {
+    if (f.get(key) === true) throw new UnsupportedError(`${file}: ${key}: true is not supported`);
+  }
+  const scaling = f.get("rope_scaling");
+  if (scaling !== undefined && scaling !== null) {
+    throw new UnsupportedError(`${file}: rope_scaling ${JSON.stringify(scaling)} is not supported yet`);
+  }
+}
+
+/** rope_theta, from the top level or from transformers 5's `rope_parameters`. */
+function ropeTheta(f: ConfigFields, file: string): number {
+  const params = f.get("rope_parameters") as Record<string, unknown> | null | undefined;
+  if (params === undefined || params === null) return f.num("rope_theta", 10000);
+  const type = params.rope_type ?? "default";
+  if (type !== "default") {
+    throw new UnsupportedError(
+      `${file}: rope_parameters.rope_type ${JSON.stringify(type)} is not supported yet`,
+    );
+  }
+  return new ConfigFields(params, `${file} rope_parameters`).num("rope_theta", 10000);
+}
+
+/**
+ * Translate a parsed config.json into a ModelConfig. `file` names config.json in error messages.
+ * @example
+ * ```ts
+ * const c = hfModelConfig(JSON.parse(await Deno.readTextFile("dir/config.json")), "dir/config.json");
+ * ```
+ */
+export function hfModelConfig(json: Record<string, unknown>, file: string): ModelConfig {
+  const arch = Array.isArray(json.architectures) ? json.architectures[0] : undefined;
+  if (!(SUPPORTED_ARCHITECTURES as readonly unknown[]).includes(arch)) {
+    throw new UnsupportedError(
+      `${file}: architecture ${JSON.stringify(arch ?? null)} is not supported; ` +
+        `supported: ${SUPPORTED_ARCHITECTURES.join(", ")}`,
+    );
+  }
+  const f = new ConfigFields(json, file);
+  rejectUnsupported(f, file);
+  const dim = f.int("hidden_size");
+  const nHeads = f.int("num_attention_heads");
+  const nKvHeads = f.int("num_key_value_heads", nHeads);
+  if (json.head_dim == null && dim % nHeads !== 0) {
+    throw new ModelFormatError(
+      `${file}: hidden_size ${dim} is not a multiple of num_attention_heads ${nHeads}`,
+    );
+  }
+  const headDim = f.int("head_dim", dim / nHeads);
+  if (nHeads % nKvHeads !== 0) {
+    throw new ModelFormatError(
+      `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`,
+    );
+  }
+  if (headDim % 2 !== 0) {
+    throw new ModelFormatError(`${file}: head_dim ${headDim} is odd; RoPE needs it even`);
+  }
+  const architecture = arch as Architecture;
+  return {
+    architecture,
+    dim,
+    hiddenDim: f.int("intermediate_size"),
+    nLayers: f.int("num_hidden_layers"),
+    nHeads,
+    nKvHeads,
+    headDim,
+    vocabSize: f.int("vocab_size"),
+    maxSeqLen: f.int("max_position_embeddings", 2048), // LlamaConfig's default
+    normEps: f.num("rms_norm_eps", 1e-6), // the transformers default of all three classes
+    ropeTheta: ropeTheta(f, file),
+    ropeLayout: "half",
+    tiedEmbeddings: json.tie_word_embeddings === true,
+    qkvBias: architecture === "Qwen2ForCausalLM",
+    bosTokenId: f.tokenId("bos_token_id", 1),
+    eosTokenId: f.tokenId("eos_token_id", 2),
+  };
+}
+
+/** Parse a file holding a JSON object; NotFound passes through so each caller can word it. */
+async function readJson(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw e;
+    throw new ModelFormatError(`${path}: cannot read (${(e as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ModelFormatError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new ModelFormatError(`${path}: expected a JSON object`);
+  }
+  return json as Record<string, unknown>;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** Tensor name → shard file name, from the single file or the index's weight_map. */
+async function weightMap(dir: string): Promise<Map<string, string> | "single"> {
+  if (await exists(join(dir, SINGLE_FILE))) return "single";
+  const indexPath = join(dir, INDEX_FILE);
+  if (!(await exists(indexPath))) {
+    throw new ModelFormatError(`${dir}: no weights: expected ${SINGLE_FILE} or ${INDEX_FILE}`);
+  }
+  const map = (await readJson(indexPath)).weight_map;
+  if (typeof map !== "object" || map === null || !Object.values(map).every((v) => typeof v === "string")) {
+    throw new ModelFormatError(`${indexPath}: weight_map must map tensor names to shard file names`);
+  }
+  return new Map(Object.entries(map as Record<string, string>));
+}
+
+/** Open every shard the index names (headers only), with a clear error for a missing one. */
+async function openShards(dir: string, shardNames: Iterable<string>): Promise<Map<string, SafetensorsFile>> {
+  const files = new Map<string, SafetensorsFile>();
+  try {
+    for (const shard of new Set(shardNames)) {
+      const path = join(dir, shard);
+      if (!(await exists(path))) {
+        throw new ModelFormatError(`${dir}: shard ${shard}, listed in ${INDEX_FILE}, is missing`);
+      }
+      const src = await FileByteSource.open(path);
+      try {
+        files.set(shard, await SafetensorsFile.open(src));
+      } catch (e) {
+        src.close();
+        throw e;
+      }
+    }
+  } catch (e) {
+    for (const f of files.values()) f.close();
+    throw e;
+  }
+  return files;
+}
+
+interface Located {
+  file: SafetensorsFile;
+  entry: SafetensorsEntry;
+}
+
+/** Find and shape-check every expected tensor. A tied LM head that is not stored is the embedding. */
+function locate(
+  dir: string,
+  c: ModelConfig,
+  find: (name: string) => SafetensorsFile | undefined,
+): Map<string, Located> {
+  const out = new Map<string, Located>();
+  for (const t of expectedTensors(c)) {
+    const file = find(t.name);
+    if (!file?.has(t.name)) {
+      if (t.name === LM_HEAD && c.tiedEmbeddings) {
+        out.set(LM_HEAD, out.get(EMBED)!);
+        continue;
+      }
+      throw new ModelFormatError(
+        `${dir}: tensor ${t.name} (shape [${t.shape}]) is missing${file ? ` from ${file.name}` : ""}; ` +
+          `the checkpoint is incomplete or does not match config.json`,
+      );
+    }
+    const entry = file.entry(t.name);
+    if (entry.shape.join() !== t.shape.join()) {
+      throw new ModelFormatError(
+        `${file.name}: tensor ${t.name} has shape [${entry.shape}] but config.json implies [${t.shape}]`,
+      );
+    }
+    out.set(t.name, { file, entry });
+  }
+  return out;
+}
+
+class HfWeights implements WeightSource {
+  constructor(
+    readonly config: ModelConfig,
+    readonly description: string,
+    private readonly tensors: Map<string, Located>,
+    private readonly files: SafetensorsFile[],
+  ) {}
+
+  /** The dtype of the block linears (layer 0's q_proj stands for all). */
+  get dtype() {
+    return this.get(linearWeight(0, "q")).entry.dtype;
+  }
+
+  tensorNames(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const { entry } = this.get(name);
+    return { name, dtype: entry.dtype, shape: [...entry.shape] };
+  }
+
+  readRaw(name: string): Promise<Uint8Array> {
+    const { file, entry } = this.get(name);
+    return file.readRaw(entry.name);
+  }
+
+  readF32(name: string): Promise<Float32Array> {
+    const { file, entry } = this.get(name);
+    return file.readF32(entry.name);
+  }
+
+  close(): void {
+    for (const f of this.files) f.close();
+  }
+
+  private get(name: string): Located {
+    const t = this.tensors.get(name);
+    if (!t) throw new ModelFormatError(`${this.description}: no tensor named ${name}`);
+    return t;
+  }
+}
+
+/**
+ * Open a Hugging Face model directory as a WeightSource under canonical names.
+ * @example
+ * ```ts
+ * const w = await openHuggingFace("./TinyLlama-1.1B");
+ * const emb = await w.readF32("model.embed_tokens.weight");
+ * w.close();
+ * ```
+ */
+export async function openHuggingFace(dir: string): Promise<WeightSource> {
+  const configPath = join(dir, CONFIG_FILE);
+  let json: Record<string, unknown>;
+  try {
+    json = await readJson(configPath);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new ModelFormatError(
+      `${dir}: no ${CONFIG_FILE}; a Hugging Face model directory needs config.json next to its safetensors files`,
+    );
+  }
+  const config = hfModelConfig(json, configPath);
+  const map = await weightMap(dir);
+  const files = await openShards(dir, map === "single" ? [SINGLE_FILE] : map.values());
+  try {
+    const find = (name: string) => files.get(map === "single" ? SINGLE_FILE : map.get(name) ?? "");
+    return new HfWeights(config, dir, locate(dir, config, find), [...files.values()]);
+  } catch (e) {
+    for (const f of files.values()) f.close();
+    throw e;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * Reader of llama2.c legacy checkpoints (the `model.bin` of karpathy/llama2.c, written by
+ * `export.py`'s legacy export and read by `run.c`'s `memory_map_weights`):
+ *
+ * ```
+ * int32 dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (< 0: untied classifier), seq_len
+ * f32 token_embedding_table [vocab, dim]
+ * f32 rms_att_weight [L, dim]
+ * f32 wq [L, dim, dim]   wk [L, kv_dim, dim]   wv [L, kv_dim, dim]   wo [L, dim, dim]
+ * f32 rms_ffn_weight [L, dim]
+ * f32 w1 [L, hidden, dim] (gate)   w2 [L, dim, hidden] (down)   w3 [L, hidden, dim] (up)
+ * f32 rms_final_weight [dim]
+ * f32 freq_cis_real [seq_len, head_size/2]   freq_cis_imag [seq_len, head_size/2]  (unused)
+ * f32 wcls [vocab, dim]  (only when vocab_size < 0)
+ * ```
+ *
+ * The stacked per-layer arrays are served as one canonical tensor per layer (a slice). q/k rows
+ * stay in llama2.c's order, so the config says `ropeLayout: "interleaved"`.
+ * @module
+ */
+import { ModelFormatError } from "../errors.ts";
+import { type LinearName, linearShape, type ModelConfig } from "./config.ts";
+import { bytesToF32 } from "./dtype.ts";
+import { attnNorm, EMBED, FINAL_NORM, linearWeight, LM_HEAD, mlpNorm } from "./names.ts";
+import type { ByteSource, TensorInfo, WeightSource } from "./weights.ts";
+
+const HEADER_BYTES = 7 * 4;
+const F32 = 4;
+
+/** The seven header fields, as stored. */
+export interface Llama2cHeader {
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  /** Negative when the file carries its own classifier (untied LM head). */
+  vocabSize: number;
+  seqLen: number;
+}
+
+interface Placed {
+  info: TensorInfo;
+  /** Absolute byte offset in the file. */
+  offset: number;
+}
+
+/** Decode and sanity-check the 28-byte header; `file` names the source in error messages. */
+export function parseLlama2cHeader(bytes: Uint8Array, file: string): Llama2cHeader {
+  if (bytes.byteLength < HEADER_BYTES) {
+    throw new ModelFormatError(
+      `${file}: ${bytes.byteLength} bytes is too short for a llama2.c checkpoint header (${HEADER_BYTES} bytes)`,
+    );
+  }
+  const v = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
+  const f = (i: number) => v.getInt32(i * 4, true);
+  const h: Llama2cHeader = {
+    dim: f(0),
+    hiddenDim: f(1),
+    nLayers: f(2),
+    nHeads: f(3),
+    nKvHeads: f(4),
+    vocabSize: f(5),
+    seqLen: f(6),
+  };
+  const notLlama2c = "; this is not a llama2.c legacy checkpoint";
+  for (const k of ["dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "seqLen"] as const) {
+    if (h[k] <= 0) {
+      throw new ModelFormatError(`${file}: header field ${k} = ${h[k]} must be positive${notLlama2c}`);
+    }
+  }
+  if (h.vocabSize === 0) throw new ModelFormatError(`${file}: header field vocab_size is 0${notLlama2c}`);
+  if (h.dim % h.nHeads !== 0) {
+    throw new ModelFormatError(`${file}: dim ${h.dim} is not a multiple of n_heads ${h.nHeads}${notLlama2c}`);
+  }
+  if (h.nHeads % h.nKvHeads !== 0) {
+    throw new ModelFormatError(
+      `${file}: n_heads ${h.nHeads} is not a multiple of n_kv_heads ${h.nKvHeads}${notLlama2c}`,
+    );
+  }
+  if ((h.dim / h.nHeads) % 2 !== 0) {
+    throw new ModelFormatError(`${file}: head size ${h.dim / h.nHeads} is odd; RoPE needs an even head size`);
+  }
+  return h;
+}
+
+/** The ModelConfig a llama2.c header implies. */
+export function llama2cConfig(h: Llama2cHeader): ModelConfig {
+  return {
+    architecture: "LlamaForCausalLM",
+    dim: h.dim,
+    hiddenDim: h.hiddenDim,
+    nLayers: h.nLayers,
+    nHeads: h.nHeads,
+    nKvHeads: h.nKvHeads,
+    headDim: h.dim / h.nHeads,
+    vocabSize: Math.abs(h.vocabSize),
+    maxSeqLen: h.seqLen,
+    normEps: 1e-5,
+    ropeTheta: 10000,
+    ropeLayout: "interleaved",
+    tiedEmbeddings: h.vocabSize > 0,
+    qkvBias: false,
+    bosTokenId: 1,
+    eosTokenId: 2,
+  };
+}
+
+/** Place every tensor in file order; returns the placements and the total file size they imply. */
+function layout(c: ModelConfig): { tensors: Map<string, Placed>; fileBytes: number } {
+  const tensors = new Map<string, Placed>();
+  let offset = HEADER_BYTES;
+  const place = (name: string, shape: number[]) => {
+    tensors.set(name, { info: { name, dtype: "f32", shape }, offset });
+    offset += shape.reduce((a, b) => a * b, 1) * F32;
+  };
+  /** A stacked [L, ...shape] array: layer l is the l-th slice. */
+  const stacked = (nameOf: (l: number) => string, shape: number[]) => {
+    for (let l = 0; l < c.nLayers; l++) place(nameOf(l), shape);
+  };
+  const linear = (lin: LinearName) => stacked((l) => linearWeight(l, lin), linearShape(c, lin));
+  place(EMBED, [c.vocabSize, c.dim]);
+  stacked(attnNorm, [c.dim]);
+  for (const lin of ["q", "k", "v", "o"] as const) linear(lin);
+  stacked(mlpNorm, [c.dim]);
+  for (const lin of ["gate", "down", "up"] as const) linear(lin); // w1, w2, w3
+  place(FINAL_NORM, [c.dim]);
+  offset += 2 * c.maxSeqLen * (c.headDim / 2) * F32; // freq_cis_real/imag: RoPE is recomputed
+  if (!c.tiedEmbeddings) place(LM_HEAD, [c.vocabSize, c.dim]);
+  return { tensors, fileBytes: offset };
+}
+
+class Llama2cWeights implements WeightSource {
+  readonly dtype = "f32";
+  constructor(
+    private readonly src: ByteSource,
+    readonly config: ModelConfig,
+    readonly description: string,
+    private readonly tensors: Map<string, Placed>,
+  ) {}
+
+  tensorNames(): string[] {
+    return this.config.tiedEmbeddings ? [...this.tensors.keys(), LM_HEAD] : [...this.tensors.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name) || (name === LM_HEAD && this.config.tiedEmbeddings);
+  }
+
+  info(name: string): TensorInfo {
+    const { info } = this.placed(name);
+    return { ...info, name, shape: [...info.shape] };
+  }
+
+  /** Raw f32 bytes; over an in-memory source this is a view of the checkpoint: do not mutate it. */
+  readRaw(name: string): Promise<Uint8Array> {
+    const p = this.placed(name);
+    return this.src.read(p.offset, p.info.shape.reduce((a, b) => a * b, 1) * F32);
+  }
+
+  async readF32(name: string): Promise<Float32Array> {
+    return bytesToF32(await this.readRaw(name), "f32");
+  }
+
+  close(): void {
+    this.src.close();
+  }
+
+  /** A tied LM head is the embedding table. */
+  private placed(name: string): Placed {
+    const p = this.tensors.get(name === LM_HEAD && this.config.tiedEmbeddings ? EMBED : name);
+    if (!p) {
+      throw new ModelFormatError(`${this.description}: no tensor named ${name} in a llama2.c checkpoint`);
+    }
+    return p;
+  }
+}
+
+/**
+ * Open a llama2.c legacy checkpoint. The file size must be exactly what the header implies.
+ * @example
+ * ```ts
+ * const w = await openLlama2c(await FileByteSource.open("stories15M.bin"));
+ * w.config.dim; // 288
+ * ```
+ */
+export async function openLlama2c(src: ByteSource, description: string = src.name): Promise<WeightSource> {
+  if (src.size < HEADER_BYTES) {
+    throw new ModelFormatError(
+      `${src.name}: ${src.size} bytes is too short for a llama2.c checkpoint header (${HEADER_BYTES} bytes)`,
+    );
+  }
+  const config = llama2cConfig(parseLlama2cHeader(await src.read(0, HEADER_BYTES), src.name));
+  const { tensors, fileBytes } = layout(config);
+  if (fileBytes !== src.size) {
+    throw new ModelFormatError(
+      `${src.name}: the header (dim ${config.dim}, hidden ${config.hiddenDim}, ${config.nLayers} layers, ` +
+        `vocab ${config.vocabSize}) implies ${fileBytes} bytes but the file has ${src.size}; ` +
+        `it is truncated or not a llama2.c legacy checkpoint`,
+    );
+  }
+  return new Llama2cWeights(src, config, description, tensors);
+}

@@ -1,0 +1,495 @@
+/**
+ * Launchers for the pruning kernels: Wanda's activation statistics, OWL's outlier count, and the
+ * masks (Wanda per row, magnitude per matrix, N:M), plus applying and reading masks. Scores are
+ * never materialised: every kernel recomputes `|W * sqrtR|` (or `|W|`) from the weight chunks.
+ *
+ * Masks are {@linkcode PruneMask}s: bit-packed u32 on the GPU, row-major, every row padded to
+ * whole 32-column words, bit j % 32 of word j / 32 of row i = column j, 1 = pruned
+ * (kernels/rowmask.ts). {@linkcode readMask} unpacks one to a byte per weight.
+ *
+ * Kernel versions follow the adapter (`gpu.isCpu`: long private runs, no barriers; otherwise
+ * coalesced workgroups with shared atomics); `style` forces one, so tests cover both anywhere.
+ * @module
+ */
+import { packUniforms } from "../../kernels/common.ts";
+import {
+  MAGNITUDE_HIST_SEG,
+  MAGNITUDE_LANE_WG,
+  magnitudeHistWorkgroups,
+  magnitudeKey,
+  type MagnitudeOptions,
+  magnitudeSegments,
+  magnitudeWgsl,
+} from "../../kernels/magnitude.ts";
+import { MASK_APPLY_WG, maskApplyKey, maskApplyWgsl } from "../../kernels/mask_apply.ts";
+import { NM_WG, nmKey, type NMOptions, nmWgsl } from "../../kernels/nm.ts";
+import {
+  OUTLIER_LANE_SEG,
+  outlierKey,
+  type OutlierOptions,
+  outlierPartials,
+  outlierWgsl,
+  outlierWorkgroups,
+} from "../../kernels/outliers.ts";
+import {
+  maskWordsPerRow,
+  rowMaskKey,
+  rowMaskLaneIterations,
+  type RowMaskOptions,
+  rowMaskWgsl,
+  rowMaskWorkgroups,
+  type ScoreSource,
+} from "../../kernels/rowmask.ts";
+import { STATS_WG, statsKey, statsWgsl } from "../../kernels/stats.ts";
+import { ArgumentError, UnsupportedError } from "../errors.ts";
+import type { Binding, Gpu } from "../gpu/device.ts";
+import type { GpuMatrix } from "../gpu/matrix.ts";
+
+/** A prune mask on the GPU: bit-packed u32 [rows, wordsPerRow], 1 = pruned. */
+export interface PruneMask {
+  buffer: GPUBuffer;
+  rows: number;
+  cols: number;
+  wordsPerRow: number;
+}
+
+/** Kernel version: "cpu" (lavapipe-style) or "gpu"; default from `gpu.isCpu`. */
+export type KernelStyle = "cpu" | "gpu";
+
+export interface PruneKernelOptions {
+  style?: KernelStyle;
+}
+
+function styleOf(gpu: Gpu, o?: PruneKernelOptions): KernelStyle {
+  return o?.style ?? (gpu.isCpu ? "cpu" : "gpu");
+}
+
+function checkSqrtR(w: GpuMatrix, sqrtR: GPUBuffer | null): void {
+  if (sqrtR && sqrtR.size < w.cols * 4) {
+    throw new ArgumentError(`sqrtR holds ${sqrtR.size / 4} values but the weight has ${w.cols} columns`);
+  }
+}
+
+function source(w: GpuMatrix, sqrtR: GPUBuffer | null): ScoreSource {
+  return { wDtype: w.dtype, wanda: sqrtR !== null };
+}
+
+function scoreBindings(buffer: GPUBuffer, sqrtR: GPUBuffer | null): Binding[] {
+  return sqrtR ? [buffer, sqrtR] : [buffer];
+}
+
+/** A zeroed mask for a rows x cols matrix. */
+function newMask(gpu: Gpu, rows: number, cols: number): PruneMask {
+  const wordsPerRow = maskWordsPerRow(cols);
+  const bytes = rows * wordsPerRow * 4;
+  if (bytes > gpu.maxBinding) {
+    throw new UnsupportedError(
+      `a ${rows}x${cols} mask needs ${bytes} bytes, over this adapter's ${gpu.maxBinding}-byte binding limit`,
+    );
+  }
+  return { buffer: gpu.buffer(bytes, `mask ${rows}x${cols}`), rows, cols, wordsPerRow };
+}
+
+// ---- activation statistics --------------------------------------------------------------------
+
+/**
+ * Record Wanda's running-mean update of the per-channel statistic `r` (f32 [C], kept on the GPU)
+ * with one batch `x` (f32 [T, C]) of `b` sequences, `nBefore` sequences having been seen:
+ * `r = r * f32(nBefore / (nBefore + b)) + (sum_t x[t, j]^2) / (nBefore + b)`, all in f32.
+ *
+ * @example
+ * ```ts ignore
+ * for (let w = 0; w < windows; w++) updateScalerRow(gpu, x, r, T, C, w, 1);
+ * ```
+ */
+export function updateScalerRow(
+  gpu: Gpu,
+  x: GPUBuffer,
+  r: GPUBuffer,
+  T: number,
+  C: number,
+  nBefore: number,
+  b: number,
+): void {
+  if (!Number.isInteger(nBefore) || nBefore < 0 || !Number.isInteger(b) || b <= 0) {
+    throw new ArgumentError(`need integer nBefore >= 0 and b > 0, got ${nBefore}, ${b}`);
+  }
+  if (gpu.isCpu && T >= 65535) {
+    // llvmpipe silently ends any invocation's loops after 65535 iterations in all.
+    throw new UnsupportedError(
+      `updateScalerRow: ${T} tokens in one call; on a CPU adapter pass fewer than 65535`,
+    );
+  }
+  const vec = C % 4 === 0 ? 4 : 1;
+  const pipe = gpu.pipeline(statsKey({ vec }), () => statsWgsl({ vec }));
+  // ratio as the reference: a double quotient rounded to f32 (packUniforms rounds).
+  const u = packUniforms([T, C / vec, { f32: nBefore / (nBefore + b) }, { f32: nBefore + b }]);
+  gpu.dispatch(pipe, [x, r], u, Math.ceil(C / vec / STATS_WG));
+}
+
+// ---- OWL outlier count ------------------------------------------------------------------------
+
+/** One linear of a block for the outlier count: its weight and its f32 sqrt(scaler_row). */
+export interface ScoredLinear {
+  w: GpuMatrix;
+  sqrtR: GPUBuffer;
+}
+
+function outlierDispatches(
+  gpu: Gpu,
+  linears: ScoredLinear[],
+  pass: OutlierOptions["pass"],
+  style: KernelStyle,
+  out: GPUBuffer,
+  thresh: number,
+): number {
+  let offset = 0;
+  for (const { w, sqrtR } of linears) {
+    checkSqrtR(w, sqrtR);
+    const vec = w.cols % 4 === 0 ? 4 : 1;
+    const o: OutlierOptions = {
+      variant: style === "cpu" ? "lane" : "wg",
+      pass,
+      source: source(w, sqrtR),
+      vec,
+    };
+    const pipe = gpu.pipeline(outlierKey(o), () => outlierWgsl(o));
+    for (const c of w.chunks) {
+      const n = (c.rows * w.cols) / vec;
+      const u = packUniforms([n, w.cols / vec, OUTLIER_LANE_SEG, offset, { f32: thresh }]);
+      gpu.dispatch(pipe, [c.buffer, sqrtR, out], u, outlierWorkgroups(o, n));
+      offset += outlierPartials(o.variant, n);
+    }
+  }
+  return offset;
+}
+
+function partialCount(linears: ScoredLinear[], style: KernelStyle): number {
+  let total = 0;
+  for (const { w } of linears) {
+    const vec = w.cols % 4 === 0 ? 4 : 1;
+    for (const c of w.chunks) {
+      total += outlierPartials(style === "cpu" ? "lane" : "wg", (c.rows * w.cols) / vec);
+    }
+  }
+  return total;
+}
+
+/**
+ * Sum of the Wanda scores `|W * sqrtR|` of all `linears`: f32 partial sums on the GPU (runs of at
+ * most a few thousand scores), added on the host in float64.
+ */
+export async function scoreSum(
+  gpu: Gpu,
+  linears: ScoredLinear[],
+  opts?: PruneKernelOptions,
+): Promise<{ sum: number; numel: number }> {
+  const style = styleOf(gpu, opts);
+  const partials = gpu.buffer(Math.max(1, partialCount(linears, style)) * 4, "outlier-partials");
+  try {
+    const n = outlierDispatches(gpu, linears, "sum", style, partials, 0);
+    const p = await gpu.readF32(partials, 0, n);
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += p[i];
+    return { sum, numel: linears.reduce((a, { w }) => a + w.rows * w.cols, 0) };
+  } finally {
+    gpu.release(partials);
+  }
+}
+
+/** Exact number of Wanda scores of `linears` strictly greater than the f32 value `thresh`. */
+export async function countAbove(
+  gpu: Gpu,
+  linears: ScoredLinear[],
+  thresh: number,
+  opts?: PruneKernelOptions,
+): Promise<number> {
+  const count = gpu.buffer(4, "outlier-count");
+  try {
+    outlierDispatches(gpu, linears, "count", styleOf(gpu, opts), count, thresh);
+    return (await gpu.readU32(count, 0, 1))[0];
+  } finally {
+    gpu.release(count);
+  }
+}
+
+/**
+ * OWL's outlier count for one block: the scores of all `linears` are one population;
+ * `mean` = float64 sum / numel, `count` = scores > `f32(f32(M) * f32(mean))` (exact).
+ * D_l = 100 * count / numel.
+ *
+ * @example
+ * ```ts ignore
+ * const { count, numel } = await outlierCount(gpu, LINEARS.map((l) => ({ w: block[l], sqrtR: sq[l] })), 5);
+ * ```
+ */
+export async function outlierCount(
+  gpu: Gpu,
+  linears: ScoredLinear[],
+  M: number,
+  opts?: PruneKernelOptions,
+): Promise<{ count: number; numel: number; mean: number }> {
+  const { sum, numel } = await scoreSum(gpu, linears, opts);
+  if (numel === 0) throw new ArgumentError("no weights to count outliers in");
+  const mean = sum / numel;
+  const thresh = Math.fround(Math.fround(M) * Math.fround(mean));
+  return { count: await countAbove(gpu, linears, thresh, opts), numel, mean };
+}
+
+// ---- row masks --------------------------------------------------------------------------------
+
+export interface RowMaskKernelOptions extends PruneKernelOptions {
+  /** Bits per radix digit of the "cpu" version (default 8). */
+  radixBits?: 4 | 8;
+}
+
+/**
+ * Record a per-row mask of `w`: in every row exactly `k` entries with the lowest score are pruned,
+ * ties → lower column. Score `|W * sqrtR|` (Wanda) or `|W|` when `sqrtR` is null.
+ */
+export function rowMask(
+  gpu: Gpu,
+  w: GpuMatrix,
+  sqrtR: GPUBuffer | null,
+  k: number,
+  opts?: RowMaskKernelOptions,
+): PruneMask {
+  if (!Number.isInteger(k) || k < 0 || k > w.cols) {
+    throw new ArgumentError(`row mask: k must be an integer in [0, ${w.cols}], got ${k}`);
+  }
+  checkSqrtR(w, sqrtR);
+  const radixBits = opts?.radixBits ?? 8;
+  // Rows too long for one invocation under llvmpipe's loop limit take the workgroup version.
+  const lane = styleOf(gpu, opts) === "cpu" && rowMaskLaneIterations(w.cols, radixBits) < 65535;
+  const o: RowMaskOptions = {
+    variant: lane ? "lane" : "wg",
+    source: source(w, sqrtR),
+    radixBits,
+    vec: w.cols % 4 === 0 ? 4 : 1,
+  };
+  const pipe = gpu.pipeline(rowMaskKey(o), () => rowMaskWgsl(o));
+  const mask = newMask(gpu, w.rows, w.cols);
+  for (const c of w.chunks) {
+    const u = packUniforms([c.rows, w.cols, k, c.rowStart, mask.wordsPerRow]);
+    gpu.dispatch(pipe, [...scoreBindings(c.buffer, sqrtR), mask.buffer], u, rowMaskWorkgroups(o, c.rows));
+  }
+  return mask;
+}
+
+/**
+ * Wanda's mask: per output row, the `k` (= floor(C_in * s)) lowest `|W * sqrtR|`, ties → lower
+ * column.
+ *
+ * @example
+ * ```ts ignore
+ * const mask = wandaRowMask(gpu, w, sqrtR, Math.floor(w.cols * 0.5));
+ * applyMask(gpu, w, mask);
+ * releaseMask(gpu, mask);
+ * ```
+ */
+export function wandaRowMask(
+  gpu: Gpu,
+  w: GpuMatrix,
+  sqrtR: GPUBuffer,
+  k: number,
+  opts?: RowMaskKernelOptions,
+): PruneMask {
+  return rowMask(gpu, w, sqrtR, k, opts);
+}
+
+/**
+ * Per-row mask of a plain f32 scores buffer [rows, cols] (one binding; scores must be
+ * non-negative and not NaN; -0 counts as +0).
+ */
+export function rowMaskFromScores(
+  gpu: Gpu,
+  scores: GPUBuffer,
+  rows: number,
+  cols: number,
+  k: number,
+  opts?: RowMaskKernelOptions,
+): PruneMask {
+  const w: GpuMatrix = { rows, cols, dtype: "f32", chunks: [{ buffer: scores, rowStart: 0, rows }] };
+  return rowMask(gpu, w, null, k, opts);
+}
+
+// ---- magnitude (whole-matrix) masks ----------------------------------------------------------
+
+export interface MagnitudeMaskOptions extends PruneKernelOptions {
+  /** The reference's threshold: prune every |W| <= the value at sorted index floor(numel * s). */
+  quirk?: boolean;
+}
+
+/**
+ * Magnitude mask over the whole matrix (every chunk): exactly `floor(numel * s)` entries with the
+ * smallest |W| are pruned, ties → lower flat index (or the reference's `quirk`). Four histogram
+ * passes with a host read-back each, then a tie count per segment, scanned on the host.
+ */
+export async function magnitudeMask(
+  gpu: Gpu,
+  w: GpuMatrix,
+  s: number,
+  opts: MagnitudeMaskOptions = {},
+): Promise<PruneMask> {
+  if (!Number.isFinite(s) || s < 0 || s >= 1) throw new ArgumentError(`sparsity must be in [0, 1), got ${s}`);
+  const numel = w.rows * w.cols;
+  const k = Math.floor(numel * s);
+  const quirk = opts.quirk ?? false;
+  const mask = newMask(gpu, w.rows, w.cols);
+  if (numel === 0 || (!quirk && k === 0)) return mask;
+  const cpu = styleOf(gpu, opts) === "cpu";
+  const pass = (p: MagnitudeOptions["pass"]): [MagnitudeOptions, GPUComputePipeline] => {
+    const o: MagnitudeOptions = { pass: p, variant: cpu ? "lane" : "wg", wDtype: w.dtype };
+    return [o, gpu.pipeline(magnitudeKey(o), () => magnitudeWgsl(o))];
+  };
+  // Tie segments: long serial runs on CPUs, short ones (more parallelism) on GPUs.
+  const seg = cpu ? 64 : 4;
+  const segs = w.chunks.map((c) => magnitudeSegments(c.rows, mask.wordsPerRow, seg));
+  const nSegs = segs.reduce((a, b) => a + b, 0);
+  const hist = gpu.buffer(4 * 256 * 4, "magnitude-hist");
+  const counts = gpu.buffer(nSegs * 4, "magnitude-seg-counts");
+  try {
+    // Radix select of the element at 0-based rank `want` (quirk: k, else k - 1).
+    const [ho, hp] = pass("hist");
+    let r = quirk ? k : k - 1;
+    let prefix = 0, hiMask = 0, allTies = false;
+    for (let p = 0; p < 4; p++) {
+      const shift = 24 - 8 * p;
+      const histSlice = { buffer: hist, offset: p * 1024, size: 1024 };
+      for (const c of w.chunks) {
+        const n = c.rows * w.cols;
+        const u = packUniforms([n, MAGNITUDE_HIST_SEG, hiMask >>> 0, prefix >>> 0, shift]);
+        gpu.dispatch(hp, [c.buffer, histSlice], u, magnitudeHistWorkgroups(ho, n));
+      }
+      const h = await gpu.readU32(hist, p * 256, 256);
+      let b = 0;
+      while (r >= h[b]) r -= h[b++];
+      prefix |= b << shift;
+      hiMask |= 255 << shift;
+      allTies = h[b] === r + 1;
+      if (allTies) break; // every candidate left is pruned: the resolved digits suffice
+    }
+    const thresh = prefix >>> 0;
+    // Ties to prune; when all of them go (always for the quirk) no ranks are needed.
+    const need = quirk || allTies ? 0xffffffff : r + 1;
+    const base = gpu.buffer(nSegs * 4, "magnitude-seg-base");
+    try {
+      if (need !== 0xffffffff) {
+        const [, ep] = pass("eq");
+        let off = 0;
+        w.chunks.forEach((c, i) => {
+          const u = packUniforms([
+            c.rows,
+            w.cols,
+            mask.wordsPerRow,
+            seg,
+            off,
+            thresh,
+            hiMask >>> 0,
+            0,
+            c.rowStart,
+          ]);
+          gpu.dispatch(ep, [c.buffer, counts], u, Math.ceil(segs[i] / MAGNITUDE_LANE_WG));
+          off += segs[i];
+        });
+        const cnt = await gpu.readU32(counts, 0, nSegs);
+        const excl = new Uint32Array(nSegs);
+        for (let i = 1; i < nSegs; i++) excl[i] = excl[i - 1] + cnt[i - 1];
+        gpu.write(base, excl);
+      }
+      const [, wp] = pass("write");
+      let off = 0;
+      w.chunks.forEach((c, i) => {
+        const u = packUniforms([
+          c.rows,
+          w.cols,
+          mask.wordsPerRow,
+          seg,
+          off,
+          thresh,
+          hiMask >>> 0,
+          need,
+          c.rowStart,
+        ]);
+        gpu.dispatch(wp, [c.buffer, base, mask.buffer], u, Math.ceil(segs[i] / MAGNITUDE_LANE_WG));
+        off += segs[i];
+      });
+      await gpu.sync(); // `base` is released below
+    } finally {
+      gpu.release(base);
+    }
+  } catch (e) {
+    releaseMask(gpu, mask);
+    throw e;
+  } finally {
+    gpu.release(hist, counts);
+  }
+  return mask;
+}
+
+// ---- N:M masks --------------------------------------------------------------------------------
+
+/**
+ * Record an N:M mask: per row, in every group of M consecutive columns, the N lowest scores
+ * (`|W * sqrtR|`, or `|W|` when `sqrtR` is null), ties → lower column. 0 <= N <= M <= 16 and
+ * cols % M == 0; N may change from call to call at no compile cost (OWL's mixed N:M).
+ */
+export function nmMask(gpu: Gpu, w: GpuMatrix, sqrtR: GPUBuffer | null, N: number, M: number): PruneMask {
+  if (!Number.isInteger(M) || M < 1 || M > 16 || !Number.isInteger(N) || N < 0 || N > M) {
+    throw new ArgumentError(`N:M needs integers 0 <= N <= M <= 16, got ${N}:${M}`);
+  }
+  if (w.cols % M !== 0) throw new ArgumentError(`N:M needs cols (${w.cols}) to be a multiple of M (${M})`);
+  checkSqrtR(w, sqrtR);
+  const o: NMOptions = { source: source(w, sqrtR), M };
+  const pipe = gpu.pipeline(nmKey(o), () => nmWgsl(o));
+  const mask = newMask(gpu, w.rows, w.cols);
+  for (const c of w.chunks) {
+    const u = packUniforms([c.rows, w.cols, mask.wordsPerRow, c.rowStart, N]);
+    const n = c.rows * mask.wordsPerRow;
+    gpu.dispatch(pipe, [...scoreBindings(c.buffer, sqrtR), mask.buffer], u, Math.ceil(n / NM_WG));
+  }
+  return mask;
+}
+
+// ---- using masks ------------------------------------------------------------------------------
+
+function checkMask(w: { rows: number; cols: number }, mask: PruneMask): void {
+  if (mask.rows !== w.rows || mask.cols !== w.cols) {
+    throw new ArgumentError(`mask is ${mask.rows}x${mask.cols} but the weight is ${w.rows}x${w.cols}`);
+  }
+}
+
+/** Record W = 0 wherever the mask says pruned (every chunk, in place). */
+export function applyMask(gpu: Gpu, w: GpuMatrix, mask: PruneMask): void {
+  checkMask(w, mask);
+  const pipe = gpu.pipeline(maskApplyKey(w.dtype), () => maskApplyWgsl(w.dtype));
+  for (const c of w.chunks) {
+    const u = packUniforms([c.rows, w.cols, mask.wordsPerRow, c.rowStart]);
+    gpu.dispatch(pipe, [c.buffer, mask.buffer], u, Math.ceil((c.rows * mask.wordsPerRow) / MASK_APPLY_WG));
+  }
+}
+
+/** Read a mask back as one byte per weight, row-major, 1 = pruned (tests, reports). */
+export async function readMask(
+  gpu: Gpu,
+  mask: PruneMask,
+  rows = mask.rows,
+  cols = mask.cols,
+): Promise<Uint8Array> {
+  checkMask({ rows, cols }, mask);
+  const words = await gpu.readU32(mask.buffer, 0, rows * mask.wordsPerRow);
+  const out = new Uint8Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      out[i * cols + j] = (words[i * mask.wordsPerRow + (j >>> 5)] >>> (j & 31)) & 1;
+    }
+  }
+  return out;
+}
+
+/** Free a mask's buffer; recorded work is submitted first, so it may still use the mask. */
+export function releaseMask(gpu: Gpu, mask: PruneMask | undefined): void {
+  if (!mask) return;
+  gpu.flush();
+  gpu.release(mask.buffer);
+}
