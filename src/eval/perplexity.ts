@@ -15,6 +15,8 @@ export interface EvalResult {
   meanNll: number;
   /** Mean per-token KL(reference || model), when a reference runner was given. */
   kl?: number;
+  /** The reference model's own perplexity on the same windows (free: its logits are computed anyway). */
+  referencePpl?: number;
   windows: number;
   /** Scored predictions: windows * (seqlen - 1). */
   tokens: number;
@@ -40,6 +42,7 @@ export async function evaluatePerplexity(
   const rowLoss = gpu.buffer(R * 4, "row-loss");
   const allNll = gpu.buffer(n * R * 4, "nll-all");
   const allKl = opts.reference ? gpu.buffer(n * R * 4, "kl-all") : undefined;
+  const allRefNll = opts.reference ? gpu.buffer(n * R * 4, "ref-nll-all") : undefined;
   try {
     for (let w = 0; w < n; w++) {
       const ids = windows[w];
@@ -47,8 +50,10 @@ export async function evaluatePerplexity(
       runner.forward(ids);
       loss(gpu, "nll", runner.logits, targets, rowLoss, R, V);
       gpu.copy(rowLoss, 0, allNll, w * R * 4, R * 4);
-      if (opts.reference && allKl) {
+      if (opts.reference && allKl && allRefNll) {
         opts.reference.forward(ids);
+        loss(gpu, "nll", opts.reference.logits, targets, rowLoss, R, V);
+        gpu.copy(rowLoss, 0, allRefNll, w * R * 4, R * 4);
         loss(gpu, "kl", opts.reference.logits, runner.logits, rowLoss, R, V);
         gpu.copy(rowLoss, 0, allKl, w * R * 4, R * 4);
       }
@@ -58,15 +63,9 @@ export async function evaluatePerplexity(
         opts.onProgress(w + 1, n);
       }
     }
-    const nll = await gpu.readF32(allNll);
-    let sumWindowMeans = 0;
-    for (let w = 0; w < n; w++) {
-      let s = 0;
-      for (let r = 0; r < R; r++) s += nll[w * R + r];
-      sumWindowMeans += s / R;
-    }
-    const meanNll = sumWindowMeans / n;
+    const meanNll = meanOfWindowMeans(await gpu.readF32(allNll), n, R);
     const result: EvalResult = { ppl: Math.exp(meanNll), meanNll, windows: n, tokens: n * R };
+    if (allRefNll) result.referencePpl = Math.exp(meanOfWindowMeans(await gpu.readF32(allRefNll), n, R));
     if (allKl) {
       const kl = await gpu.readF32(allKl);
       let s = 0;
@@ -75,6 +74,17 @@ export async function evaluatePerplexity(
     }
     return result;
   } finally {
-    gpu.release(targets, rowLoss, allNll, allKl);
+    gpu.release(targets, rowLoss, allNll, allKl, allRefNll);
   }
+}
+
+/** Mean over n windows of each window's mean over its R per-token losses, in float64. */
+function meanOfWindowMeans(nll: Float32Array, n: number, R: number): number {
+  let sumWindowMeans = 0;
+  for (let w = 0; w < n; w++) {
+    let s = 0;
+    for (let r = 0; r < R; r++) s += nll[w * R + r];
+    sumWindowMeans += s / R;
+  }
+  return sumWindowMeans / n;
 }

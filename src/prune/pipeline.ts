@@ -83,7 +83,7 @@ export interface PruneResult {
   /** Zeros / total over all pruned linears. */
   realisedSparsity: number;
   /** Per linear: pruned count, and the count the floor rule asks for. */
-  counts: { name: string; pruned: number; expected: number }[];
+  counts: { name: string; pruned: number; expected: number; numel: number }[];
   /** Mean N of a mixed N:M allocation (when used). */
   meanN?: number;
 }
@@ -207,6 +207,18 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       }
     }
   }
+  const T = opts.calibration[0].length;
+  if (T < 2 || T > c.maxSeqLen) {
+    throw new ArgumentError(`calibration windows of ${T} tokens: need 2 to ${c.maxSeqLen} (the model's context)`);
+  }
+  for (const w of opts.calibration) {
+    if (w.length !== T) throw new ArgumentError(`calibration windows must all have ${T} tokens; one has ${w.length}`);
+    for (let i = 0; i < w.length; i++) {
+      if (!(w[i] >= 0 && w[i] < c.vocabSize)) {
+        throw new ArgumentError(`calibration token id ${w[i]} is outside the model's vocabulary of ${c.vocabSize}`);
+      }
+    }
+  }
   const model = await GpuModel.load(gpu, source, { lazyBlocks: true, dtype: "f32" });
   const walker = new Walker(gpu, model, opts.calibration);
   const progress = opts.onProgress ?? (() => {});
@@ -215,6 +227,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     const needLod = alloc === "owl" || alloc === "dlp";
     const D: number[] = [], meanScores: number[] = [];
     if (needLod) {
+      progress("outliers", 0, L);
       walker.embedAll();
       for (let l = 0; l < L; l++) {
         await model.loadBlock(l);
@@ -256,6 +269,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     let zeros = 0, total = 0;
     const needStats = isWanda && opts.method !== "dense";
     if (needStats) walker.embedAll();
+    progress("prune", 0, L);
     for (let l = 0; l < L; l++) {
       const block = await model.loadBlock(l);
       let sq: Record<LinearInputGroup, GPUBuffer> | null = null;
@@ -287,7 +301,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
           for (let i = 0; i < m.length; i++) pruned += m[i];
           applyMask(gpu, w, mask);
           releaseMask(gpu, mask);
-          counts.push({ name: linearWeight(l, lin), pruned, expected });
+          counts.push({ name: linearWeight(l, lin), pruned, expected, numel: rows * cols });
         }
         const data = await readMatrix(gpu, w);
         for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++;

@@ -1,0 +1,139 @@
+/**
+ * The prune report: report.json (machine-readable), report.md (a table) and report.svg (per-block
+ * outlier ratio and sparsity). Pure functions from a PruneReport to text, so they are testable
+ * without a GPU.
+ * @module
+ */
+import type { BlockReport } from "./pipeline.ts";
+
+/** Everything a prune run reports (field names are the report.json keys). */
+export interface PruneReport {
+  model: string;
+  method: string;
+  allocation: string;
+  pattern: string;
+  sparsity_target: number;
+  /** Pruned weights / all weights of the pruned linears, counted from the masks. */
+  sparsity_realised: number;
+  ppl_dense: number;
+  ppl: number;
+  /** Mean per-token KL(dense || pruned) on the evaluation windows, in nats. */
+  kl: number;
+  seconds: number;
+  adapter: string;
+  blocks: BlockReport[];
+  /** Per linear: weights pruned by its mask, and what the floor rule asks for. */
+  linears: { name: string; pruned: number; expected: number; numel: number }[];
+  settings: Record<string, unknown>;
+  /** Mixed N:M: the realised mean N over blocks. */
+  mean_n?: number;
+}
+
+function fmt(x: number | null | undefined, digits: number): string {
+  return x === null || x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(digits);
+}
+
+/** report.json's text. */
+export function reportJson(r: PruneReport): string {
+  return JSON.stringify(r, null, 2) + "\n";
+}
+
+/** report.md's text: the summary, the per-block table and a link to the chart. */
+export function reportMarkdown(r: PruneReport, chartFile = "report.svg"): string {
+  const lines = [
+    `# ${r.model}: ${r.method} at ${r.pattern === "unstructured" ? `${fmt(100 * r.sparsity_target, 1)}%` : r.pattern}`,
+    "",
+    "| | |",
+    "|---|---|",
+    `| method | ${r.method} |`,
+    `| allocation | ${r.allocation} |`,
+    `| pattern | ${r.pattern} |`,
+    `| target sparsity | ${fmt(r.sparsity_target, 4)} |`,
+    `| realised sparsity | ${fmt(r.sparsity_realised, 6)} |`,
+    ...(r.mean_n !== undefined ? [`| mean N (mixed N:M) | ${fmt(r.mean_n, 4)} |`] : []),
+    `| perplexity dense | ${fmt(r.ppl_dense, 3)} |`,
+    `| perplexity pruned | ${fmt(r.ppl, 3)} |`,
+    `| KL(dense, pruned) per token | ${fmt(r.kl, 5)} nats |`,
+    `| time | ${fmt(r.seconds, 1)} s |`,
+    `| adapter | ${r.adapter} |`,
+    "",
+    "## Blocks",
+    "",
+    "| block | outlier ratio D (%) | sparsity |",
+    "|---:|---:|---:|",
+    ...r.blocks.map((b) => `| ${b.index} | ${fmt(b.outlier_ratio, 4)} | ${fmt(b.sparsity, 6)} |`),
+    "",
+    `![per-block outlier ratio and sparsity](${chartFile})`,
+    "",
+    "## Settings",
+    "",
+    "```json",
+    JSON.stringify(r.settings, null, 2),
+    "```",
+    "",
+  ];
+  return lines.join("\n");
+}
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/**
+ * A bar chart of per-block sparsity (bars, left axis 0-100%) with the outlier ratio D_l as a
+ * line and dots (right axis, scaled to its maximum). Self-contained SVG, no scripts.
+ */
+export function reportSvg(r: PruneReport): string {
+  const W = 640, H = 320, left = 56, right = 56, top = 40, bottom = 44;
+  const pw = W - left - right, ph = H - top - bottom;
+  const n = Math.max(r.blocks.length, 1);
+  const slot = pw / n, bar = Math.max(2, slot * 0.6);
+  const y = (frac: number) => top + ph * (1 - frac);
+  const ratios = r.blocks.map((b) => b.outlier_ratio).filter((d): d is number => d !== null);
+  const dMax = ratios.length ? Math.max(...ratios) * 1.1 || 1 : 1;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13">${
+      esc(`${r.model} ${r.method} (${r.allocation}, ${r.pattern}, target ${fmt(r.sparsity_target, 2)})`)
+    }</text>`,
+  ];
+  for (const t of [0, 0.25, 0.5, 0.75, 1]) {
+    out.push(`<line x1="${left}" x2="${W - right}" y1="${y(t)}" y2="${y(t)}" stroke="#ddd"/>`);
+    out.push(`<text x="${left - 6}" y="${y(t) + 4}" text-anchor="end">${(t * 100).toFixed(0)}%</text>`);
+    if (ratios.length) {
+      out.push(`<text x="${W - right + 6}" y="${y(t) + 4}" fill="#c0392b">${(t * dMax).toFixed(2)}</text>`);
+    }
+  }
+  r.blocks.forEach((b, i) => {
+    const cx = left + slot * (i + 0.5);
+    out.push(
+      `<rect x="${cx - bar / 2}" y="${y(b.sparsity)}" width="${bar}" height="${ph * b.sparsity}" fill="#2e86c1"><title>block ${b.index}: sparsity ${
+        fmt(b.sparsity, 4)
+      }</title></rect>`,
+    );
+    if (n <= 40 || i % Math.ceil(n / 40) === 0) {
+      out.push(`<text x="${cx}" y="${H - bottom + 14}" text-anchor="middle">${b.index}</text>`);
+    }
+  });
+  if (ratios.length) {
+    const pts = r.blocks.map((b, i) => `${left + slot * (i + 0.5)},${y((b.outlier_ratio ?? 0) / dMax)}`);
+    out.push(`<polyline points="${pts.join(" ")}" fill="none" stroke="#c0392b" stroke-width="2"/>`);
+    r.blocks.forEach((b, i) => {
+      out.push(
+        `<circle cx="${left + slot * (i + 0.5)}" cy="${y((b.outlier_ratio ?? 0) / dMax)}" r="3" fill="#c0392b"><title>block ${b.index}: D = ${
+          fmt(b.outlier_ratio, 4)
+        }%</title></circle>`,
+      );
+    });
+  }
+  out.push(`<text x="${left + pw / 2}" y="${H - 8}" text-anchor="middle">block</text>`);
+  out.push(`<text x="14" y="${top + ph / 2}" transform="rotate(-90 14 ${top + ph / 2})" text-anchor="middle" fill="#2e86c1">sparsity</text>`);
+  if (ratios.length) {
+    out.push(
+      `<text x="${W - 10}" y="${top + ph / 2}" transform="rotate(90 ${W - 10} ${top + ph / 2})" text-anchor="middle" fill="#c0392b">outlier ratio D (%)</text>`,
+    );
+  }
+  out.push("</svg>");
+  return out.join("\n") + "\n";
+}

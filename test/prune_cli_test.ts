@@ -1,0 +1,154 @@
+/**
+ * prune.ts end to end on stories15M with small settings (8 calibration windows, 4 evaluation
+ * windows), the saved directory read back by our Hugging Face loader, and the bad-input paths:
+ * each a clear message, exit status 1, and nothing left in the output's parent directory.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runPrune, parsePruneArgs, type PruneCliOptions } from "../src/cli/prune_main.ts";
+import { tokenizeCorpus } from "../src/data/corpora.ts";
+import { openTokenizer } from "../src/data/open_tokenizer.ts";
+import { evalWindows } from "../src/data/windows.ts";
+import { evaluatePerplexity } from "../src/eval/perplexity.ts";
+import { Gpu } from "../src/gpu/device.ts";
+import { LINEARS } from "../src/model/config.ts";
+import { ForwardRunner, GpuModel } from "../src/model/forward.ts";
+import { linearWeight } from "../src/model/names.ts";
+import { openWeights } from "../src/model/open.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+Deno.test("prune.ts: owl-wanda end to end (nsamples 8, 4 eval windows), saved model loads back", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = join(dir, "pruned");
+    const o = parsePruneArgs(["--nsamples", "8", "--eval-windows", "4", "--out", out, "--report", join(dir, "r.json")]);
+    assert(o !== "help");
+    const lines: string[] = [];
+    const r = await runPrune(o as PruneCliOptions, (s) => lines.push(s));
+
+    // Report contents.
+    assert.equal(r.method, "owl-wanda");
+    assert.equal(r.allocation, "owl");
+    assert.equal(r.blocks.length, 6);
+    const s = r.blocks.map((b) => b.sparsity);
+    const mean = s.reduce((a, b) => a + b, 0) / s.length;
+    assert(Math.abs(mean - 0.7) < 1e-12, `OWL keeps the mean at S: ${mean}`);
+    assert(Math.abs(Math.max(...s) - Math.min(...s) - 0.16) < 1e-12, "OWL spans 2 lambda");
+    // More outliers, less pruning: sparsity order is the reverse of D's.
+    for (let i = 0; i < 6; i++) {
+      for (let j = 0; j < 6; j++) {
+        if (r.blocks[i].outlier_ratio! > r.blocks[j].outlier_ratio!) assert(s[i] < s[j]);
+      }
+    }
+    assertEqualsFloorRule(r.linears);
+    assert(r.ppl > r.ppl_dense && r.kl > 0 && Number.isFinite(r.ppl));
+    assert(lines.join("\n").includes("perplexity         dense"));
+    const json = JSON.parse(await Deno.readTextFile(join(out, "report.json")));
+    for (const k of ["model", "method", "allocation", "pattern", "sparsity_target", "sparsity_realised", "ppl_dense", "ppl", "kl", "seconds", "adapter"]) {
+      assert(k in json, `report.json has ${k}`);
+    }
+    assert.deepEqual(Object.keys(json.blocks[0]).sort(), ["index", "outlier_ratio", "sparsity"]);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(join(dir, "r.json"))).blocks, json.blocks);
+    assert((await Deno.readTextFile(join(out, "report.md"))).includes("| 5 |"));
+    assert((await Deno.readTextFile(join(out, "report.svg"))).startsWith("<svg"));
+
+    // The directory loads through the Hugging Face path; its zeros are the masks, and its
+    // perplexity is the one reported.
+    const hf = await openWeights(out);
+    for (const c of r.linears) {
+      const w = await hf.readF32(c.name);
+      let z = 0;
+      for (let i = 0; i < w.length; i++) z += w[i] === 0 ? 1 : 0;
+      assert(z >= c.pruned && z <= c.pruned + w.length * 1e-4, `${c.name}: ${z} zeros, mask ${c.pruned}`);
+    }
+    const gpu = await Gpu.create();
+    try {
+      const tok = await openTokenizer(out);
+      const windows = evalWindows(await tokenizeCorpus("moby-dick", tok), 256, 4);
+      const model = await GpuModel.load(gpu, hf);
+      const runner = new ForwardRunner(model, 256);
+      const e = await evaluatePerplexity(runner, windows);
+      runner.release();
+      model.release();
+      assert(Math.abs(e.ppl / r.ppl - 1) < 1e-4, `reloaded ppl ${e.ppl} vs reported ${r.ppl}`);
+    } finally {
+      gpu.destroy();
+      hf.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function assertEqualsFloorRule(linears: { name: string; pruned: number; expected: number; numel: number }[]): void {
+  assert.equal(linears.length, 6 * LINEARS.length);
+  for (const c of linears) assert.equal(c.pruned, c.expected, `${c.name}: pruned ${c.pruned}, floor rule ${c.expected}`);
+  assert.equal(linears[0].name, linearWeight(0, "q"));
+}
+
+async function runCli(args: string[]): Promise<{ code: number; stderr: string }> {
+  const p = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, "prune.ts"), ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
+  }).output();
+  return { code: p.code, stderr: new TextDecoder().decode(p.stderr) };
+}
+
+Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behind", async () => {
+  const dir = await Deno.makeTempDir();
+  const scratch = await Deno.makeTempDir();
+  try {
+    const short = join(scratch, "short.txt");
+    await Deno.writeTextFile(short, "Call me Ishmael. Some years ago.");
+    const aFile = join(scratch, "a-file");
+    await Deno.writeTextFile(aFile, "");
+    const out = join(dir, "out");
+    const cases: [string[], RegExp][] = [
+      [["--sparsity", "1"], /--sparsity must be in \[0, 1\)/],
+      [["--sparsity", "-0.1"], /--sparsity must be in \[0, 1\)/],
+      [["--sparsity", "abc"], /--sparsity must be a number/],
+      [["--pattern", "5:7"], /M = 7 does not divide C_in = 288/],
+      [["--pattern", "5:4"], /need 0 <= N <= M/],
+      [["--nsamples", "0"], /--nsamples must be an integer >= 1/],
+      [["--calib", short], /corpus has \d+ tokens, but one window needs 256/],
+      [["--eval", short, "--nsamples", "1"], /corpus has \d+ tokens, but one window needs 256/],
+      [["--out", join(aFile, "out")], /cannot write the output directory/],
+      [["--method", "sparsegpt"], /reserved for SparseGPT/],
+      [["--method", "foo"], /--method must be one of/],
+      [["--model", join(scratch, "missing")], /not found/],
+      [["--bogus"], /Unknown option '--bogus'/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await runCli(["--out", out, ...args]);
+      assert.equal(r.code, 1, `${args.join(" ")}: exit ${r.code}\n${r.stderr}`);
+      assertMatchText(r.stderr, msg, args);
+      assert.deepEqual([...Deno.readDirSync(dir)], [], `${args.join(" ")} left output behind`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(scratch, { recursive: true });
+  }
+});
+
+function assertMatchText(text: string, re: RegExp, args: string[]): void {
+  assert(re.test(text), `${args.join(" ")}: expected ${re} in\n${text}`);
+  assert(text.startsWith("error: "), `${args.join(" ")}: one clear line, no stack:\n${text}`);
+}
+
+Deno.test("prune.ts --help lists every flag", async () => {
+  const p = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, "prune.ts"), "--help"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(p.code, 0);
+  const help = new TextDecoder().decode(p.stdout);
+  for (const f of ["--model", "--method", "--allocation", "--sparsity", "--pattern", "--owl-m", "--owl-lambda", "--calib", "--nsamples", "--seqlen", "--eval", "--eval-windows", "--out", "--report", "--no-save"]) {
+    assert(help.includes(f), f);
+  }
+});

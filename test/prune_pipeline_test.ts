@@ -1,0 +1,368 @@
+/**
+ * The GPU pruning walk (`prune` in src/prune/pipeline.ts) against its float64 host reference
+ * (test/ref/pipeline_ref.ts) on tiny random LLaMA models with uneven sizes and grouped-query
+ * attention, for owl-wanda, wanda, magnitude and owl-magnitude at 50% and 70%, and Wanda 2:4 (plus
+ * OWL's mixed N:M). Compared per case:
+ * - D_l (LOD pass on the dense model) within 1e-3 absolute: one outlier more or less in a block
+ *   moves D_l by 100 / numel ≈ 5e-3, so this asks for equal counts;
+ * - the per-block sparsities within 1e-4;
+ * - every mask (the zeros of the returned weights) equal to the reference's, except swaps of two
+ *   entries of the same comparison group whose reference scores are within 1e-5 relative (f32 vs
+ *   float64 activations); at most MAX_NEAR_TIES such swaps per case, and none for magnitude, whose
+ *   scores are the weights themselves;
+ * - kept weights bit-identical to the dense ones (no weight update), and for every linear
+ *   `pruned === expected` (the floor rule) with `expected` equal to the reference's;
+ * - two GPU runs give bit-identical pruned weights (for one case per kernel family: owl-wanda 0.7,
+ *   owl-magnitude 0.7 and the mixed N:M case cover the statistics, outlier, row-mask, magnitude,
+ *   N:M and mask-apply kernels); no GPU buffer outlives the file.
+ * One Gpu serves the whole file (lavapipe's shader compiles dominate its runtime).
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Gpu } from "../src/gpu/device.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { f32ToBytes } from "../src/model/dtype.ts";
+import { EMBED, LM_HEAD } from "../src/model/names.ts";
+import type { WeightSource } from "../src/model/weights.ts";
+import { prune, type PruneOptions, type PruneResult } from "../src/prune/pipeline.ts";
+import { randomRefModel, refLogits, type RefModel, refModelTensors } from "./ref/forward_ref.ts";
+import { rng } from "./ref/kernels_ref.ts";
+import {
+  type MaskRule,
+  refBlockForward,
+  refEmbed,
+  refHead,
+  refPrune,
+  type RefPruneResult,
+} from "./ref/pipeline_ref.ts";
+
+const gpu = await Gpu.create();
+const LIVE_AT_START = gpu.liveBuffers;
+
+/**
+ * Relative score gap under which two entries count as a near-tie. The GPU's f32 activations differ
+ * from float64 by ~1e-6 relative here; the closest mask decision of these fixtures has a relative
+ * gap of 2.8e-6 (owl-wanda 0.5) and the GPU decides it as the reference does.
+ */
+const NEAR_TIE_REL = 1e-5;
+/** Most near-tie swaps tolerated per case (Wanda-scored masks only). */
+const MAX_NEAR_TIES = 2;
+
+const BASE: Omit<
+  ModelConfig,
+  "dim" | "hiddenDim" | "nLayers" | "nHeads" | "nKvHeads" | "headDim" | "vocabSize"
+> = {
+  architecture: "LlamaForCausalLM",
+  maxSeqLen: 16,
+  normEps: 1e-5,
+  ropeTheta: 10000,
+  ropeLayout: "half",
+  tiedEmbeddings: false,
+  qkvBias: false,
+  bosTokenId: 1,
+  eosTokenId: 2,
+};
+
+/**
+ * Unstructured cases: dim 42 and hidden 74 are not multiples of 4 (scalar kernel paths for q/k/v,
+ * gate/up, down), q_dim = 3 x 12 = 36 differs from dim, 3 query heads share 1 K/V head.
+ */
+const CFG_ODD: ModelConfig = {
+  ...BASE,
+  dim: 42,
+  hiddenDim: 74,
+  nLayers: 3,
+  nHeads: 3,
+  nKvHeads: 1,
+  headDim: 12,
+  vocabSize: 97,
+};
+
+/** N:M cases: every C_in a multiple of 4, none of 16 (52, 48, 108); GQA 4:2. */
+const CFG_NM: ModelConfig = {
+  ...BASE,
+  dim: 52,
+  hiddenDim: 108,
+  nLayers: 3,
+  nHeads: 4,
+  nKvHeads: 2,
+  headDim: 12,
+  vocabSize: 101,
+  ropeLayout: "interleaved",
+};
+
+const SEQLEN = 16, NSAMPLES = 4;
+
+/**
+ * A random model whose blocks differ in outliers: a few input channels per block get amplified
+ * norm weights (more in deeper blocks), so D_l differs from block to block and OWL's allocation
+ * is not flat. Values stay f32-representable.
+ */
+function outlierModel(c: ModelConfig, seed: number): RefModel {
+  const m = randomRefModel(c, seed);
+  m.layers.forEach((w, l) => {
+    for (let i = 0; i <= l; i++) {
+      const a = (7 * l + 5 * i + 3) % c.dim, b = (a + 11) % c.dim;
+      w.attnNorm[a] = Math.fround(w.attnNorm[a] * (3 + 2 * l));
+      w.mlpNorm[b] = Math.fround(w.mlpNorm[b] * (3 + l));
+    }
+  });
+  return m;
+}
+
+function calibration(c: ModelConfig, seed: number): number[][] {
+  const r = rng(seed);
+  return Array.from(
+    { length: NSAMPLES },
+    () => Array.from({ length: SEQLEN }, () => Math.floor(r() * c.vocabSize)),
+  );
+}
+
+/** An in-memory f32 WeightSource over a reference model's tensors. */
+function memorySource(m: RefModel): WeightSource {
+  const tensors = refModelTensors(m);
+  const get = (name: string) => tensors.get(name === LM_HEAD && m.config.tiedEmbeddings ? EMBED : name)!;
+  return {
+    config: m.config,
+    dtype: "f32",
+    description: "memory",
+    tensorNames: () => [...tensors.keys()],
+    has: (name) => tensors.has(name),
+    info: (name) => ({ name, dtype: "f32", shape: [get(name).length] }),
+    readRaw: (name) => Promise.resolve(f32ToBytes(get(name), "f32")),
+    readF32: (name) => Promise.resolve(get(name).slice()),
+    close: () => {},
+  };
+}
+
+interface Fixture {
+  model: RefModel;
+  /** The dense tensors by canonical name, f32. */
+  tensors: Map<string, Float32Array>;
+  source: WeightSource;
+  calib: number[][];
+}
+
+function fixture(c: ModelConfig, seed: number): Fixture {
+  const model = outlierModel(c, seed);
+  // A zero weight would read as pruned; random f32 weights have none.
+  for (const w of model.layers) {
+    for (const k of ["q", "k", "v", "o", "gate", "up", "down"] as const) assert(!w[k].includes(0));
+  }
+  return {
+    model,
+    tensors: refModelTensors(model),
+    source: memorySource(model),
+    calib: calibration(c, seed + 1000),
+  };
+}
+
+const ODD = fixture(CFG_ODD, 11);
+const NM = fixture(CFG_NM, 23);
+
+/** Group of flat index i under a mask rule: one comparison group prunes a fixed count. */
+function groupOf(rule: MaskRule, cols: number): (i: number) => number {
+  if (rule.kind === "row") return (i) => Math.floor(i / cols);
+  if (rule.kind === "matrix") return () => 0;
+  const per = cols / rule.m;
+  return (i) => Math.floor(i / cols) * per + Math.floor((i % cols) / rule.m);
+}
+
+/**
+ * Differences between two masks with equal counts per group: pairs (pruned only in `got`, pruned
+ * only in `want`) matched in score order within each group. A pair whose reference scores are
+ * within NEAR_TIE_REL relative is a near-tie; anything else is genuine.
+ */
+function maskDiff(
+  got: Uint8Array,
+  want: Uint8Array,
+  scores: ArrayLike<number>,
+  group: (i: number) => number,
+): { nearTies: number; genuine: string[] } {
+  const extra = new Map<number, number[]>(), missing = new Map<number, number[]>();
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] === want[i]) continue;
+    const m = got[i] ? extra : missing;
+    const g = group(i);
+    if (!m.has(g)) m.set(g, []);
+    m.get(g)!.push(i);
+  }
+  let nearTies = 0;
+  const genuine: string[] = [];
+  for (const g of new Set([...extra.keys(), ...missing.keys()])) {
+    const e = (extra.get(g) ?? []).sort((a, b) => scores[a] - scores[b]);
+    const m = (missing.get(g) ?? []).sort((a, b) => scores[a] - scores[b]);
+    if (e.length !== m.length) {
+      genuine.push(`group ${g}: ${e.length} extra vs ${m.length} missing pruned entries`);
+      continue;
+    }
+    e.forEach((i, t) => {
+      const a = scores[i], b = scores[m[t]];
+      if (Math.abs(a - b) <= NEAR_TIE_REL * Math.max(a, b)) nearTies++;
+      else genuine.push(`gpu pruned ${i} (score ${a}) instead of ${m[t]} (score ${b})`);
+    });
+  }
+  return { nearTies, genuine };
+}
+
+/** Every check of the module documentation for one GPU result against the reference. */
+function compare(what: string, fx: Fixture, got: PruneResult, want: RefPruneResult): { nearTies: number } {
+  const L = fx.model.config.nLayers;
+  assert.equal(got.blocks.length, L, what);
+  for (let l = 0; l < L; l++) {
+    const b = got.blocks[l];
+    if (want.D) {
+      assert(b.outlier_ratio !== null, `${what}: block ${l} has no D`);
+      assert(
+        Math.abs(b.outlier_ratio - want.D[l]) <= 1e-3,
+        `${what}: D_${l} ${b.outlier_ratio} vs ${want.D[l]}`,
+      );
+    } else assert.equal(b.outlier_ratio, null, `${what}: D_${l} without an LOD pass`);
+    assert(
+      Math.abs(b.sparsity - want.sparsities[l]) <= 1e-4,
+      `${what}: block ${l} sparsity ${b.sparsity} vs ${want.sparsities[l]}`,
+    );
+  }
+  assert.equal(got.counts.length, want.linears.size, `${what}: one count per linear`);
+  let nearTies = 0, zeros = 0, total = 0;
+  for (const c of got.counts) {
+    const ref = want.linears.get(c.name);
+    assert(ref, `${what}: unexpected ${c.name}`);
+    assert.equal(c.pruned, c.expected, `${what}: ${c.name} pruned ${c.pruned}, floor rule ${c.expected}`);
+    assert.equal(
+      c.expected,
+      ref.expected,
+      `${what}: ${c.name} floor rule ${c.expected} vs reference ${ref.expected}`,
+    );
+    assert.equal(c.numel, ref.rows * ref.cols, `${what}: ${c.name} numel`);
+    const w = got.weights.get(c.name)!;
+    const dense = fx.tensors.get(c.name)!;
+    const mask = new Uint8Array(w.length);
+    for (let i = 0; i < w.length; i++) {
+      if (w[i] === 0) {
+        mask[i] = 1;
+        zeros++;
+      } else if (!Object.is(w[i], dense[i])) {
+        assert.fail(`${what}: ${c.name}[${i}] kept but changed: ${w[i]} vs ${dense[i]}`);
+      }
+    }
+    total += w.length;
+    const d = maskDiff(mask, ref.mask, ref.scores, groupOf(ref.rule, ref.cols));
+    assert.deepEqual(
+      d.genuine.slice(0, 5),
+      [],
+      `${what}: ${c.name} masks differ (${d.genuine.length} genuine)`,
+    );
+    nearTies += d.nearTies;
+  }
+  assert.equal(got.realisedSparsity, zeros / total, `${what}: realised sparsity`);
+  return { nearTies };
+}
+
+function sameWeights(what: string, a: PruneResult, b: PruneResult): void {
+  assert.deepEqual([...a.weights.keys()], [...b.weights.keys()]);
+  for (const [name, w] of a.weights) {
+    const v = b.weights.get(name)!;
+    const ua = new Uint32Array(w.buffer, w.byteOffset, w.length);
+    const ub = new Uint32Array(v.buffer, v.byteOffset, v.length);
+    assert(ua.every((x, i) => x === ub[i]), `${what}: ${name} differs between two GPU runs`);
+  }
+}
+
+interface Case {
+  fx: Fixture;
+  opts: Omit<PruneOptions, "calibration">;
+  /** Run the GPU pipeline a second time and require bit-identical weights. */
+  twice?: boolean;
+}
+
+const UNSTRUCTURED = { kind: "unstructured" } as const;
+const OWL = { owlM: 5, owlLambda: 0.08 };
+
+function cases(): [string, Case][] {
+  const out: [string, Case][] = [];
+  for (const method of ["owl-wanda", "wanda", "magnitude", "owl-magnitude"] as const) {
+    for (const sparsity of [0.5, 0.7]) {
+      const twice = sparsity === 0.7 && method.startsWith("owl-");
+      out.push([`${method} ${sparsity}`, {
+        fx: ODD,
+        opts: { method, sparsity, pattern: UNSTRUCTURED, ...OWL },
+        twice,
+      }]);
+    }
+  }
+  out.push(["wanda 2:4", {
+    fx: NM,
+    opts: { method: "wanda", sparsity: 0.5, pattern: { kind: "nm", n: 2, m: 4 }, ...OWL },
+  }]);
+  // Mixed N:M: lambda 2 spreads the rounded offsets over -1..1, so blocks get different N.
+  out.push([
+    "owl-wanda mixed 2:4 (lambda 2)",
+    {
+      fx: NM,
+      opts: {
+        method: "owl-wanda",
+        sparsity: 0.5,
+        pattern: { kind: "nm", n: 2, m: 4 },
+        owlM: 5,
+        owlLambda: 2,
+      },
+      twice: true,
+    },
+  ]);
+  return out;
+}
+
+Deno.test("pipeline ref: block forward chained over the blocks reproduces refLogits", () => {
+  for (const fx of [ODD, NM]) {
+    const ids = fx.calib[0];
+    let x = refEmbed(fx.model, ids);
+    for (let l = 0; l < fx.model.config.nLayers; l++) x = refBlockForward(fx.model, l, x, ids.length).out;
+    const got = refHead(fx.model, x, ids.length), want = refLogits(fx.model, ids);
+    for (let i = 0; i < want.length; i++) {
+      assert(Math.abs(got[i] - want[i]) <= 1e-12 * (1 + Math.abs(want[i])));
+    }
+  }
+});
+
+Deno.test("pipeline ref: the fixtures exercise OWL (distinct D_l, mean S, span 2 lambda)", () => {
+  const r = refPrune(ODD.model, ODD.calib, {
+    method: "owl-wanda",
+    sparsity: 0.7,
+    pattern: UNSTRUCTURED,
+    ...OWL,
+  });
+  assert.equal(new Set(r.D).size, CFG_ODD.nLayers, `D = ${r.D}`);
+  const s = r.sparsities, mean = s.reduce((a, b) => a + b, 0) / s.length;
+  assert(Math.abs(mean - 0.7) < 1e-12 && Math.abs(Math.max(...s) - Math.min(...s) - 0.16) < 1e-12);
+  for (const lin of r.linears.values()) assert.equal(lin.pruned, lin.expected, lin.name);
+  const mixed = refPrune(NM.model, NM.calib, cases().at(-1)![1].opts);
+  assert(new Set(mixed.nPerBlock).size > 1, `mixed N:M gives equal N: ${mixed.nPerBlock}`);
+});
+
+for (const [name, { fx, opts, twice }] of cases()) {
+  const title = `pipeline: GPU ${name} matches the float64 reference${
+    twice ? "; two runs are bit-identical" : ""
+  }`;
+  Deno.test(title, async () => {
+    const t0 = performance.now();
+    const got = await prune(gpu, fx.source, { ...opts, calibration: fx.calib });
+    const t1 = performance.now();
+    const want = refPrune(fx.model, fx.calib, opts);
+    const { nearTies } = compare(name, fx, got, want);
+    const maxTies = opts.method.endsWith("magnitude") ? 0 : MAX_NEAR_TIES;
+    assert(nearTies <= maxTies, `${name}: ${nearTies} near-tie swaps (at most ${maxTies})`);
+    if (twice) sameWeights(name, got, await prune(gpu, fx.source, { ...opts, calibration: fx.calib }));
+    console.log(
+      `${name}: D ${want.D?.map((d) => d.toFixed(3)) ?? "-"} s ${
+        got.blocks.map((b) => b.sparsity.toFixed(4))
+      } ` +
+        `near-ties ${nearTies}; GPU ${(t1 - t0).toFixed(0)} + ${(performance.now() - t1).toFixed(0)} ms`,
+    );
+  });
+}
+
+Deno.test("pipeline: no GPU buffer outlives the runs", async () => {
+  await gpu.sync();
+  assert.equal(gpu.liveBuffers, LIVE_AT_START);
+});
