@@ -13,6 +13,15 @@ export function enableF16(...dtypes: GpuDType[]): string {
   return dtypes.includes("f16") ? "enable f16;\n" : "";
 }
 
+/**
+ * Mesa llvmpipe/lavapipe's loop limiter: every loop of an invocation decrements one counter that
+ * starts at 65535, once per iteration plus once on leaving the loop (nested and sequential loops
+ * alike); at 0 the running loop silently exits and each later loop runs at most once. The counter
+ * belongs to a SIMD batch of 8 invocations, so it counts the longest lane's trip. Constant-count
+ * loops of up to 32 short iterations are unrolled and cost nothing. ARCHITECTURE.md, "Loop limit".
+ */
+export const CPU_LOOP_LIMIT = 65535;
+
 /** Builtins + a `wid` (linear workgroup index) for kernels dispatched with Gpu.dispatch. */
 export const WORKGROUP_ID_ARGS =
   "@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32";

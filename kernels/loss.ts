@@ -1,57 +1,92 @@
 /**
- * Evaluation losses over logits rows [R, V] (f32), one invocation per row (a one-pass logsumexp, no barriers: rows are independent and R is in the hundreds).
+ * Evaluation losses over logits rows [R, V] (f32), one workgroup of {@linkcode LOSS_WG} lanes per
+ * row.
  * - `nll`: out[r] = logsumexp(P[r, :]) - P[r, target[r]] (next-token negative log-likelihood).
  * - `kl`: out[r] = KL(softmax(P[r]) || softmax(Q[r])) = sum_i p_i ((P_i - lseP) - (Q_i - lseQ)),
- *   P = reference (dense) logits, Q = the model under test.
- * Uniforms: R, V.
+ *   P = reference (dense) logits, Q = the model under test. Computed in the same single pass as
+ *   the two logsumexps, as E_p[P - Q] - lseP + lseQ with
+ *   E_p[P - Q] = sum_i exp(P_i - maxP) (P_i - Q_i) / sum_i exp(P_i - maxP).
+ *
+ * Each lane walks its row with a stride of LOSS_WG (lane l reads columns l, l + LOSS_WG, ...: on
+ * GPUs the loads coalesce, on CPU adapters a SIMD batch reads consecutive words) keeping an online
+ * (running max m, sum s = sum exp(x - m)) pair (for `kl` also the P-weighted sum of P - Q, and
+ * Q's pair), loads being the cost; the lanes' partials are merged by a shared-memory tree
+ * (straight-line code, no loops). Each lane runs ceil(V / LOSS_WG) + 1 loop iterations in all,
+ * far below llvmpipe's limit of 65535 per invocation (ARCHITECTURE.md, "Loop limit"):
+ * V up to {@linkcode LOSS_MAX_V} there, no limit on GPUs.
+ *
+ * Bindings: 0 uniform {R, V}; 1 P f32 [R, V] read; 2 `nll`: targets u32 [R] read, `kl`: Q f32
+ * [R, V] read; 3 out f32 [R] read_write.
+ * Geometry: R workgroups (one per row; folded to 2-D by the runtime past 65535).
  * @module
  */
-import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
+import { CPU_LOOP_LIMIT, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
 export type LossKind = "nll" | "kl";
-export const LOSS_WG = 64;
+/** Lanes per workgroup (one workgroup per row). */
+export const LOSS_WG = 256;
+/** Largest V whose row walk stays under llvmpipe's 65535 loop iterations per invocation. */
+export const LOSS_MAX_V = LOSS_WG * (CPU_LOOP_LIMIT - 1);
 
-/** logsumexp of one row of array `M` (WGSL has no pointer-to-storage parameters without extensions). */
-function lseFn(M: string): string {
-  return `
-fn lse${M}(base: u32) -> f32 {
-  // One pass with a running max (loads, not exps, are the cost on CPU adapters).
-  var mx = -3.0e38;
-  var s = 0.0;
-  for (var i = 0u; i < u.V; i++) {
-    let x = ${M}[base + i];
-    if (x > mx) { s = s * exp(mx - x) + 1.0; mx = x; } else { s += exp(x - mx); }
-  }
-  return mx + log(s);
-}`;
+/** Workgroups of a dispatch over R rows. */
+export function lossWorkgroups(R: number): number {
+  return R;
 }
 
 export function lossWgsl(kind: LossKind): string {
-  const second = kind === "nll"
-    ? "@group(0) @binding(2) var<storage, read> tgt: array<u32>;"
-    : "@group(0) @binding(2) var<storage, read> Q: array<f32>;";
-  const body = kind === "nll" ? "out[r] = lseP(base) - P[base + tgt[r]];" : `
-  let lp = lseP(base);
-  let lq = lseQ(base);
-  var kl = 0.0;
-  for (var i = 0u; i < u.V; i++) {
-    let a = P[base + i] - lp;
-    kl += exp(a) * (a - (Q[base + i] - lq));
+  const kl = kind === "kl";
+  const vars = kl ? ["mp", "sp", "tp", "mq", "sq"] : ["mp", "sp"];
+  // Online update with one element x of P (and y of Q): rescale to the new max, add exp.
+  const update = [
+    "{ let mn = max(mp, x); let c = exp(mp - mn); let e = exp(x - mn);",
+    `  sp = sp * c + e;${kl ? " tp = tp * c + e * (x - y);" : ""} mp = mn; }`,
+  ];
+  if (kl) update.push("{ let mn = max(mq, y); sq = sq * exp(mq - mn) + exp(y - mn); mq = mn; }");
+  // Tree merge of the lanes' partials: straight-line, a barrier after each level.
+  const tree: string[] = [];
+  for (let h = LOSS_WG / 2; h >= 1; h /= 2) {
+    tree.push(`if (lid < ${h}u) {`);
+    tree.push(`  let b = lid + ${h}u;`);
+    tree.push("  let m1 = sh_mp[lid]; let m2 = sh_mp[b]; let mn = max(m1, m2);");
+    tree.push("  let c1 = exp(m1 - mn); let c2 = exp(m2 - mn);");
+    tree.push("  sh_sp[lid] = sh_sp[lid] * c1 + sh_sp[b] * c2; sh_mp[lid] = mn;");
+    if (kl) {
+      tree.push("  sh_tp[lid] = sh_tp[lid] * c1 + sh_tp[b] * c2;");
+      tree.push("  let q1 = sh_mq[lid]; let q2 = sh_mq[b]; let qn = max(q1, q2);");
+      tree.push("  sh_sq[lid] = sh_sq[lid] * exp(q1 - qn) + sh_sq[b] * exp(q2 - qn); sh_mq[lid] = qn;");
+    }
+    tree.push("}");
+    tree.push("workgroupBarrier();");
   }
-  out[r] = kl;`;
+  const result = kl
+    ? "sh_tp[0] / sh_sp[0] - (sh_mp[0] + log(sh_sp[0])) + (sh_mq[0] + log(sh_sq[0]))"
+    : "sh_mp[0] + log(sh_sp[0]) - P[base + tgt[r]]";
   return `
 struct U { R: u32, V: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> P: array<f32>;
-${second}
+${
+    kl
+      ? "@group(0) @binding(2) var<storage, read> Q: array<f32>;"
+      : "@group(0) @binding(2) var<storage, read> tgt: array<u32>;"
+  }
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-${lseFn("P")}${kind === "kl" ? lseFn("Q") : ""}
+${vars.map((v) => `var<workgroup> sh_${v}: array<f32, ${LOSS_WG}>;`).join("\n")}
 @compute @workgroup_size(${LOSS_WG})
 fn main(${WORKGROUP_ID_ARGS}) {
   ${LINEAR_WID}
-  let r = wid * ${LOSS_WG}u + lid;
-  if (r >= u.R) { return; }
+  let r = wid;
+  if (r >= u.R) { return; } // uniform: the whole workgroup leaves
   let base = r * u.V;
-  ${body}
+  var mp = -3.0e38;
+  var sp = 0.0;${kl ? "\n  var tp = 0.0;\n  var mq = -3.0e38;\n  var sq = 0.0;" : ""}
+  for (var i = lid; i < u.V; i += ${LOSS_WG}u) {
+    let x = P[base + i];${kl ? "\n    let y = Q[base + i];" : ""}
+    ${update.join("\n    ")}
+  }
+  ${vars.map((v) => `sh_${v}[lid] = ${v};`).join(" ")}
+  workgroupBarrier();
+  ${tree.join("\n  ")}
+  if (lid == 0u) { out[r] = ${result}; }
 }`;
 }

@@ -102,10 +102,16 @@ export function rowMaskKey(o: RowMaskOptions): string {
   return `rowmask/${o.variant}/${scoreKey(o.source)}${lane}`;
 }
 
-/** Loop iterations one `lane` invocation runs on a row of `cols` (must stay under 65535). */
+/**
+ * An upper bound on llvmpipe's loop count (iterations plus one exit per loop, see CPU_LOOP_LIMIT
+ * in common.ts) of one `lane` invocation on a row of `cols`, vec4 or scalar: per pass the
+ * unrolled walk and its tail (at most ceil(cols / UNROLL) + UNROLL - 2 iterations, 2 exits), the
+ * bin search (at most `bins`), the pass loop's own step; then the mask words, one partial word's
+ * tail (at most 32 with its exit) and the remaining exits. Must stay under 65535.
+ */
 export function rowMaskLaneIterations(cols: number, radixBits: 4 | 8): number {
   const passes = 32 / radixBits, bins = 1 << radixBits;
-  return passes * (Math.ceil(cols / UNROLL) + UNROLL + bins) + maskWordsPerRow(cols) + 32;
+  return passes * (Math.ceil(cols / UNROLL) + UNROLL + bins + 1) + maskWordsPerRow(cols) + 36;
 }
 
 export function rowMaskWorkgroups(o: RowMaskOptions, rows: number): number {

@@ -7,10 +7,14 @@ import { Gpu } from "../src/gpu/device.ts";
 import { readMatrix, releaseMatrix, uploadMatrix } from "../src/gpu/matrix.ts";
 import { attention, elementwise, embedding, loss, rmsnorm, rope } from "../src/ops/basic.ts";
 import { chooseLinear, linear, type LinearOverride } from "../src/ops/linear.ts";
+import { CPU_LOOP_LIMIT } from "../kernels/common.ts";
+import { LOSS_MAX_V } from "../kernels/loss.ts";
 import { ropeTables } from "../kernels/rope.ts";
+import { UnsupportedError } from "../src/errors.ts";
 import {
   assertClose,
   randomArray,
+  randomNormal,
   refAttention,
   refKl,
   refLinear,
@@ -45,7 +49,10 @@ async function runLinear(
 }
 
 Deno.test("linear: default choice on uneven shapes, vec4 and scalar K", async () => {
-  for (const [M, N, K] of [[1, 37, 20], [1, 50, 17], [7, 45, 36], [70, 33, 13], [130, 67, 64], [9, 5, 3]]) {
+  // On CPU adapters: 1x8 (vec4, scalar), 8x64 (vec4, scalar), 16x64 (scalar), 32x64 (vec4). The
+  // tile code is one generator for every size; lavapipe takes ~15 s to compile each 32x64 tile,
+  // so that size is compiled once, for the vec4 K of real models.
+  for (const [M, N, K] of [[1, 37, 20], [1, 50, 17], [7, 45, 36], [6, 33, 13], [130, 67, 64], [9, 5, 3]]) {
     await runLinear(M, N, K, M * 1000 + N);
   }
 });
@@ -58,7 +65,9 @@ Deno.test("linear: every version forced (tile 4x4 GPU-style, big CPU tile, rowla
     { variant: "wgreduce" },
   ];
   for (const override of forced) {
-    for (const [M, N, K] of [[1, 29, 44], [3, 19, 21], [33, 41, 68]]) await runLinear(M, N, K, 7 + M, { override });
+    for (const [M, N, K] of [[1, 29, 44], [3, 19, 21], [33, 41, 68]]) {
+      await runLinear(M, N, K, 7 + M, { override });
+    }
   }
 });
 
@@ -71,7 +80,9 @@ Deno.test({
   name: "linear: f16 weights with f32 accumulation",
   ignore: !gpu.f16,
   fn: async () => {
-    for (const [M, N, K] of [[1, 37, 40], [6, 23, 36], [1, 15, 9]]) await runLinear(M, N, K, 11, { f16: true });
+    for (const [M, N, K] of [[1, 37, 40], [6, 23, 36], [1, 15, 9]]) {
+      await runLinear(M, N, K, 11, { f16: true });
+    }
     await runLinear(1, 33, 40, 12, { f16: true, override: { variant: "wgreduce" } });
   },
 });
@@ -103,11 +114,22 @@ Deno.test("rope: interleaved (llama2.c) and half (Hugging Face) layouts", async 
 Deno.test("attention: causal, grouped-query heads, prefill tiles and single-token decode", async () => {
   for (const [T, nHeads, nKv, hd, pos0] of [[7, 6, 2, 8, 3], [1, 4, 4, 12, 10], [13, 4, 1, 16, 0]]) {
     const S = pos0 + T;
-    const Q = randomArray(T * nHeads * hd, 1 + T), K = randomArray(S * nKv * hd, 2 + T), V = randomArray(S * nKv * hd, 3 + T);
-    const q = gpu.upload(Q, "q"), k = gpu.upload(K, "k"), v = gpu.upload(V, "v"), o = gpu.buffer(Q.length * 4, "o");
+    const Q = randomArray(T * nHeads * hd, 1 + T),
+      K = randomArray(S * nKv * hd, 2 + T),
+      V = randomArray(S * nKv * hd, 3 + T);
+    const q = gpu.upload(Q, "q"),
+      k = gpu.upload(K, "k"),
+      v = gpu.upload(V, "v"),
+      o = gpu.buffer(Q.length * 4, "o");
     attention(gpu, q, k, v, o, T, nHeads, nKv, hd, pos0);
     const want = refAttention(Q, K, V, T, nHeads, nKv, hd, pos0);
-    assertClose(await gpu.readF32(o, 0, Q.length), want, 1e-5, 1e-4, `attention T${T} H${nHeads}/${nKv} hd${hd}`);
+    assertClose(
+      await gpu.readF32(o, 0, Q.length),
+      want,
+      1e-5,
+      1e-4,
+      `attention T${T} H${nHeads}/${nKv} hd${hd}`,
+    );
     gpu.release(q, k, v, o);
   }
 });
@@ -138,23 +160,73 @@ Deno.test("elementwise: residual add and SwiGLU", async () => {
   assertClose(await gpu.readF32(a, 0, n), Array.from(A, (v, i) => v + B[i]), 1e-6, 1e-6, "add");
   gpu.write(a, A);
   elementwise(gpu, "swiglu", a, b, n);
-  assertClose(await gpu.readF32(a, 0, n), Array.from(A, (v, i) => v / (1 + Math.exp(-v)) * B[i]), 1e-6, 1e-5, "swiglu");
+  assertClose(
+    await gpu.readF32(a, 0, n),
+    Array.from(A, (v, i) => v / (1 + Math.exp(-v)) * B[i]),
+    1e-6,
+    1e-5,
+    "swiglu",
+  );
   gpu.release(a, b);
 });
 
-Deno.test("losses: next-token NLL and KL divergence", async () => {
-  const R = 11, V = 1000;
-  const P = randomArray(R * V, 13, 8), Q = randomArray(R * V, 14, 8);
-  const r = rng(15);
-  const targets = Uint32Array.from({ length: R }, () => Math.floor(r() * V));
-  const p = gpu.upload(P, "p"), q = gpu.upload(Q, "q"), t = gpu.upload(targets, "t"), out = gpu.buffer(R * 4, "out");
-  loss(gpu, "nll", p, t, out, R, V);
-  assertClose(await gpu.readF32(out, 0, R), refNll(P, targets, R, V), 1e-5, 1e-5, "nll");
-  loss(gpu, "kl", p, q, out, R, V);
-  assertClose(await gpu.readF32(out, 0, R), refKl(P, Q, R, V), 1e-5, 1e-4, "kl");
-  loss(gpu, "kl", p, p, out, R, V);
-  assertClose(await gpu.readF32(out, 0, R), new Float64Array(R), 1e-6, 0, "kl(p||p)");
-  gpu.release(p, q, t, out);
+/** NLL and KL rows of [R, V] logits against float64; `spread` logits: normal * 5 (else uniform +-8). */
+async function checkLosses(
+  R: number,
+  V: number,
+  seed: number,
+  spread: boolean,
+  chunkRows?: number,
+): Promise<void> {
+  const gen = spread
+    ? (n: number, s: number) => randomNormal(n, s, 5)
+    : (n: number, s: number) => randomArray(n, s, 8);
+  const P = gen(R * V, seed), Q = gen(R * V, seed + 1);
+  // A nearby model too (small KL): Q2 = P + normal * 0.1.
+  const Q2 = randomNormal(R * V, seed + 2, 0.1).map((d, i) => P[i] + d);
+  const r = rng(seed + 3);
+  const targets = Uint32Array.from({ length: R }, (_, i) => i === 0 ? V - 1 : Math.floor(r() * V));
+  const p = gpu.upload(P, "p"),
+    q = gpu.upload(Q, "q"),
+    q2 = gpu.upload(Q2, "q2"),
+    t = gpu.upload(targets, "t");
+  const out = gpu.buffer(R * 4, "out");
+  const what = `R${R} V${V}`;
+  loss(gpu, "nll", p, t, out, R, V, chunkRows);
+  assertClose(await gpu.readF32(out, 0, R), refNll(P, targets, R, V), 1e-5, 1e-5, `nll ${what}`);
+  loss(gpu, "kl", p, q, out, R, V, chunkRows);
+  assertClose(await gpu.readF32(out, 0, R), refKl(P, Q, R, V), 1e-5, 1e-4, `kl ${what}`);
+  loss(gpu, "kl", p, q2, out, R, V, chunkRows);
+  assertClose(await gpu.readF32(out, 0, R), refKl(P, Q2, R, V), 1e-5, 1e-3, `kl (nearby) ${what}`);
+  loss(gpu, "kl", p, p, out, R, V, chunkRows);
+  assertClose(await gpu.readF32(out, 0, R), new Float64Array(R), 1e-6, 0, `kl(p||p) ${what}`);
+  gpu.release(p, q, q2, t, out);
+}
+
+Deno.test("losses: next-token NLL and KL divergence on uneven shapes", async () => {
+  await checkLosses(11, 1000, 13, false);
+  await checkLosses(3, 37, 16, true); // fewer columns than lanes
+  await checkLosses(9, 1031, 19, true);
+  await checkLosses(150, 1031, 28, true, 64); // three dispatches: 64 + 64 + 22 rows
+});
+
+// One invocation per row would loop over the vocabulary; lavapipe silently ends an invocation's
+// loops after 65535 iterations in all (ARCHITECTURE.md), so these shapes catch any kernel that does.
+Deno.test("losses: long rows (stories15M's V = 32000, and V > 65535)", async () => {
+  await checkLosses(5, 32000, 22, true);
+  await checkLosses(2, 70001, 25, true);
+});
+
+Deno.test({
+  name: "launchers refuse shapes past lavapipe's loop limit",
+  ignore: !gpu.isCpu,
+  fn: () => {
+    const b = gpu.buffer(16, "tiny");
+    assert.throws(() => loss(gpu, "nll", b, b, b, 1, LOSS_MAX_V + 1), UnsupportedError);
+    assert.throws(() => attention(gpu, b, b, b, b, 1, 1, 1, 4, CPU_LOOP_LIMIT - 1), UnsupportedError);
+    assert.throws(() => rmsnorm(gpu, b, b, b, 1, 40000, 1e-5), UnsupportedError);
+    gpu.release(b);
+  },
 });
 
 Deno.test("runtime: pipelines are cached by options, never by shape; no buffer leaks", () => {

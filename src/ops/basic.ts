@@ -3,15 +3,20 @@
  * the current batch; shapes travel in uniforms, so one pipeline serves every model.
  * @module
  */
-import { attentionKey, type AttentionOptions, attentionWgsl, attentionWorkgroups } from "../../kernels/attention.ts";
-import { packUniforms } from "../../kernels/common.ts";
+import {
+  attentionKey,
+  type AttentionOptions,
+  attentionWgsl,
+  attentionWorkgroups,
+} from "../../kernels/attention.ts";
+import { CPU_LOOP_LIMIT, packUniforms } from "../../kernels/common.ts";
 import { ELEMENTWISE_WG, type ElementwiseOp, elementwiseWgsl } from "../../kernels/elementwise.ts";
 import { EMBEDDING_WG, embeddingWgsl } from "../../kernels/embedding.ts";
-import { LOSS_WG, type LossKind, lossWgsl } from "../../kernels/loss.ts";
+import { LOSS_MAX_V, type LossKind, lossWgsl, lossWorkgroups } from "../../kernels/loss.ts";
 import { RMSNORM_WG, rmsnormWgsl } from "../../kernels/rmsnorm.ts";
 import { ROPE_WG, type RopeLayout, ropeWgsl } from "../../kernels/rope.ts";
 import { UnsupportedError } from "../errors.ts";
-import type { Gpu } from "../gpu/device.ts";
+import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 
 /** a[i] = a[i] + b[i] (op "add") or silu(a[i]) * b[i] (op "swiglu"), n elements. */
@@ -29,7 +34,19 @@ export function embedding(gpu: Gpu, ids: GPUBuffer, table: GpuMatrix, out: GPUBu
   }
 }
 
-export function rmsnorm(gpu: Gpu, x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, T: number, dim: number, eps: number): void {
+export function rmsnorm(
+  gpu: Gpu,
+  x: GPUBuffer,
+  w: GPUBuffer,
+  y: GPUBuffer,
+  T: number,
+  dim: number,
+  eps: number,
+): void {
+  // One invocation walks its row twice: 2 * (dim + 1) loop steps under llvmpipe's loop limit.
+  if (gpu.isCpu && 2 * (dim + 1) > CPU_LOOP_LIMIT) {
+    throw new UnsupportedError(`rmsnorm: dim ${dim} exceeds this CPU adapter's loop limit`);
+  }
   const pipe = gpu.pipeline("rmsnorm", rmsnormWgsl);
   gpu.dispatch(pipe, [x, w, y], packUniforms([T, dim, { f32: eps }]), Math.ceil(T / RMSNORM_WG));
 }
@@ -65,6 +82,10 @@ export function attention(
   pos0: number,
 ): void {
   if (headDim % 4 !== 0) throw new UnsupportedError(`attention needs headDim % 4 == 0, got ${headDim}`);
+  // One invocation walks every cached position: pos0 + T + 1 loop steps under llvmpipe's loop limit.
+  if (gpu.isCpu && pos0 + T + 1 > CPU_LOOP_LIMIT) {
+    throw new UnsupportedError(`attention: context ${pos0 + T} exceeds this CPU adapter's loop limit`);
+  }
   // Query tiles share K/V loads: long tiles pay off on CPU adapters (hd 48, T 256 on lavapipe:
   // tq 4 28 ms, tq 8 16 ms, tq 16 12 ms); GPUs keep registers small.
   const tq = T === 1 ? 1 : gpu.isCpu ? (headDim <= 64 ? 16 : 8) : 4;
@@ -74,8 +95,49 @@ export function attention(
   gpu.dispatch(pipe, [q, k, v, out], u, attentionWorkgroups(o, T, nHeads));
 }
 
-/** Per-row NLL (second = targets u32[R]) or KL(P || Q) (second = Q logits) into out f32[R]. */
-export function loss(gpu: Gpu, kind: LossKind, p: GPUBuffer, second: GPUBuffer, out: GPUBuffer, R: number, V: number): void {
+/**
+ * Per-row NLL (second = targets u32[R]) or KL(P || Q) (second = Q logits) into out f32[R].
+ * Rows go in dispatches of whole multiples of 64 rows (256-byte binding offsets) when R x V
+ * logits exceed the adapter's binding limit (lavapipe: 128 MiB, 1048 rows of V = 32000).
+ * @param maxRowsPerChunk override for tests (forces several dispatches on small inputs).
+ */
+export function loss(
+  gpu: Gpu,
+  kind: LossKind,
+  p: GPUBuffer,
+  second: GPUBuffer,
+  out: GPUBuffer,
+  R: number,
+  V: number,
+  maxRowsPerChunk = Infinity,
+): void {
+  if (gpu.isCpu && V > LOSS_MAX_V) {
+    // llvmpipe silently ends an invocation's loops after 65535 steps in all (CPU_LOOP_LIMIT).
+    throw new UnsupportedError(
+      `loss: a vocabulary of ${V} exceeds this CPU adapter's loop limit (${LOSS_MAX_V})`,
+    );
+  }
+  let per = R;
+  if (R * V * 4 > gpu.maxBinding || R > maxRowsPerChunk) {
+    per = Math.floor(Math.min(gpu.maxBinding / (V * 4), maxRowsPerChunk) / LOSS_ROW_ALIGN) * LOSS_ROW_ALIGN;
+    if (per < LOSS_ROW_ALIGN) {
+      throw new UnsupportedError(
+        `loss: ${LOSS_ROW_ALIGN} rows of ${V} logits exceed this adapter's ${gpu.maxBinding}-byte binding limit`,
+      );
+    }
+  }
   const pipe = gpu.pipeline(`loss/${kind}`, () => lossWgsl(kind));
-  gpu.dispatch(pipe, [p, second, out], packUniforms([R, V]), Math.ceil(R / LOSS_WG));
+  for (let r0 = 0; r0 < R; r0 += per) {
+    const n = Math.min(per, R - r0);
+    const rows = (buffer: GPUBuffer, width: number): Binding => ({
+      buffer,
+      offset: r0 * width * 4,
+      size: n * width * 4,
+    });
+    const b = [rows(p, V), rows(second, kind === "kl" ? V : 1), rows(out, 1)];
+    gpu.dispatch(pipe, b, packUniforms([n, V]), lossWorkgroups(n));
+  }
 }
+
+/** Rows per loss chunk are a multiple of this: 64 f32/u32 rows span 256 bytes, the offset alignment. */
+const LOSS_ROW_ALIGN = 64;

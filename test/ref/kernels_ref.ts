@@ -24,6 +24,18 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
   return a;
 }
 
+/** Normal values with standard deviation `scale` (Box-Muller on {@linkcode rng}). */
+export function randomNormal(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const rad = Math.sqrt(-2 * Math.log(1 - r())), ang = 2 * Math.PI * r();
+    a[i] = rad * Math.cos(ang) * scale;
+    if (i + 1 < n) a[i + 1] = rad * Math.sin(ang) * scale;
+  }
+  return a;
+}
+
 /** Throw unless |got - want| <= atol + rtol * |want| everywhere. */
 export function assertClose(
   got: ArrayLike<number>,
@@ -54,7 +66,14 @@ export function assertClose(
 }
 
 /** Y[M,N] = X[M,K] W[N,K]^T + b. */
-export function refLinear(X: ArrayLike<number>, W: ArrayLike<number>, M: number, N: number, K: number, b?: ArrayLike<number>): Float64Array {
+export function refLinear(
+  X: ArrayLike<number>,
+  W: ArrayLike<number>,
+  M: number,
+  N: number,
+  K: number,
+  b?: ArrayLike<number>,
+): Float64Array {
   const Y = new Float64Array(M * N);
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {
@@ -66,7 +85,13 @@ export function refLinear(X: ArrayLike<number>, W: ArrayLike<number>, M: number,
   return Y;
 }
 
-export function refRmsnorm(X: ArrayLike<number>, w: ArrayLike<number>, T: number, dim: number, eps: number): Float64Array {
+export function refRmsnorm(
+  X: ArrayLike<number>,
+  w: ArrayLike<number>,
+  T: number,
+  dim: number,
+  eps: number,
+): Float64Array {
   const Y = new Float64Array(T * dim);
   for (let t = 0; t < T; t++) {
     let ss = 0;
@@ -93,7 +118,9 @@ export function refRope(
       const base = (t * nHeads + h) * hd;
       for (let i = 0; i < half; i++) {
         const ang = (pos0 + t) * Math.pow(theta, -(2 * i) / hd);
-        const [a, b] = layout === "interleaved" ? [base + 2 * i, base + 2 * i + 1] : [base + i, base + i + half];
+        const [a, b] = layout === "interleaved"
+          ? [base + 2 * i, base + 2 * i + 1]
+          : [base + i, base + i + half];
         const x0 = X[a], x1 = X[b];
         Y[a] = x0 * Math.cos(ang) - x1 * Math.sin(ang);
         Y[b] = x0 * Math.sin(ang) + x1 * Math.cos(ang);
@@ -129,9 +156,11 @@ export function refAttention(
         mx = Math.max(mx, sc[s]);
       }
       let sum = 0;
-      for (let s = 0; s <= p; s++) sum += (sc[s] = Math.exp(sc[s] - mx));
+      for (let s = 0; s <= p; s++) sum += sc[s] = Math.exp(sc[s] - mx);
       for (let s = 0; s <= p; s++) {
-        for (let i = 0; i < hd; i++) O[(t * nHeads + h) * hd + i] += (sc[s] / sum) * V[(s * nKv + kh) * hd + i];
+        for (let i = 0; i < hd; i++) {
+          O[(t * nHeads + h) * hd + i] += (sc[s] / sum) * V[(s * nKv + kh) * hd + i];
+        }
       }
     }
   }
