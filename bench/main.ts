@@ -1,14 +1,47 @@
 /**
- * `deno task bench`: GPU benchmarks on this machine's adapter. Prints a table and writes JSON to
- * bench/results/. Flags: --quick (fewer shapes), --json FILE (also write the rows there).
+ * `deno task bench`: GPU benchmarks on this machine's adapter. Prints tables and writes one JSON
+ * file per suite to bench/results/ (`dense-<adapter>.json`, `prune-<adapter>.json`).
+ *
+ * Suites:
+ * - `dense`: copy bandwidth, GEMV and GEMM for stories15M's and LLaMA-7B's linear shapes.
+ * - `prune`: OWL's outlier count and Wanda's 50% row masks over the 7 linears of one decoder
+ *   block with random weights (bench/prune_kernels.ts): stories15M's block (dim 288, hidden 768)
+ *   and LLaMA-7B's (dim 4096, hidden 11008, 202M weights, 0.8 GB in f32). On lavapipe (2 shared
+ *   cores) the LLaMA-7B block takes 16-30 s, mostly generating and uploading its weights, with
+ *   one timed run per kernel (5 on GPUs); the whole default run takes 45-90 s there.
+ *
+ * Flags: --quick (fewer dense shapes, no LLaMA-7B block), --suite dense|prune|all (default all),
+ * --llama7b-block / --no-llama7b-block (force the LLaMA-7B block on or off), --styles cpu,gpu
+ * (prune kernel versions to time; default the adapter's own), --json FILE (also write all rows
+ * there).
  * @module
  */
 import { parseArgs } from "node:util";
+import { ArgumentError } from "../src/errors.ts";
 import { Gpu } from "../src/gpu/device.ts";
+import type { KernelStyle } from "../src/ops/prune_ops.ts";
 import { runCli } from "../src/cli/run.ts";
 import { benchDense, type DenseRow } from "./dense.ts";
+import { benchPruneKernels, type PruneBenchRow } from "./prune_kernels.ts";
 
-function table(rows: DenseRow[]): string {
+/** One decoder block shape of the prune suite. */
+interface BlockShape {
+  name: string;
+  hidden: number;
+  intermediate: number;
+  reps: number;
+}
+
+interface PruneSuiteResult extends BlockShape {
+  /** Wall seconds for the whole block (random weights, upload, warm-ups and timed runs). */
+  seconds: number;
+  rows: PruneBenchRow[];
+}
+
+const STORIES15M_BLOCK = { name: "stories15M", hidden: 288, intermediate: 768 };
+const LLAMA7B_BLOCK = { name: "LLaMA-7B", hidden: 4096, intermediate: 11008 };
+
+function denseTable(rows: DenseRow[]): string {
   const head = "kind  shape                       dtype  ms        GB/s     GFLOP/s  of copy  timing";
   const lines = rows.map((r) =>
     [
@@ -25,20 +58,120 @@ function table(rows: DenseRow[]): string {
   return [head, ...lines].join("\n");
 }
 
-async function main(args: string[]) {
-  const { values } = parseArgs({ args, options: { quick: { type: "boolean" }, json: { type: "string" } } });
-  const gpu = await Gpu.create();
-  console.log(`adapter: ${gpu.adapterName} (f16 ${gpu.f16}, timestamps ${gpu.timestamps}, cpu ${gpu.isCpu})`);
-  const rows = await benchDense(gpu, { quick: values.quick });
-  console.log(table(rows));
-  const result = { adapter: gpu.adapterName, date: new Date().toISOString(), dense: rows };
-  const name = `bench/results/dense-${gpu.adapterName.replace(/[^A-Za-z0-9]+/g, "_").slice(0, 40)}.json`;
-  for (const path of [name, values.json].filter((p): p is string => !!p)) {
-    await Deno.writeTextFile(path + ".tmp", JSON.stringify(result, null, 2));
-    await Deno.rename(path + ".tmp", path);
-    console.log(`wrote ${path}`);
+/** Weights a row covers: one linear ("RxC") or the whole block. */
+function rowWeights(r: PruneBenchRow, block: BlockShape): number {
+  const m = /^(\d+)x(\d+)$/.exec(r.shape);
+  if (m) return Number(m[1]) * Number(m[2]);
+  return 4 * block.hidden * block.hidden + 3 * block.hidden * block.intermediate;
+}
+
+function pruneTable(results: PruneSuiteResult[]): string {
+  const head = [
+    "block".padEnd(13),
+    "kernel".padEnd(38),
+    "shape".padEnd(29),
+    "ms".padStart(10),
+    "Gweights/s".padStart(12),
+  ].join(" ");
+  const lines: string[] = [];
+  for (const b of results) {
+    for (const r of b.rows) {
+      lines.push([
+        b.name.padEnd(13),
+        r.name.padEnd(38),
+        r.shape.padEnd(29),
+        r.ms.toFixed(1).padStart(10),
+        (rowWeights(r, b) / (r.ms * 1e6)).toFixed(3).padStart(12),
+      ].join(" "));
+    }
+    lines.push(
+      `${"".padEnd(13)} (whole block: ${
+        b.seconds.toFixed(1)
+      } s with weight generation, upload, warm-ups, ${b.reps} reps)`,
+    );
   }
-  gpu.destroy();
+  return [head, ...lines].join("\n");
+}
+
+function parseStyles(s: string | undefined): KernelStyle[] | undefined {
+  if (s === undefined) return undefined;
+  const styles = s.split(",").map((x) => x.trim());
+  for (const x of styles) {
+    if (x !== "cpu" && x !== "gpu") {
+      throw new ArgumentError(`--styles takes cpu and/or gpu, got ${JSON.stringify(x)}`);
+    }
+  }
+  return styles as KernelStyle[];
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await Deno.writeTextFile(path + ".tmp", JSON.stringify(value, null, 2) + "\n");
+  await Deno.rename(path + ".tmp", path);
+  console.log(`wrote ${path}`);
+}
+
+async function main(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      quick: { type: "boolean" },
+      suite: { type: "string", default: "all" },
+      "llama7b-block": { type: "boolean" },
+      "no-llama7b-block": { type: "boolean" },
+      styles: { type: "string" },
+      json: { type: "string" },
+    },
+  });
+  const suite = values.suite;
+  if (suite !== "all" && suite !== "dense" && suite !== "prune") {
+    throw new ArgumentError(`--suite takes dense, prune or all, got ${JSON.stringify(suite)}`);
+  }
+  if (values["llama7b-block"] && values["no-llama7b-block"]) {
+    throw new ArgumentError("--llama7b-block and --no-llama7b-block contradict each other");
+  }
+  const styles = parseStyles(values.styles);
+  const gpu = await Gpu.create();
+  try {
+    const adapter = gpu.adapterName;
+    const slug = adapter.replace(/[^A-Za-z0-9]+/g, "_").slice(0, 40);
+    console.log(`adapter: ${adapter} (f16 ${gpu.f16}, timestamps ${gpu.timestamps}, cpu ${gpu.isCpu})`);
+    const meta = { adapter, isCpu: gpu.isCpu, f16: gpu.f16, date: new Date().toISOString() };
+    const all: Record<string, unknown> = { ...meta };
+
+    if (suite !== "prune") {
+      const rows = await benchDense(gpu, { quick: values.quick });
+      console.log(`\n== dense (${adapter})\n${denseTable(rows)}`);
+      await writeJson(`bench/results/dense-${slug}.json`, { ...meta, dense: rows });
+      all.dense = rows;
+    }
+
+    if (suite !== "dense") {
+      const llama7b = values["llama7b-block"] || (!values.quick && !values["no-llama7b-block"]);
+      const blocks: BlockShape[] = [{ ...STORIES15M_BLOCK, reps: 5 }];
+      // One timed run of a 202M-weight block takes seconds on a CPU adapter: fewer repetitions there.
+      if (llama7b) blocks.push({ ...LLAMA7B_BLOCK, reps: gpu.isCpu ? 1 : 5 });
+      const results: PruneSuiteResult[] = [];
+      for (const b of blocks) {
+        const t0 = performance.now();
+        const rows = await benchPruneKernels(gpu, {
+          hidden: b.hidden,
+          intermediate: b.intermediate,
+          reps: b.reps,
+          styles,
+        });
+        results.push({ ...b, seconds: (performance.now() - t0) / 1000, rows });
+      }
+      console.log(
+        `\n== prune kernels (${adapter}; median wall ms incl. sync/read-back)\n${pruneTable(results)}`,
+      );
+      await writeJson(`bench/results/prune-${slug}.json`, { ...meta, prune: results });
+      all.prune = results;
+    }
+
+    if (values.json) await writeJson(values.json, all);
+  } finally {
+    gpu.destroy();
+  }
 }
 
 if (import.meta.main) await runCli(main);

@@ -1,0 +1,67 @@
+/**
+ * The public surface (mod.ts): every export resolves to a value, the main entry points of each
+ * layer are there, and the module doc's kernel example (a GEMV on your own buffers) works.
+ */
+import assert from "node:assert/strict";
+import * as owlgpu from "../mod.ts";
+
+Deno.test("mod.ts: every layer's entry points are exported and defined", () => {
+  for (const [name, value] of Object.entries(owlgpu)) {
+    assert.notEqual(value, undefined, `${name} is undefined`);
+  }
+  const expected = [
+    // runtime, kernels, launchers
+    "Gpu",
+    "uploadMatrix",
+    "linearWgsl",
+    "rowMaskWgsl",
+    "outlierWgsl",
+    "linear",
+    "attention",
+    "wandaRowMask",
+    "outlierCount",
+    // models, data, evaluation, pruning
+    "openWeights",
+    "openLlama2c",
+    "SafetensorsFile",
+    "GpuModel",
+    "ForwardRunner",
+    "exportHuggingFace",
+    "Llama2cTokenizer",
+    "HfTokenizer",
+    "tokenizeCorpus",
+    "calibrationWindows",
+    "evaluatePerplexity",
+    "prune",
+    "owlAllocation",
+    "reportMarkdown",
+  ];
+  for (const n of expected) assert.ok(n in owlgpu, `mod.ts lacks ${n}`);
+  for (const E of [owlgpu.ArgumentError, owlgpu.ModelFormatError, owlgpu.GpuUnavailableError]) {
+    const e = new E("x");
+    assert.ok(e instanceof owlgpu.OwlError);
+    assert.equal(e.name, E.name);
+  }
+});
+
+Deno.test("mod.ts: the module doc's GEMV example", async () => {
+  let gpu: owlgpu.Gpu;
+  try {
+    gpu = await owlgpu.Gpu.create();
+  } catch (e) {
+    if (e instanceof owlgpu.GpuUnavailableError) return; // no WebGPU adapter on this machine
+    throw e;
+  }
+  try {
+    const w = owlgpu.uploadMatrix(gpu, new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 1, 1, 1, 1]), 3, 4, "w");
+    const x = gpu.upload(new Float32Array([1, 2, 3, 4]), "x");
+    const y = gpu.buffer(3 * 4, "y");
+    owlgpu.linear(gpu, x, w, y, 1);
+    assert.deepEqual(Array.from(await gpu.readF32(y)), [1, 2, 10]);
+    owlgpu.releaseMatrix(gpu, w);
+    gpu.release(x, y);
+    assert.equal(gpu.liveBuffers, 0);
+  } finally {
+    gpu.destroy();
+  }
+});
