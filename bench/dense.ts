@@ -34,10 +34,22 @@ export async function benchCopy(gpu: Gpu, bytes: number): Promise<DenseRow[]> {
     const per = gpu.isCpu ? 64 : 1;
     const pipe = gpu.pipeline(`copy/p${per}`, () => copyWgsl(per));
     const n = bytes / 16;
-    const t2 = await timeKernel(gpu, () => gpu.dispatch(pipe, [src, dst], packUniforms([n]), Math.ceil(n / (COPY_WG * per))));
+    const t2 = await timeKernel(
+      gpu,
+      () => gpu.dispatch(pipe, [src, dst], packUniforms([n]), Math.ceil(n / (COPY_WG * per))),
+    );
     for (const [name, t] of [["copyBufferToBuffer", t1], ["copy shader", t2]] as const) {
       const gbps = (2 * bytes) / (t.ms * 1e6);
-      rows.push({ kind: "copy", shape: `${name} ${(bytes / 2 ** 20).toFixed(0)} MiB`, dtype: "-", ms: t.ms, timing: t.source, gbps, gflops: 0, ofCopy: 0 });
+      rows.push({
+        kind: "copy",
+        shape: `${name} ${(bytes / 2 ** 20).toFixed(0)} MiB`,
+        dtype: "-",
+        ms: t.ms,
+        timing: t.source,
+        gbps,
+        gflops: 0,
+        ofCopy: 0,
+      });
     }
   } finally {
     gpu.release(src, dst);
@@ -46,7 +58,14 @@ export async function benchCopy(gpu: Gpu, bytes: number): Promise<DenseRow[]> {
 }
 
 /** One linear product: M tokens through an N x K weight. */
-export async function benchLinear(gpu: Gpu, M: number, N: number, K: number, dtype: GpuDType, reps: number): Promise<DenseRow> {
+export async function benchLinear(
+  gpu: Gpu,
+  M: number,
+  N: number,
+  K: number,
+  dtype: GpuDType,
+  reps: number,
+): Promise<DenseRow> {
   const w = uploadMatrix(gpu, new Float32Array(N * K).fill(0.01), N, K, "w", dtype); // real pages, not zero pages
   const x = gpu.upload(new Float32Array(M * K).fill(1), "x"), y = gpu.buffer(M * N * 4, "y");
   try {

@@ -29,7 +29,9 @@ export async function timeKernel(
   await gpu.sync();
   const wall: number[] = [];
   const gpuMs: number[] = [];
-  const qs = gpu.timestamps && !opts.wallOnly ? gpu.device.createQuerySet({ type: "timestamp", count: 2 }) : null;
+  const qs = gpu.timestamps && !opts.wallOnly
+    ? gpu.device.createQuerySet({ type: "timestamp", count: 2 })
+    : null;
   const resolve = qs ? gpu.buffer(16, "ts-resolve", GPUBufferUsage.QUERY_RESOLVE) : null;
   try {
     for (let r = 0; r < reps; r++) {

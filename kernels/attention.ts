@@ -35,7 +35,9 @@ export function attentionWgsl(o: AttentionOptions): string {
     L.push(`let tq${i} = min(t0 + ${i}u, u.T - 1u); let p${i} = u.pos0 + t0 + ${i}u;`);
     L.push(`var m${i} = -3.0e38; var l${i} = 0.0;`);
     for (let d = 0; d < V; d++) {
-      L.push(`let q${i}_${d} = Q[(tq${i} * u.nHeads + h) * ${V}u + ${d}u] * u.scale; var o${i}_${d} = vec4<f32>(0.0);`);
+      L.push(
+        `let q${i}_${d} = Q[(tq${i} * u.nHeads + h) * ${V}u + ${d}u] * u.scale; var o${i}_${d} = vec4<f32>(0.0);`,
+      );
     }
   }
   const loop: string[] = [];
@@ -56,7 +58,9 @@ export function attentionWgsl(o: AttentionOptions): string {
   for (let i = 0; i < o.tq; i++) {
     store.push(`if (t0 + ${i}u < u.T) {`);
     store.push(`  let inv = 1.0 / l${i};`);
-    for (let d = 0; d < V; d++) store.push(`  O[(tq${i} * u.nHeads + h) * ${V}u + ${d}u] = o${i}_${d} * inv;`);
+    for (let d = 0; d < V; d++) {
+      store.push(`  O[(tq${i} * u.nHeads + h) * ${V}u + ${d}u] = o${i}_${d} * inv;`);
+    }
     store.push("}");
   }
   return `

@@ -13,7 +13,9 @@ export type RopeLayout = "interleaved" | "half";
 export const ROPE_WG = 256;
 
 export function ropeWgsl(layout: RopeLayout): string {
-  const pair = layout === "interleaved" ? "let a = base + 2u * i; let b = a + 1u;" : "let a = base + i; let b = a + half;";
+  const pair = layout === "interleaved"
+    ? "let a = base + 2u * i; let b = a + 1u;"
+    : "let a = base + i; let b = a + half;";
   return `
 struct U { T: u32, nHeads: u32, headDim: u32, pos0: u32 }
 @group(0) @binding(0) var<uniform> u: U;
@@ -41,7 +43,11 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }
 
 /** cos/sin tables [maxPos, headDim/2] in float64 then rounded to f32. */
-export function ropeTables(maxPos: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(
+  maxPos: number,
+  headDim: number,
+  theta: number,
+): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const cos = new Float32Array(maxPos * half);
   const sin = new Float32Array(maxPos * half);

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runPrune, parsePruneArgs, type PruneCliOptions } from "../src/cli/prune_main.ts";
+import { parsePruneArgs, type PruneCliOptions, runPrune } from "../src/cli/prune_main.ts";
 import { tokenizeCorpus } from "../src/data/corpora.ts";
 import { openTokenizer } from "../src/data/open_tokenizer.ts";
 import { evalWindows } from "../src/data/windows.ts";
@@ -23,7 +23,16 @@ Deno.test("prune.ts: owl-wanda end to end (nsamples 8, 4 eval windows), saved mo
   const dir = await Deno.makeTempDir();
   try {
     const out = join(dir, "pruned");
-    const o = parsePruneArgs(["--nsamples", "8", "--eval-windows", "4", "--out", out, "--report", join(dir, "r.json")]);
+    const o = parsePruneArgs([
+      "--nsamples",
+      "8",
+      "--eval-windows",
+      "4",
+      "--out",
+      out,
+      "--report",
+      join(dir, "r.json"),
+    ]);
     assert(o !== "help");
     const lines: string[] = [];
     const r = await runPrune(o as PruneCliOptions, (s) => lines.push(s));
@@ -46,7 +55,21 @@ Deno.test("prune.ts: owl-wanda end to end (nsamples 8, 4 eval windows), saved mo
     assert(r.ppl > r.ppl_dense && r.kl > 0 && Number.isFinite(r.ppl));
     assert(lines.join("\n").includes("perplexity         dense"));
     const json = JSON.parse(await Deno.readTextFile(join(out, "report.json")));
-    for (const k of ["model", "method", "allocation", "pattern", "sparsity_target", "sparsity_realised", "ppl_dense", "ppl", "kl", "seconds", "adapter"]) {
+    for (
+      const k of [
+        "model",
+        "method",
+        "allocation",
+        "pattern",
+        "sparsity_target",
+        "sparsity_realised",
+        "ppl_dense",
+        "ppl",
+        "kl",
+        "seconds",
+        "adapter",
+      ]
+    ) {
       assert(k in json, `report.json has ${k}`);
     }
     assert.deepEqual(Object.keys(json.blocks[0]).sort(), ["index", "outlier_ratio", "sparsity"]);
@@ -82,9 +105,13 @@ Deno.test("prune.ts: owl-wanda end to end (nsamples 8, 4 eval windows), saved mo
   }
 });
 
-function assertEqualsFloorRule(linears: { name: string; pruned: number; expected: number; numel: number }[]): void {
+function assertEqualsFloorRule(
+  linears: { name: string; pruned: number; expected: number; numel: number }[],
+): void {
   assert.equal(linears.length, 6 * LINEARS.length);
-  for (const c of linears) assert.equal(c.pruned, c.expected, `${c.name}: pruned ${c.pruned}, floor rule ${c.expected}`);
+  for (const c of linears) {
+    assert.equal(c.pruned, c.expected, `${c.name}: pruned ${c.pruned}, floor rule ${c.expected}`);
+  }
   assert.equal(linears[0].name, linearWeight(0, "q"));
 }
 
@@ -110,7 +137,7 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
     const out = join(dir, "out");
     const cases: [string[], RegExp][] = [
       [["--sparsity", "1"], /--sparsity must be in \[0, 1\)/],
-      [["--sparsity", "-0.1"], /--sparsity must be in \[0, 1\)/],
+      [["--sparsity=-0.1"], /--sparsity must be in \[0, 1\)/],
       [["--sparsity", "abc"], /--sparsity must be a number/],
       [["--pattern", "5:7"], /M = 7 does not divide C_in = 288/],
       [["--pattern", "5:4"], /need 0 <= N <= M/],
@@ -148,7 +175,25 @@ Deno.test("prune.ts --help lists every flag", async () => {
   }).output();
   assert.equal(p.code, 0);
   const help = new TextDecoder().decode(p.stdout);
-  for (const f of ["--model", "--method", "--allocation", "--sparsity", "--pattern", "--owl-m", "--owl-lambda", "--calib", "--nsamples", "--seqlen", "--eval", "--eval-windows", "--out", "--report", "--no-save"]) {
+  for (
+    const f of [
+      "--model",
+      "--method",
+      "--allocation",
+      "--sparsity",
+      "--pattern",
+      "--owl-m",
+      "--owl-lambda",
+      "--calib",
+      "--nsamples",
+      "--seqlen",
+      "--eval",
+      "--eval-windows",
+      "--out",
+      "--report",
+      "--no-save",
+    ]
+  ) {
     assert(help.includes(f), f);
   }
 });

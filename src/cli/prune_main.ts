@@ -22,8 +22,8 @@ import type { WeightSource } from "../model/weights.ts";
 import {
   ALLOCATIONS,
   defaultAllocation,
-  METHODS,
   type Method,
+  METHODS,
   type Pattern,
   prune,
   type PruneOptions,
@@ -92,20 +92,26 @@ export interface PruneCliOptions {
 function num(flag: string, v: string | undefined, def: number): number {
   if (v === undefined) return def;
   const x = Number(v);
-  if (v.trim() === "" || !Number.isFinite(x)) throw new ArgumentError(`--${flag} must be a number, got ${JSON.stringify(v)}`);
+  if (v.trim() === "" || !Number.isFinite(x)) {
+    throw new ArgumentError(`--${flag} must be a number, got ${JSON.stringify(v)}`);
+  }
   return x;
 }
 
 function int(flag: string, v: string | undefined, def: number, min: number): number {
   const x = num(flag, v, def);
-  if (!Number.isInteger(x) || x < min) throw new ArgumentError(`--${flag} must be an integer >= ${min}, got ${v}`);
+  if (!Number.isInteger(x) || x < min) {
+    throw new ArgumentError(`--${flag} must be an integer >= ${min}, got ${v}`);
+  }
   return x;
 }
 
 export function parsePattern(p: string): Pattern {
   if (p === "unstructured") return { kind: "unstructured" };
   const m = /^(\d+):(\d+)$/.exec(p);
-  if (!m) throw new ArgumentError(`--pattern must be unstructured or N:M (e.g. 2:4), got ${JSON.stringify(p)}`);
+  if (!m) {
+    throw new ArgumentError(`--pattern must be unstructured or N:M (e.g. 2:4), got ${JSON.stringify(p)}`);
+  }
   const n = Number(m[1]), mm = Number(m[2]);
   if (mm < 1 || n > mm) throw new ArgumentError(`--pattern ${p}: need 0 <= N <= M and M >= 1`);
   return { kind: "nm", n, m: mm };
@@ -154,18 +160,26 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
   }
   const allocation = v.allocation ?? defaultAllocation(method as Method);
   if (!(ALLOCATIONS as readonly string[]).includes(allocation)) {
-    throw new ArgumentError(`--allocation must be one of ${ALLOCATIONS.join(", ")}; got ${JSON.stringify(allocation)}`);
+    throw new ArgumentError(
+      `--allocation must be one of ${ALLOCATIONS.join(", ")}; got ${JSON.stringify(allocation)}`,
+    );
   }
   const sparsity = num("sparsity", v.sparsity, 0.7);
-  if (!(sparsity >= 0 && sparsity < 1)) throw new ArgumentError(`--sparsity must be in [0, 1), got ${v.sparsity}`);
+  if (!(sparsity >= 0 && sparsity < 1)) {
+    throw new ArgumentError(`--sparsity must be in [0, 1), got ${v.sparsity}`);
+  }
   const nmRounding = v["nm-rounding"] ?? "reference";
   if (nmRounding !== "reference" && nmRounding !== "mass-preserving") {
-    throw new ArgumentError(`--nm-rounding must be reference or mass-preserving, got ${JSON.stringify(nmRounding)}`);
+    throw new ArgumentError(
+      `--nm-rounding must be reference or mass-preserving, got ${JSON.stringify(nmRounding)}`,
+    );
   }
   const owlM = num("owl-m", v["owl-m"], 5);
   if (!(owlM > 0)) throw new ArgumentError(`--owl-m must be > 0, got ${v["owl-m"]}`);
   const owlLambda = num("owl-lambda", v["owl-lambda"], 0.08);
-  if (!(owlLambda >= 0 && owlLambda < 1)) throw new ArgumentError(`--owl-lambda must be in [0, 1), got ${v["owl-lambda"]}`);
+  if (!(owlLambda >= 0 && owlLambda < 1)) {
+    throw new ArgumentError(`--owl-lambda must be in [0, 1), got ${v["owl-lambda"]}`);
+  }
   return {
     model: v.model ?? EMBEDDED_MODEL_NAME,
     method: method as Method,
@@ -208,7 +222,13 @@ async function companionFiles(spec: string): Promise<Record<string, Uint8Array>>
   if (spec === EMBEDDED_MODEL_NAME) return { "tokenizer.bin": (await loadEmbeddedFiles()).tokenizer };
   const dir = (await Deno.stat(spec)).isDirectory ? spec : join(spec, "..");
   const names = (await Deno.stat(spec)).isDirectory
-    ? ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "tokenizer.model"]
+    ? [
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "special_tokens_map.json",
+      "generation_config.json",
+      "tokenizer.model",
+    ]
     : ["tokenizer.bin"];
   const out: Record<string, Uint8Array> = {};
   for (const n of names) {
@@ -226,7 +246,9 @@ function checkPatternFits(source: WeightSource, p: Pattern): void {
   for (const lin of LINEARS) {
     const cIn = linearShape(source.config, lin)[1];
     if (cIn % p.m !== 0) {
-      throw new ArgumentError(`--pattern ${p.n}:${p.m}: M = ${p.m} does not divide C_in = ${cIn} of the ${lin} projection`);
+      throw new ArgumentError(
+        `--pattern ${p.n}:${p.m}: M = ${p.m} does not divide C_in = ${cIn} of the ${lin} projection`,
+      );
     }
   }
 }
@@ -241,7 +263,10 @@ class PhaseProgress {
 }
 
 /** The whole job; returns the report (also used by tests and examples). */
-export async function runPrune(o: PruneCliOptions, log: (s: string) => void = console.log): Promise<PruneReport> {
+export async function runPrune(
+  o: PruneCliOptions,
+  log: (s: string) => void = console.log,
+): Promise<PruneReport> {
   const t0 = performance.now();
   const name = modelName(o.model);
   const outDir = o.save ? (o.out ?? join("pruned", `${name}-${o.method}-${patternTag(o)}`)) : undefined;
@@ -257,7 +282,9 @@ export async function runPrune(o: PruneCliOptions, log: (s: string) => void = co
     checkPatternFits(source, o.pattern);
     const seqlen = o.seqlen ?? source.config.maxSeqLen;
     if (seqlen > source.config.maxSeqLen) {
-      throw new ArgumentError(`--seqlen ${seqlen} exceeds the model's context of ${source.config.maxSeqLen} tokens`);
+      throw new ArgumentError(
+        `--seqlen ${seqlen} exceeds the model's context of ${source.config.maxSeqLen} tokens`,
+      );
     }
     const tok = await openTokenizer(o.model);
     const calib = calibrationWindows(await tokenizeCorpus(o.calib, tok), o.nsamples, seqlen);
@@ -276,7 +303,9 @@ export async function runPrune(o: PruneCliOptions, log: (s: string) => void = co
       onProgress: (phase, done, total) => progress.update(phase, done, total),
     };
     validatePruneOptions(popts);
-    log(`owlgpu: ${name}, ${o.method} (${o.allocation}, ${patternName(o.pattern)}), adapter ${gpu.adapterName}`);
+    log(
+      `owlgpu: ${name}, ${o.method} (${o.allocation}, ${patternName(o.pattern)}), adapter ${gpu.adapterName}`,
+    );
 
     const pruned = await prune(gpu, source, popts);
 
@@ -296,7 +325,10 @@ export async function runPrune(o: PruneCliOptions, log: (s: string) => void = co
         const runner = new ForwardRunner(model, seqlen);
         try {
           for (let l = 0; l < source.config.nLayers; l++) {
-            await model.loadBlock(l, Object.fromEntries(LINEARS.map((lin) => [lin, pruned.weights.get(linearWeight(l, lin))!])));
+            await model.loadBlock(
+              l,
+              Object.fromEntries(LINEARS.map((lin) => [lin, pruned.weights.get(linearWeight(l, lin))!])),
+            );
           }
           const r = await evaluatePerplexity(runner, evalW, { reference: denseRunner, onProgress });
           ppl = r.ppl;
@@ -382,10 +414,16 @@ function summary(r: PruneReport, outDir: string | undefined): string {
     (r.mean_n !== undefined ? `  mean N ${r.mean_n.toFixed(4)}` : ""),
     `outlier ratio D %  ${d.join(" ")}`,
     `block sparsity     ${s.join(" ")}`,
-    `perplexity         dense ${r.ppl_dense.toFixed(3)}  pruned ${r.ppl.toFixed(3)}  (${r.settings.eval}, ${r.settings.eval_windows} x ${r.settings.seqlen} tokens)`,
+    `perplexity         dense ${r.ppl_dense.toFixed(3)}  pruned ${
+      r.ppl.toFixed(3)
+    }  (${r.settings.eval}, ${r.settings.eval_windows} x ${r.settings.seqlen} tokens)`,
     `KL(dense||pruned)  ${r.kl.toFixed(5)} nats/token`,
     `time               ${r.seconds.toFixed(1)} s on ${r.adapter}`,
-    outDir ? `saved              ${resolve(outDir)}/ (model.safetensors, config.json, report.json, report.md, report.svg)` : "saved              (--no-save)",
+    outDir
+      ? `saved              ${
+        resolve(outDir)
+      }/ (model.safetensors, config.json, report.json, report.md, report.svg)`
+      : "saved              (--no-save)",
   ].join("\n");
 }
 

@@ -17,8 +17,8 @@
 import { ArgumentError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { readMatrix } from "../gpu/matrix.ts";
-import { LINEARS, type LinearName, linearShape } from "../model/config.ts";
-import { ForwardRunner, GROUP_LINEARS, GpuModel, type LinearInputGroup } from "../model/forward.ts";
+import { type LinearName, LINEARS, linearShape } from "../model/config.ts";
+import { ForwardRunner, GpuModel, GROUP_LINEARS, type LinearInputGroup } from "../model/forward.ts";
 import { linearWeight } from "../model/names.ts";
 import type { WeightSource } from "../model/weights.ts";
 import {
@@ -107,14 +107,18 @@ export function validatePruneOptions(o: PruneOptions): void {
   }
   const alloc = o.allocation ?? defaultAllocation(o.method);
   if (o.method.startsWith("owl-") && alloc !== "owl") {
-    throw new ArgumentError(`method ${o.method} uses the OWL allocation; use --method ${o.method.slice(4)} --allocation ${alloc}`);
+    throw new ArgumentError(
+      `method ${o.method} uses the OWL allocation; use --method ${o.method.slice(4)} --allocation ${alloc}`,
+    );
   }
 }
 
 type Stats = Record<LinearInputGroup, GPUBuffer>;
 
 function groupOf(lin: LinearName): LinearInputGroup {
-  for (const g of Object.keys(GROUP_LINEARS) as LinearInputGroup[]) if (GROUP_LINEARS[g].includes(lin)) return g;
+  for (const g of Object.keys(GROUP_LINEARS) as LinearInputGroup[]) {
+    if (GROUP_LINEARS[g].includes(lin)) return g;
+  }
   throw new Error(`no input group for ${lin}`);
 }
 
@@ -153,7 +157,12 @@ class Walker {
     const bytes = T * C.dim * 4;
     for (let w = 0; w < this.windows.length; w++) {
       gpu.copy(this.inps[w], 0, runner.x, 0, bytes);
-      runner.block(l, T, 0, stats ? (g, x, t, cIn) => updateScalerRow(gpu, x, stats[g], t, cIn, w, 1) : undefined);
+      runner.block(
+        l,
+        T,
+        0,
+        stats ? (g, x, t, cIn) => updateScalerRow(gpu, x, stats[g], t, cIn, w, 1) : undefined,
+      );
       gpu.copy(runner.x, 0, this.outs[w], 0, bytes);
       if (w % 8 === 7) await gpu.sync(); // keep the queue short and the progress honest
     }
@@ -203,19 +212,27 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     for (const lin of LINEARS) {
       const cIn = linearShape(c, lin)[1];
       if (cIn % opts.pattern.m !== 0) {
-        throw new ArgumentError(`N:M pattern ${opts.pattern.n}:${opts.pattern.m} does not divide C_in = ${cIn} of ${lin}`);
+        throw new ArgumentError(
+          `N:M pattern ${opts.pattern.n}:${opts.pattern.m} does not divide C_in = ${cIn} of ${lin}`,
+        );
       }
     }
   }
   const T = opts.calibration[0].length;
   if (T < 2 || T > c.maxSeqLen) {
-    throw new ArgumentError(`calibration windows of ${T} tokens: need 2 to ${c.maxSeqLen} (the model's context)`);
+    throw new ArgumentError(
+      `calibration windows of ${T} tokens: need 2 to ${c.maxSeqLen} (the model's context)`,
+    );
   }
   for (const w of opts.calibration) {
-    if (w.length !== T) throw new ArgumentError(`calibration windows must all have ${T} tokens; one has ${w.length}`);
+    if (w.length !== T) {
+      throw new ArgumentError(`calibration windows must all have ${T} tokens; one has ${w.length}`);
+    }
     for (let i = 0; i < w.length; i++) {
       if (!(w[i] >= 0 && w[i] < c.vocabSize)) {
-        throw new ArgumentError(`calibration token id ${w[i]} is outside the model's vocabulary of ${c.vocabSize}`);
+        throw new ArgumentError(
+          `calibration token id ${w[i]} is outside the model's vocabulary of ${c.vocabSize}`,
+        );
       }
     }
   }
@@ -235,7 +252,11 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
         await walker.runBlock(l, stats, "lod");
         const sq = await walker.sqrtScalers(stats);
         const block = model.blocks[l]!;
-        const r = await outlierCount(gpu, LINEARS.map((lin) => ({ w: block.linears[lin], sqrtR: sq[groupOf(lin)] })), opts.owlM);
+        const r = await outlierCount(
+          gpu,
+          LINEARS.map((lin) => ({ w: block.linears[lin], sqrtR: sq[groupOf(lin)] })),
+          opts.owlM,
+        );
         D.push(outlierRatio(r.count, r.numel));
         meanScores.push(r.mean);
         walker.releaseStats(stats);
@@ -251,7 +272,9 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     let nPerBlock: number[] | undefined;
     let meanN: number | undefined;
     if (opts.pattern.kind === "nm" && alloc === "owl") {
-      const mixed = owlMixedNM(D, opts.pattern.n, opts.pattern.m, opts.owlLambda, { rounding: opts.nmRounding ?? "reference" });
+      const mixed = owlMixedNM(D, opts.pattern.n, opts.pattern.m, opts.owlLambda, {
+        rounding: opts.nmRounding ?? "reference",
+      });
       nPerBlock = mixed.n;
       meanN = mixed.meanN;
       sparsities = mixed.n.map((n) => n / (opts.pattern as { m: number }).m);
@@ -286,7 +309,13 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
         if (opts.method !== "dense") {
           let mask;
           if (nPerBlock) {
-            mask = await nmMask(gpu, w, sq ? sq[groupOf(lin)] : null, nPerBlock[l], (opts.pattern as { m: number }).m);
+            mask = await nmMask(
+              gpu,
+              w,
+              sq ? sq[groupOf(lin)] : null,
+              nPerBlock[l],
+              (opts.pattern as { m: number }).m,
+            );
             expected = rows * (cols / (opts.pattern as { m: number }).m) * nPerBlock[l];
           } else if (isWanda) {
             const k = pruneCount(cols, sparsities[l]);

@@ -41,7 +41,9 @@ export function reportJson(r: PruneReport): string {
 /** report.md's text: the summary, the per-block table and a link to the chart. */
 export function reportMarkdown(r: PruneReport, chartFile = "report.svg"): string {
   const lines = [
-    `# ${r.model}: ${r.method} at ${r.pattern === "unstructured" ? `${fmt(100 * r.sparsity_target, 1)}%` : r.pattern}`,
+    `# ${r.model}: ${r.method} at ${
+      r.pattern === "unstructured" ? `${fmt(100 * r.sparsity_target, 1)}%` : r.pattern
+    }`,
     "",
     "| | |",
     "|---|---|",
@@ -108,9 +110,9 @@ export function reportSvg(r: PruneReport): string {
   r.blocks.forEach((b, i) => {
     const cx = left + slot * (i + 0.5);
     out.push(
-      `<rect x="${cx - bar / 2}" y="${y(b.sparsity)}" width="${bar}" height="${ph * b.sparsity}" fill="#2e86c1"><title>block ${b.index}: sparsity ${
-        fmt(b.sparsity, 4)
-      }</title></rect>`,
+      `<rect x="${cx - bar / 2}" y="${y(b.sparsity)}" width="${bar}" height="${
+        ph * b.sparsity
+      }" fill="#2e86c1"><title>block ${b.index}: sparsity ${fmt(b.sparsity, 4)}</title></rect>`,
     );
     if (n <= 40 || i % Math.ceil(n / 40) === 0) {
       out.push(`<text x="${cx}" y="${H - bottom + 14}" text-anchor="middle">${b.index}</text>`);
@@ -121,17 +123,23 @@ export function reportSvg(r: PruneReport): string {
     out.push(`<polyline points="${pts.join(" ")}" fill="none" stroke="#c0392b" stroke-width="2"/>`);
     r.blocks.forEach((b, i) => {
       out.push(
-        `<circle cx="${left + slot * (i + 0.5)}" cy="${y((b.outlier_ratio ?? 0) / dMax)}" r="3" fill="#c0392b"><title>block ${b.index}: D = ${
-          fmt(b.outlier_ratio, 4)
-        }%</title></circle>`,
+        `<circle cx="${left + slot * (i + 0.5)}" cy="${
+          y((b.outlier_ratio ?? 0) / dMax)
+        }" r="3" fill="#c0392b"><title>block ${b.index}: D = ${fmt(b.outlier_ratio, 4)}%</title></circle>`,
       );
     });
   }
   out.push(`<text x="${left + pw / 2}" y="${H - 8}" text-anchor="middle">block</text>`);
-  out.push(`<text x="14" y="${top + ph / 2}" transform="rotate(-90 14 ${top + ph / 2})" text-anchor="middle" fill="#2e86c1">sparsity</text>`);
+  out.push(
+    `<text x="14" y="${top + ph / 2}" transform="rotate(-90 14 ${
+      top + ph / 2
+    })" text-anchor="middle" fill="#2e86c1">sparsity</text>`,
+  );
   if (ratios.length) {
     out.push(
-      `<text x="${W - 10}" y="${top + ph / 2}" transform="rotate(90 ${W - 10} ${top + ph / 2})" text-anchor="middle" fill="#c0392b">outlier ratio D (%)</text>`,
+      `<text x="${W - 10}" y="${top + ph / 2}" transform="rotate(90 ${W - 10} ${
+        top + ph / 2
+      })" text-anchor="middle" fill="#c0392b">outlier ratio D (%)</text>`,
     );
   }
   out.push("</svg>");

@@ -33,7 +33,9 @@ export async function checkWritableParent(path: string, what: string): Promise<v
     await Deno.mkdir(probe);
   } catch (e) {
     throw new OutputError(
-      `cannot write the ${what} ${path}: ${(e as Error).message}; its parent directory ${parent} must exist and be writable`,
+      `cannot write the ${what} ${path}: ${
+        (e as Error).message
+      }; its parent directory ${parent} must exist and be writable`,
       { cause: e },
     );
   }
@@ -41,7 +43,9 @@ export async function checkWritableParent(path: string, what: string): Promise<v
   try {
     const info = await Deno.stat(path);
     if (what.includes("directory") ? !info.isDirectory : !info.isFile) {
-      throw new OutputError(`${path} exists and is not a ${what.includes("directory") ? "directory" : "file"}`);
+      throw new OutputError(
+        `${path} exists and is not a ${what.includes("directory") ? "directory" : "file"}`,
+      );
     }
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
