@@ -1,0 +1,94 @@
+/**
+ * Next-token sampling on the host from one row of logits: greedy (temperature 0), or softmax at
+ * a temperature with optional nucleus (top-p) truncation, driven by a seeded generator so a run
+ * is reproducible. Float64 throughout; pure, no GPU.
+ * @module
+ */
+import { ArgumentError } from "../errors.ts";
+
+export interface SamplerOptions {
+  /** 0 = greedy (argmax, ties to the lower id). Default 1. */
+  temperature?: number;
+  /** Keep the smallest set of tokens whose probability reaches topP (1 = all). Default 0.9. */
+  topP?: number;
+  /** Seed of the generator (default 42). */
+  seed?: number;
+}
+
+/** mulberry32: a small, fast, seeded generator of floats in [0, 1). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Index of the largest value; the lowest index among equals. */
+export function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+export class Sampler {
+  readonly temperature: number;
+  readonly topP: number;
+  private readonly random: () => number;
+
+  constructor(opts: SamplerOptions = {}) {
+    this.temperature = opts.temperature ?? 1;
+    this.topP = opts.topP ?? 0.9;
+    if (!(this.temperature >= 0 && Number.isFinite(this.temperature))) {
+      throw new ArgumentError(`temperature must be a finite number >= 0, got ${opts.temperature}`);
+    }
+    if (!(this.topP > 0 && this.topP <= 1)) {
+      throw new ArgumentError(`top-p must be in (0, 1], got ${opts.topP}`);
+    }
+    this.random = seededRandom(opts.seed ?? 42);
+  }
+
+  /** Pick the next token id from one row of logits. */
+  sample(logits: ArrayLike<number>): number {
+    if (this.temperature === 0) return argmax(logits);
+    const n = logits.length;
+    let mx = -Infinity;
+    for (let i = 0; i < n; i++) mx = Math.max(mx, logits[i]);
+    const p = new Float64Array(n);
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += p[i] = Math.exp((logits[i] - mx) / this.temperature);
+    for (let i = 0; i < n; i++) p[i] /= sum;
+    const r = this.random();
+    if (this.topP >= 1) return pick(p, Array.from({ length: n }, (_, i) => i), 1, r);
+    // Nucleus: candidates in descending probability (ties by id), cut where the mass reaches topP.
+    const cutoff = (1 - this.topP) / (n - 1 || 1); // cannot be in the nucleus below this
+    const ids: number[] = [];
+    for (let i = 0; i < n; i++) if (p[i] >= cutoff) ids.push(i);
+    ids.sort((a, b) => p[b] - p[a] || a - b);
+    let mass = 0, last = ids.length - 1;
+    for (let k = 0; k < ids.length; k++) {
+      mass += p[ids[k]];
+      if (mass >= this.topP) {
+        last = k;
+        break;
+      }
+    }
+    const kept = ids.slice(0, last + 1);
+    let keptMass = 0;
+    for (const i of kept) keptMass += p[i];
+    return pick(p, kept, keptMass, r);
+  }
+}
+
+function pick(p: Float64Array, ids: number[], mass: number, r: number): number {
+  const target = r * mass;
+  let c = 0;
+  for (const i of ids) {
+    c += p[i];
+    if (target < c) return i;
+  }
+  return ids[ids.length - 1];
+}

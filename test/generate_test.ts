@@ -1,0 +1,66 @@
+/**
+ * Generation: the sampler (pure) and greedy decoding on the GPU with a per-layer K/V cache, which
+ * must reproduce the protocol's known continuation of BOS + "Once upon a time".
+ * @module
+ */
+import assert from "node:assert/strict";
+import { generate } from "../src/generate/generate.ts";
+import { argmax, Sampler, seededRandom } from "../src/generate/sampler.ts";
+import { Gpu } from "../src/gpu/device.ts";
+import { GpuModel } from "../src/model/forward.ts";
+import { openWeights } from "../src/model/open.ts";
+
+Deno.test("sampler: greedy is argmax with ties to the lower id", () => {
+  assert.equal(argmax([1, 3, 3, 2]), 1);
+  assert.equal(new Sampler({ temperature: 0 }).sample([0, 5, 5]), 1);
+});
+
+Deno.test("sampler: seeded, reproducible, and follows the softmax", () => {
+  const logits = [Math.log(0.5), Math.log(0.3), Math.log(0.2)];
+  const a = new Sampler({ temperature: 1, topP: 1, seed: 3 });
+  const b = new Sampler({ temperature: 1, topP: 1, seed: 3 });
+  const counts = [0, 0, 0];
+  for (let i = 0; i < 20000; i++) {
+    const x = a.sample(logits);
+    assert.equal(x, b.sample(logits));
+    counts[x]++;
+  }
+  for (const [i, p] of [0.5, 0.3, 0.2].entries()) {
+    assert(Math.abs(counts[i] / 20000 - p) < 0.015, `${counts}`);
+  }
+  // top-p 0.6 keeps {0, 1} (0.5 < 0.6 <= 0.8): token 2 never appears.
+  const c = new Sampler({ temperature: 1, topP: 0.6, seed: 1 });
+  for (let i = 0; i < 2000; i++) assert.notEqual(c.sample(logits), 2);
+  // A tiny top-p is greedy.
+  assert.equal(new Sampler({ temperature: 1, topP: 1e-9 }).sample(logits), 0);
+  const r = seededRandom(1);
+  for (let i = 0; i < 1000; i++) {
+    const x = r();
+    assert(x >= 0 && x < 1);
+  }
+  assert.throws(() => new Sampler({ topP: 0 }), /top-p/);
+  assert.throws(() => new Sampler({ temperature: -1 }), /temperature/);
+});
+
+Deno.test("generate: greedy from BOS + 'Once upon a time' gives the known continuation, no leaks", async () => {
+  const gpu = await Gpu.create();
+  const source = await openWeights("stories15M");
+  const live = gpu.liveBuffers;
+  try {
+    const model = await GpuModel.load(gpu, source);
+    const seen: number[] = [];
+    const r = await generate(model, [1, 9038, 2501, 263, 931], {
+      maxTokens: 10,
+      temperature: 0,
+      onToken: (id) => seen.push(id),
+    });
+    assert.deepEqual(r.ids, [29892, 727, 471, 263, 2217, 7826, 4257, 365, 2354, 29889]);
+    assert.deepEqual(seen, r.ids);
+    assert(r.tokensPerSecond > 0);
+    model.release();
+    assert.equal(gpu.liveBuffers, live);
+  } finally {
+    source.close();
+    gpu.destroy();
+  }
+});
