@@ -189,11 +189,27 @@ export class ForwardRunner {
     embedding(gpu, this.ids, this.model.embed, this.x, ids.length);
   }
 
+  /**
+   * Positions pos0..pos0+T-1 must fit the K/V cache and the RoPE table: past the cache, the K/V
+   * copies fail validation (reported, not thrown); past the table, reads are clamped. Both would
+   * give wrong logits silently.
+   */
+  private checkPositions(T: number, pos0: number): void {
+    const c = this.model.config;
+    if (pos0 + T > this.maxSeq) {
+      throw new Error(`positions ${pos0}..${pos0 + T - 1} exceed the K/V cache of ${this.maxSeq} positions`);
+    }
+    if (pos0 + T > Math.max(c.maxSeqLen, 1)) {
+      throw new Error(`positions ${pos0}..${pos0 + T - 1} exceed the model's context of ${c.maxSeqLen}`);
+    }
+  }
+
   /** Run block l in place on x for T tokens at positions pos0.. (K/V appended to the cache). */
   block(l: number, T: number, pos0 = 0, observe?: LinearInputObserver): void {
     const { gpu, config: c } = this.model;
     const b = this.model.blocks[l];
     if (!b) throw new Error(`block ${l} is not loaded on the GPU`);
+    this.checkPositions(T, pos0);
     const kvDim = c.nKvHeads * c.headDim;
     const cache = this.kCache.length > 1 ? l : 0;
     rmsnorm(gpu, this.x, b.attnNorm, this.xn, T, c.dim, c.normEps);
@@ -230,6 +246,7 @@ export class ForwardRunner {
   forward(ids: ArrayLike<number>, pos0 = 0): void {
     const T = ids.length;
     if (T > this.maxTokens) throw new Error(`forward of ${T} tokens exceeds runner capacity ${this.maxTokens}`);
+    this.checkPositions(T, pos0); // before anything is recorded
     this.embed(ids);
     for (let l = 0; l < this.model.config.nLayers; l++) this.block(l, T, pos0);
     this.head(T);
