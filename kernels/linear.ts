@@ -10,6 +10,13 @@
  *   K % 4 == 0 (scalar otherwise). No shared memory and no barriers: on CPU implementations
  *   (lavapipe) every load is a per-lane gather, so throughput grows with TM*TN/(TM+TN); 64x32
  *   reached ~10 GFLOP/s on 2 cores where 4x4 reached 1.2. On GPUs a 4x4 tile relies on caches.
+ * - `texture` (GEMM, CPU adapters): the `tile` loop with X and W read through `textureLoad` from
+ *   rgba32float textures (the launcher copies them there; flat layout, LINEAR_TEX_WIDTH texels a
+ *   row, texel i at (i % width, i / width)). lavapipe fetches a texel per lane with one 16-byte
+ *   load, where a storage vec4 load is a per-lane, per-component loop with bounds checks, so a
+ *   32x32 tile runs ~30% faster than the storage 32x64 tile and compiles in ~2 s instead of ~8-15.
+ *   (Workgroup-uniform storage addresses do not help on Mesa 22.3: its scalar-load fast path takes
+ *   only constant addresses outside loops.) f32 weights and K % 4 == 0 only.
  * - `rowlane` (GEMV, M = 1 on CPUs): one invocation per output row, vec4 walk over K.
  * - `wgreduce` (GEMV, M = 1 on GPUs): a 64-thread workgroup per 4 rows; threads stride K so
  *   loads coalesce, then a shared-memory tree reduction.
@@ -20,14 +27,14 @@
 import { enableF16, type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
 export interface LinearOptions {
-  variant: "tile" | "rowlane" | "wgreduce";
+  variant: "tile" | "texture" | "rowlane" | "wgreduce";
   wDtype: GpuDType;
   /** 4 when K % 4 == 0, else 1. */
   vec: 1 | 4;
   bias: boolean;
-  /** Rows of Y per invocation (tile only). */
+  /** Rows of Y per invocation (tile and texture). */
   tm: number;
-  /** Columns of Y per invocation (tile only). */
+  /** Columns of Y per invocation (tile and texture). */
   tn: number;
   workgroupSize: number;
 }
@@ -44,6 +51,9 @@ export function linearWorkgroups(o: LinearOptions, M: number, N: number): number
   return Math.ceil(tiles / o.workgroupSize);
 }
 
+/** Texels per row of the textures the `texture` version reads (a flat layout; 16 KiB rows). */
+export const LINEAR_TEX_WIDTH = 1024;
+
 function header(o: LinearOptions): string {
   const v = o.vec === 4;
   const xt = v ? "vec4<f32>" : "f32";
@@ -58,6 +68,20 @@ ${o.bias ? "@group(0) @binding(4) var<storage, read> B: array<f32>;" : ""}
 `;
 }
 
+/** Bindings of the `texture` version: X and W as flat rgba32float textures. */
+function texHeader(o: LinearOptions): string {
+  return `struct U { M: u32, N: u32, K: u32, ldY: u32, colOffset: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var Xt: texture_2d<f32>;
+@group(0) @binding(2) var Wt: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+${o.bias ? "@group(0) @binding(4) var<storage, read> B: array<f32>;" : ""}
+fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+  return textureLoad(t, vec2<u32>(i % ${LINEAR_TEX_WIDTH}u, i / ${LINEAR_TEX_WIDTH}u), 0);
+}
+`;
+}
+
 /** f32 value of one W element (vec4 or scalar). */
 function wload(o: LinearOptions, idx: string): string {
   const t = o.vec === 4 ? "vec4<f32>" : "f32";
@@ -69,14 +93,20 @@ function prod(o: LinearOptions, a: string, b: string): string {
 }
 
 function tileKernel(o: LinearOptions): string {
+  if (o.variant === "texture" && (o.vec !== 4 || o.wDtype !== "f32")) {
+    throw new Error("linear texture version needs f32 weights and K % 4 == 0");
+  }
+  const tex = o.variant === "texture";
+  const xload = (idx: string) => tex ? `texel(Xt, ${idx})` : `X[${idx}]`;
+  const wload1 = (idx: string) => tex ? `texel(Wt, ${idx})` : wload(o, idx);
   const { tm, tn } = o;
   const lines: string[] = [];
   for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) lines.push(`var a${i}_${j} = 0.0;`);
   const decl = lines.join("\n  ");
   const body: string[] = [];
-  for (let i = 0; i < tm; i++) body.push(`let x${i} = X[min(m0 + ${i}u, u.M - 1u) * kv + k];`);
+  for (let i = 0; i < tm; i++) body.push(`let x${i} = ${xload(`min(m0 + ${i}u, u.M - 1u) * kv + k`)};`);
   for (let j = 0; j < tn; j++) {
-    body.push(`{ let w = ${wload(o, `min(n0 + ${j}u, u.N - 1u) * kv + k`)};`);
+    body.push(`{ let w = ${wload1(`min(n0 + ${j}u, u.N - 1u) * kv + k`)};`);
     for (let i = 0; i < tm; i++) body.push(`  a${i}_${j} += ${prod(o, `x${i}`, "w")};`);
     body.push("}");
   }
@@ -89,7 +119,8 @@ function tileKernel(o: LinearOptions): string {
       );
     }
   }
-  return `${header(o)}
+  const head = tex ? texHeader(o) : header(o);
+  return `${head}
 @compute @workgroup_size(${o.workgroupSize})
 fn main(${WORKGROUP_ID_ARGS}) {
   ${LINEAR_WID}
@@ -161,7 +192,7 @@ fn main(${WORKGROUP_ID_ARGS}) {
 
 /** WGSL for the chosen linear variant. */
 export function linearWgsl(o: LinearOptions): string {
-  if (o.variant === "tile") return tileKernel(o);
+  if (o.variant === "tile" || o.variant === "texture") return tileKernel(o);
   if (o.variant === "rowlane") return rowlaneKernel(o);
   return wgreduceKernel(o);
 }

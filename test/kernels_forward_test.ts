@@ -49,18 +49,19 @@ async function runLinear(
 }
 
 Deno.test("linear: default choice on uneven shapes, vec4 and scalar K", async () => {
-  // On CPU adapters: 1x8 (vec4, scalar), 8x64 (vec4, scalar), 16x64 (scalar), 32x64 (vec4). The
-  // tile code is one generator for every size; lavapipe takes ~15 s to compile each 32x64 tile,
-  // so that size is compiled once, for the vec4 K of real models.
+  // On CPU adapters: 1x8 (vec4, scalar); vec4 K with M > 1 takes the texture version (8x32,
+  // 32x32); scalar K the storage tile (8x64, 16x64). The storage 32x64 tile (the CPU default before
+  // the texture version; ~10 s to compile on lavapipe) is forced once in the next test.
   for (const [M, N, K] of [[1, 37, 20], [1, 50, 17], [7, 45, 36], [6, 33, 13], [130, 67, 64], [9, 5, 3]]) {
     await runLinear(M, N, K, M * 1000 + N);
   }
 });
 
-Deno.test("linear: every version forced (tile 4x4 GPU-style, big CPU tile, rowlane, wgreduce)", async () => {
+Deno.test("linear: every version forced (tile 4x4 GPU-style, big CPU tiles, texture, rowlane, wgreduce)", async () => {
   const forced: LinearOverride[] = [
     { variant: "tile", tm: 4, tn: 4 },
     { variant: "tile", tm: 16, tn: 8 },
+    { variant: "tile", tm: 32, tn: 64 },
     { variant: "rowlane" },
     { variant: "wgreduce" },
   ];
@@ -69,6 +70,22 @@ Deno.test("linear: every version forced (tile 4x4 GPU-style, big CPU tile, rowla
       await runLinear(M, N, K, 7 + M, { override });
     }
   }
+  // The texture version takes vec4 K only (M, N, K/4 still uneven against its 32x32 tile).
+  const textures: LinearOverride[] = [
+    { variant: "texture" },
+    { variant: "texture", tm: 5, tn: 3 },
+    { variant: "texture", texPieceRows: 7 },
+  ];
+  for (const override of textures) {
+    for (const [M, N, K] of [[1, 29, 44], [3, 19, 20], [33, 41, 68], [70, 45, 36]]) {
+      await runLinear(M, N, K, 7 + M, { override });
+    }
+  }
+  await runLinear(37, 47, 24, 5, {
+    bias: true,
+    chunkRows: 10,
+    override: { variant: "texture", texPieceRows: 4 },
+  });
 });
 
 Deno.test("linear: bias, and weights split into row chunks", async () => {

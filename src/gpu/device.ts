@@ -232,16 +232,19 @@ export class Gpu {
   }
 
   /**
-   * Record `body`'s dispatches in a compute pass of their own whose start and end GPU times are
-   * written to `querySet` at indices `begin` and `begin + 1` (needs `timestamps`).
+   * Record `body` (dispatches, and any copies it makes) between two empty compute passes that
+   * write the GPU time to `querySet` at indices `begin` (before) and `begin + 1` (after); needs
+   * `timestamps`. Empty bracketing passes, not one pass around the body, so a body that ends the
+   * pass (a copy into a texture, say) is still timed whole.
    */
   timedPass(querySet: GPUQuerySet, begin: number, body: () => void): void {
-    const enc = this.commandEncoder();
-    this.pass = enc.beginComputePass({
-      timestampWrites: { querySet, beginningOfPassWriteIndex: begin, endOfPassWriteIndex: begin + 1 },
-    });
+    this.commandEncoder()
+      .beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: begin } })
+      .end();
     body();
-    this.commandEncoder(); // ends the timed pass
+    this.commandEncoder()
+      .beginComputePass({ timestampWrites: { querySet, endOfPassWriteIndex: begin + 1 } })
+      .end();
   }
 
   /** Submit everything recorded so far. */

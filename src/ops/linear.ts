@@ -1,12 +1,20 @@
 /**
  * Y = X W^T (+ b) on the GPU, choosing the kernel version from the adapter and the shape:
- * M = 1 is a GEMV (rowlane on CPU adapters, wgreduce on GPUs), larger M a register-tiled GEMM
- * with big tiles on CPU adapters (every load is a gather there) and 4x4 tiles on GPUs.
+ * M = 1 is a GEMV (rowlane on CPU adapters, wgreduce on GPUs), larger M a register-tiled GEMM:
+ * on CPU adapters the `texture` version (X and W copied into scratch rgba32float textures, whose
+ * texel fetches are cheaper than storage gathers there) when K % 4 == 0 and W is f32, else big
+ * storage tiles (every load is a gather there); 4x4 tiles on GPUs.
  * @module
  */
-import { linearKey, type LinearOptions, linearWgsl, linearWorkgroups } from "../../kernels/linear.ts";
+import {
+  LINEAR_TEX_WIDTH,
+  linearKey,
+  type LinearOptions,
+  linearWgsl,
+  linearWorkgroups,
+} from "../../kernels/linear.ts";
 import { packUniforms } from "../../kernels/common.ts";
-import type { Gpu } from "../gpu/device.ts";
+import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 
 /** Force a version (tests use this to cover every path on one adapter). */
@@ -14,16 +22,32 @@ export interface LinearOverride {
   variant?: LinearOptions["variant"];
   tm?: number;
   tn?: number;
+  /** `texture` version only: copy W into the scratch texture in pieces of at most this many rows. */
+  texPieceRows?: number;
 }
 
 /** Kernel options for an M x N x K product on this adapter. */
-export function chooseLinear(gpu: Gpu, M: number, K: number, w: GpuMatrix, bias: boolean, o: LinearOverride = {}): LinearOptions {
+export function chooseLinear(
+  gpu: Gpu,
+  M: number,
+  K: number,
+  w: GpuMatrix,
+  bias: boolean,
+  o: LinearOverride = {},
+): LinearOptions {
   const vec: 1 | 4 = K % 4 === 0 ? 4 : 1;
   // CPU adapters: a 1 x 8 tile streams W fastest for M = 1 (measured: rowlane 300 ms, wgreduce
   // 231 ms, tile 1x4 196 ms on 11008x4096 f32, against ~180 ms for a shader that only reads W).
-  const variant = o.variant ?? (M === 1 && !gpu.isCpu ? "wgreduce" : "tile");
+  const texOk = vec === 4 && w.dtype === "f32" && (M * K) / 4 <= texCapacity(gpu);
+  const variant = o.variant ??
+    (M === 1 ? (gpu.isCpu ? "tile" : "wgreduce") : gpu.isCpu && texOk ? "texture" : "tile");
   let tm = 1, tn = 1, wg = 8;
-  if (variant === "tile") {
+  if (variant === "texture") {
+    // Measured on lavapipe (2 shared cores, 256 tokens): 32x32 beat 32x64, 64x32, 32x16 and a
+    // 64-lane workgroup; ~30% over the storage 32x64 tile on stories15M's four GEMM shapes.
+    tm = M <= 8 ? 8 : M <= 16 ? 16 : 32;
+    tn = 32;
+  } else if (variant === "tile") {
     if (gpu.isCpu && M === 1) {
       tn = 8;
     } else if (gpu.isCpu) {
@@ -55,9 +79,104 @@ export function linear(
   const N = w.rows, K = w.cols;
   const opts = chooseLinear(gpu, M, K, w, !!bias, override);
   const pipe = gpu.pipeline(linearKey(opts), () => linearWgsl(opts));
+  if (opts.variant === "texture") {
+    return linearTexture(gpu, pipe, opts, x, w, y, M, bias, override?.texPieceRows);
+  }
   for (const c of w.chunks) {
     const u = packUniforms([M, c.rows, K, N, c.rowStart]);
     const bindings = bias ? [x, c.buffer, y, bias] : [x, c.buffer, y];
     gpu.dispatch(pipe, bindings, u, linearWorkgroups(opts, M, c.rows));
+  }
+}
+
+// ---- texture version ------------------------------------------------------------------------
+
+const TEXEL_BYTES = 16; // rgba32float
+
+/** Texels one scratch texture can hold (flat layout, LINEAR_TEX_WIDTH texels a row). */
+function texCapacity(gpu: Gpu): number {
+  return LINEAR_TEX_WIDTH * gpu.device.limits.maxTextureDimension2D;
+}
+
+/** Per-device scratch textures for X and W, grown on demand and kept for the device's life. */
+const scratch = new WeakMap<Gpu, { x?: GPUTexture; w?: GPUTexture }>();
+
+function scratchTexture(gpu: Gpu, which: "x" | "w", texels: number): GPUTexture {
+  let s = scratch.get(gpu);
+  if (!s) scratch.set(gpu, s = {});
+  const rows = Math.ceil(texels / LINEAR_TEX_WIDTH);
+  const old = s[which];
+  if (old && old.height >= rows) return old;
+  if (old) {
+    gpu.flush(); // recorded commands may still use it: submit them before destroying
+    old.destroy();
+  }
+  const height = Math.min(gpu.device.limits.maxTextureDimension2D, Math.max(rows, old ? old.height * 2 : 1));
+  const t = gpu.device.createTexture({
+    label: `linear-scratch-${which}`,
+    size: [LINEAR_TEX_WIDTH, height],
+    format: "rgba32float",
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+  });
+  s[which] = t;
+  return t;
+}
+
+/** Copy `texels` rgba32float texels from `src` (at byte `offset`) into `tex` in its flat layout. */
+function copyFlat(gpu: Gpu, src: GPUBuffer, offset: number, texels: number, tex: GPUTexture): void {
+  const enc = gpu.commandEncoder();
+  const bytesPerRow = LINEAR_TEX_WIDTH * TEXEL_BYTES;
+  const full = Math.floor(texels / LINEAR_TEX_WIDTH), rest = texels % LINEAR_TEX_WIDTH;
+  if (full > 0) {
+    enc.copyBufferToTexture({ buffer: src, offset, bytesPerRow }, { texture: tex }, [LINEAR_TEX_WIDTH, full]);
+  }
+  if (rest > 0) {
+    enc.copyBufferToTexture(
+      { buffer: src, offset: offset + full * bytesPerRow, bytesPerRow },
+      { texture: tex, origin: [0, full] },
+      [rest, 1],
+    );
+  }
+}
+
+/**
+ * The texture version: X, then each W chunk (in pieces that fit a texture), is copied into the
+ * scratch textures (a copy on CPU adapters: 37 MB a call for stories15M's LM head, ~15 ms of its ~120)
+ * ahead of its dispatch, in order with the batch's other commands.
+ */
+function linearTexture(
+  gpu: Gpu,
+  pipe: GPUComputePipeline,
+  opts: LinearOptions,
+  x: GPUBuffer,
+  w: GpuMatrix,
+  y: GPUBuffer,
+  M: number,
+  bias: GPUBuffer | undefined,
+  pieceRows = Infinity,
+): void {
+  const N = w.rows, K = w.cols, kv = K / 4;
+  const cap = texCapacity(gpu);
+  if (M * kv > cap || K % 4 !== 0) {
+    throw new Error(`linear texture version: ${M}x${K} X does not fit a texture`);
+  }
+  const xt = scratchTexture(gpu, "x", M * kv);
+  copyFlat(gpu, x, 0, M * kv, xt);
+  const xv = xt.createView() as unknown as Binding, maxRows = Math.min(pieceRows, Math.floor(cap / kv));
+  for (const c of w.chunks) {
+    for (let r0 = 0; r0 < c.rows; r0 += maxRows) {
+      const rows = Math.min(maxRows, c.rows - r0);
+      const wt = scratchTexture(gpu, "w", rows * kv);
+      copyFlat(gpu, c.buffer, r0 * K * 4, rows * kv, wt);
+      // Gpu.dispatch passes a non-buffer binding through as the entry's resource.
+      const bindings = [xv, wt.createView() as unknown as Binding, y];
+      if (bias) bindings.push(bias);
+      gpu.dispatch(
+        pipe,
+        bindings,
+        packUniforms([M, rows, K, N, c.rowStart + r0]),
+        linearWorkgroups(opts, M, rows),
+      );
+    }
   }
 }
