@@ -5,10 +5,10 @@
  * directory's Hugging Face tokenizer files.
  * @module
  */
-import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { ArgumentError } from "../errors.ts";
-import { EMBEDDED_MODEL_NAME, loadEmbeddedFiles } from "../model/embedded.ts";
+import { tokenizerFiles } from "../model/companions.ts";
+import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { exportHuggingFace } from "../model/export.ts";
 import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
 import type { WeightSource } from "../model/weights.ts";
@@ -27,14 +27,6 @@ Usage: deno task export [--model SPEC] --out DIR [--dtype f32|f16]
 
 llama2.c checkpoints get their q/k rows permuted for transformers' rotate-half RoPE, and their
 tokenizer.bin (embedded, or found beside FILE.bin) is copied into DIR.`;
-
-/** Hugging Face tokenizer files copied from a source directory when present. */
-const HF_TOKENIZER_FILES = [
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "tokenizer.model",
-];
 
 interface ExportArgs {
   model: string;
@@ -67,28 +59,6 @@ export function parseExportArgs(args: string[]): ExportArgs | undefined {
     throw new ArgumentError(`--dtype ${JSON.stringify(dtype)} is not supported: use f32 or f16`);
   }
   return { model: values.model, out: values.out, dtype };
-}
-
-async function readIfExists(path: string): Promise<Uint8Array | undefined> {
-  try {
-    return await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-}
-
-/** Tokenizer files to put beside the exported weights, by file name. */
-async function tokenizerFiles(spec: string): Promise<Record<string, Uint8Array>> {
-  if (spec === EMBEDDED_MODEL_NAME) return { "tokenizer.bin": (await loadEmbeddedFiles()).tokenizer };
-  const files: Record<string, Uint8Array> = {};
-  const isDir = (await Deno.stat(spec)).isDirectory;
-  const names = isDir ? HF_TOKENIZER_FILES : ["tokenizer.bin"];
-  for (const name of names) {
-    const bytes = await readIfExists(join(isDir ? spec : dirname(spec), name));
-    if (bytes) files[name] = bytes;
-  }
-  return files;
 }
 
 async function exportModel(a: ExportArgs, source: WeightSource): Promise<void> {

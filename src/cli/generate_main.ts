@@ -3,14 +3,14 @@
  * print tokens/s at the end.
  * @module
  */
-import { parseArgs } from "node:util";
 import { openTokenizer } from "../data/open_tokenizer.ts";
-import { ArgumentError, UnsupportedError } from "../errors.ts";
+import { UnsupportedError } from "../errors.ts";
 import { generate } from "../generate/generate.ts";
 import { Gpu } from "../gpu/device.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { GpuModel } from "../model/forward.ts";
 import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
+import { intFlag, numberFlag, parseFlags } from "./args.ts";
 import { runCli } from "./run.ts";
 
 export const HELP = `Generate text with a model on the GPU (WebGPU), with a K/V cache.
@@ -26,43 +26,22 @@ Usage: deno task generate [flags]
   --sparse            run the linears with the sparse kernels (a model saved with --save-sparse)
   -h, --help          this text`;
 
-function num(flag: string, v: string | undefined, def: number): number {
-  if (v === undefined) return def;
-  const x = Number(v);
-  if (v.trim() === "" || !Number.isFinite(x)) {
-    throw new ArgumentError(`--${flag} must be a number, got ${JSON.stringify(v)}`);
-  }
-  return x;
-}
-
 export async function generateMain(args: string[]): Promise<void> {
-  let v;
-  try {
-    v = parseArgs({
-      args,
-      strict: true,
-      options: {
-        model: { type: "string" },
-        prompt: { type: "string" },
-        "max-tokens": { type: "string" },
-        temperature: { type: "string" },
-        "top-p": { type: "string" },
-        seed: { type: "string" },
-        sparse: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (e) {
-    throw new ArgumentError(`${(e as Error).message}; see --help`);
-  }
+  const v = parseFlags(args, {
+    model: { type: "string" },
+    prompt: { type: "string" },
+    "max-tokens": { type: "string" },
+    temperature: { type: "string" },
+    "top-p": { type: "string" },
+    seed: { type: "string" },
+    sparse: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
   if (v.help) {
     console.log(HELP);
     return;
   }
-  const maxTokens = num("max-tokens", v["max-tokens"], 256);
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) {
-    throw new ArgumentError(`--max-tokens must be an integer >= 1, got ${v["max-tokens"]}`);
-  }
+  const maxTokens = intFlag("max-tokens", v["max-tokens"], 256, 1);
   const spec = v.model ?? EMBEDDED_MODEL_NAME;
   if (v.sparse) {
     throw new UnsupportedError("--sparse needs the sparse kernels, which are not wired into generation yet");
@@ -78,9 +57,9 @@ export async function generateMain(args: string[]): Promise<void> {
     const stream = tok.decodeStream();
     const r = await generate(model, prompt, {
       maxTokens,
-      temperature: num("temperature", v.temperature, 1),
-      topP: num("top-p", v["top-p"], 0.9),
-      seed: num("seed", v.seed, 42),
+      temperature: numberFlag("temperature", v.temperature, 1),
+      topP: numberFlag("top-p", v["top-p"], 0.9),
+      seed: numberFlag("seed", v.seed, 42),
       stopIds: tok.eosId >= 0 ? [tok.eosId] : [],
       onToken: (id) => out(stream.push(id)),
     });

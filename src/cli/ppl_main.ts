@@ -4,9 +4,8 @@
  * ppl = exp(mean over windows of the window's mean next-token NLL).
  * @module
  */
-import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { ArgumentError, CorpusError, ModelFormatError, OutputError } from "../errors.ts";
+import { ArgumentError, CorpusError, ModelFormatError } from "../errors.ts";
 import { BUILTIN_CORPORA, tokenizeCorpus } from "../data/corpora.ts";
 import { openTokenizer } from "../data/open_tokenizer.ts";
 import { evalWindows } from "../data/windows.ts";
@@ -15,7 +14,8 @@ import { Gpu } from "../gpu/device.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { ForwardRunner, GpuModel } from "../model/forward.ts";
 import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
-import { tmpSuffix } from "../model/safetensors.ts";
+import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
+import { intFlag } from "./args.ts";
 import { Progress } from "./progress.ts";
 import { runCli } from "./run.ts";
 
@@ -63,15 +63,6 @@ export interface PplReport {
   adapter: string;
 }
 
-function positiveInt(flag: string, raw: string | undefined, fallback: number, min: number): number {
-  if (raw === undefined) return fallback;
-  const v = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(v) || v < min) {
-    throw new ArgumentError(`--${flag} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
-  }
-  return v;
-}
-
 /** Parse and validate the command line (ArgumentError on anything wrong); undefined for --help. */
 export function parsePplArgs(args: string[]): PplArgs | undefined {
   let values;
@@ -103,39 +94,15 @@ export function parsePplArgs(args: string[]): PplArgs | undefined {
   return {
     model: values.model,
     eval: values.eval,
-    evalWindows: positiveInt("eval-windows", values["eval-windows"], DEFAULT_WINDOWS, 1),
-    seqlen: positiveInt("seqlen", values.seqlen, DEFAULT_SEQLEN, 2),
+    evalWindows: intFlag("eval-windows", values["eval-windows"], DEFAULT_WINDOWS, 1),
+    seqlen: intFlag("seqlen", values.seqlen, DEFAULT_SEQLEN, 2),
     json: values.json,
   };
 }
 
-/** Fail before the (long) evaluation when --json cannot be written: its directory must exist. */
-async function checkOutputDir(path: string): Promise<void> {
-  const dir = dirname(resolve(path));
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(dir);
-  } catch (e) {
-    throw new OutputError(`cannot write ${path}: directory ${dir} does not exist (${(e as Error).message})`);
-  }
-  if (!info.isDirectory) throw new OutputError(`cannot write ${path}: ${dir} is not a directory`);
-}
-
-/** Write `text` to a temporary name beside `path`, then rename it into place. */
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = path + tmpSuffix();
-  try {
-    await Deno.writeTextFile(tmp, text, { createNew: true });
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw new OutputError(`cannot write ${path}: ${(e as Error).message}`, { cause: e });
-  }
-}
-
 /** Evaluate; prints the result and returns it (the tests call this in-process). */
 export async function runPpl(a: PplArgs): Promise<PplReport> {
-  if (a.json) await checkOutputDir(a.json);
+  if (a.json) await checkWritableParent(a.json, "JSON file");
   const source = await openWeights(a.model);
   let gpu: Gpu | undefined;
   let model: GpuModel | undefined;
@@ -191,7 +158,7 @@ export async function runPpl(a: PplArgs): Promise<PplReport> {
       `perplexity ${ppl}  (${what}; ${seconds.toFixed(1)}s on ${gpu.adapterName}, ${model.dtype} weights)`,
     );
     if (a.json) {
-      await writeAtomic(a.json, JSON.stringify(report, null, 2) + "\n");
+      await writeTextAtomic(a.json, JSON.stringify(report, null, 2) + "\n");
       console.log(`wrote ${a.json}`);
     }
     return report;

@@ -1,0 +1,41 @@
+/**
+ * Flag helpers shared by the CLIs: node's parseArgs errors become one-line ArgumentErrors, and
+ * numeric flags are checked with messages that name the flag.
+ * @module
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ArgumentError } from "../errors.ts";
+
+/** `parseArgs` (strict, no positionals) with its errors as one-line ArgumentErrors. */
+export function parseFlags<O extends NonNullable<ParseArgsConfig["options"]>>(
+  args: string[],
+  options: O,
+) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    // node's messages may span lines and end in a period: make them one clause.
+    const why = (e as Error).message.replace(/\s*\n\s*/g, " ").replace(/\.$/, "");
+    throw new ArgumentError(`${why}; see --help`);
+  }
+}
+
+/** A finite number flag, or `fallback` when absent. */
+export function numberFlag(flag: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const x = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(x)) {
+    throw new ArgumentError(`--${flag} must be a number, got ${JSON.stringify(raw)}`);
+  }
+  return x;
+}
+
+/** A decimal integer flag >= min, or `fallback` when absent. */
+export function intFlag(flag: string, raw: string | undefined, fallback: number, min: number): number {
+  if (raw === undefined) return fallback;
+  const v = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(v) || v < min) {
+    throw new ArgumentError(`--${flag} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  }
+  return v;
+}
