@@ -287,3 +287,64 @@ export {
   validatePruneOptions,
 } from "./src/prune/pipeline.ts";
 export { type PruneReport, reportJson, reportMarkdown, reportSvg } from "./src/prune/report.ts";
+
+// ---- sparse weights: host formats, GPU layout, kernels, launchers, file reader ----------------
+// (Deno-only writers: writeSparseSafetensors in src/sparse/file.ts, saveSparseModel and
+// loadSparseModel in src/sparse/model.ts.)
+export {
+  bitmapWords,
+  nmFromPrunePattern,
+  nmGroups,
+  nmIndexBits,
+  nmIndexBytesPerRow,
+  type NMSparse,
+  packNM,
+  packUnstructured,
+  sparseBytes,
+  type SparseMatrix,
+  type SparseValueDType,
+  type SparseValues,
+  sparsityOf,
+  unpackNM,
+  unpackSparse,
+  unpackUnstructured,
+  type UnstructuredSparse,
+} from "./src/sparse/format.ts";
+export {
+  type GpuSparseChunk,
+  type GpuSparseMatrix,
+  releaseSparse,
+  SPARSE_MAX_COLS,
+  uploadSparse,
+  type UploadSparseOptions,
+} from "./src/sparse/upload.ts";
+export {
+  SPARSE_GROUP,
+  SPARSE_SLOT_FLOATS,
+  SPARSE_TEX_WIDTH,
+  type SparseFormat,
+  sparseLinearKey,
+  type SparseLinearOptions,
+  sparseLinearWgsl,
+  sparseLinearWorkgroups,
+  sparsePackXKey,
+  sparsePackXWgsl,
+  sparseSlotCols,
+  type SparseVariant,
+  type SparseXSource,
+} from "./kernels/sparse_linear.ts";
+export {
+  chooseSparseLinear,
+  releaseSparseScratch,
+  sparseLinear,
+  type SparseLinearOverride,
+} from "./src/ops/sparse.ts";
+export {
+  type DenseFileTensor,
+  encodeSparseSafetensors,
+  type SparseFileEntry,
+  type SparseFileTensor,
+  type SparseLayout,
+  sparseLayoutOf,
+  SparseSafetensorsFile,
+} from "./src/sparse/file.ts";

@@ -10,7 +10,13 @@
  *   cores) the LLaMA-7B block takes 16-30 s, mostly generating and uploading its weights, with
  *   one timed run per kernel (5 on GPUs); the whole default run takes 45-90 s there.
  *
- * Flags: --quick (fewer dense shapes, no LLaMA-7B block), --suite dense|prune|all (default all),
+ * - `sparse` (bench/sparse.ts): sparse vs dense GEMV/GEMM on LLaMA-7B shapes at 50-90% and 2:4; in
+ *   the default run one shape at 50/70/90% and 2:4 (fewer repetitions on CPU adapters, said in
+ *   each row's `note`); `--sparse` runs only this suite, in full, and writes `--json FILE` as
+ *   `{adapter, rows}` plus an SVG chart beside it.
+ *
+ * Flags: --quick (fewer dense shapes, no LLaMA-7B block), --suite dense|prune|sparse|all (default all),
+ * --sparse (same as --suite sparse, full sparse suite),
  * --llama7b-block / --no-llama7b-block (force the LLaMA-7B block on or off), --styles cpu,gpu
  * (prune kernel versions to time; default the adapter's own), --json FILE (also write all rows
  * there).
@@ -23,6 +29,7 @@ import type { KernelStyle } from "../src/ops/prune_ops.ts";
 import { runCli } from "../src/cli/run.ts";
 import { benchDense, type DenseRow } from "./dense.ts";
 import { benchPruneKernels, type PruneBenchRow } from "./prune_kernels.ts";
+import { benchSparse, sparseChartSvg, sparseTableHead } from "./sparse.ts";
 
 /** One decoder block shape of the prune suite. */
 interface BlockShape {
@@ -120,11 +127,12 @@ async function main(args: string[]) {
       "no-llama7b-block": { type: "boolean" },
       styles: { type: "string" },
       json: { type: "string" },
+      sparse: { type: "boolean" },
     },
   });
-  const suite = values.suite;
-  if (suite !== "all" && suite !== "dense" && suite !== "prune") {
-    throw new ArgumentError(`--suite takes dense, prune or all, got ${JSON.stringify(suite)}`);
+  const suite = values.sparse ? "sparse" : values.suite;
+  if (suite !== "all" && suite !== "dense" && suite !== "prune" && suite !== "sparse") {
+    throw new ArgumentError(`--suite takes dense, prune, sparse or all, got ${JSON.stringify(suite)}`);
   }
   if (values["llama7b-block"] && values["no-llama7b-block"]) {
     throw new ArgumentError("--llama7b-block and --no-llama7b-block contradict each other");
@@ -138,14 +146,14 @@ async function main(args: string[]) {
     const meta = { adapter, isCpu: gpu.isCpu, f16: gpu.f16, date: new Date().toISOString() };
     const all: Record<string, unknown> = { ...meta };
 
-    if (suite !== "prune") {
+    if (suite === "all" || suite === "dense") {
       const rows = await benchDense(gpu, { quick: values.quick });
       console.log(`\n== dense (${adapter})\n${denseTable(rows)}`);
       await writeJson(`bench/results/dense-${slug}.json`, { ...meta, dense: rows });
       all.dense = rows;
     }
 
-    if (suite !== "dense") {
+    if (suite === "all" || suite === "prune") {
       const llama7b = values["llama7b-block"] || (!values.quick && !values["no-llama7b-block"]);
       const blocks: BlockShape[] = [{ ...STORIES15M_BLOCK, reps: 5 }];
       // One timed run of a 202M-weight block takes seconds on a CPU adapter: fewer repetitions there.
@@ -168,7 +176,24 @@ async function main(args: string[]) {
       all.prune = results;
     }
 
-    if (values.json) await writeJson(values.json, all);
+    if (suite === "all" || suite === "sparse") {
+      console.log(
+        `\n== sparse vs dense linears (${adapter}; median of alternating runs)\n${sparseTableHead()}`,
+      );
+      const rows = await benchSparse(gpu, { quick: suite === "all" || values.quick, log: console.log });
+      const chart = sparseChartSvg(rows, `sparse speed-up, ${adapter}`);
+      await writeJson(`bench/results/sparse-${slug}.json`, { ...meta, rows });
+      await Deno.writeTextFile(`bench/results/sparse-${slug}.svg`, chart);
+      if (suite === "sparse" && values.json) {
+        await writeJson(values.json, { ...meta, rows });
+        const svg = values.json.replace(/\.json$/, "") + ".svg";
+        await Deno.writeTextFile(svg, chart);
+        console.log(`wrote ${svg}`);
+      }
+      all.sparse = rows;
+    }
+
+    if (values.json && suite !== "sparse") await writeJson(values.json, all);
   } finally {
     gpu.destroy();
   }

@@ -1,0 +1,398 @@
+/**
+ * Sparse linear kernels: Y[m, colOffset + r] (+)= sum_k X[m, k] * W[r, k] (+ bias), W sparse,
+ * f32 or f16 values, f32 accumulation. ARCHITECTURE.md, "Sparse formats and kernels", has the
+ * measurements behind every choice here.
+ *
+ * Weight layouts (built by src/sparse/upload.ts), per row chunk:
+ * - `unstructured`: P u32 [rows + 1] (first group of each row, relative to the chunk) and E, the
+ *   groups, read as vec4<u32>: f32 values in groups of 8 nonzeros = 3 vec4 (8 f32 bit patterns,
+ *   then 4 words of two u16 columns, low half first); f16 values in groups of 4 = 1 vec4 (each
+ *   word `column | f16 bits << 16`). Rows are padded to whole groups with value 0 and the row's
+ *   last column, so columns never decrease along a row.
+ * - `nm` (keep of every `group` columns): I u32 [rows, idxStride] positions within the group,
+ *   `bits` = 2/4/8 each (group <= 4 / 16 / 256), slot e of a row in word e / (32 / bits); V the
+ *   values, `32 / bits` per index word (f32, or f16 pairs in u32, low half first), zero-padded.
+ *   Slot e is column `(e / keep) * group + position`.
+ * - `wtex`: E (unstructured) or V (nm) live in an rgba32uint texture instead (4 words a texel,
+ *   flat layout: texel i at (i % SPARSE_TEX_WIDTH, i / SPARSE_TEX_WIDTH)). lavapipe fetches a
+ *   texel per lane with one 16-byte load where a storage vec4 load is a per-lane, per-component
+ *   loop with bounds checks: measured 11008x4096 f32 GEMV, 70%, 17-25 ms against 27-29 ms.
+ *
+ * X sources and versions:
+ * - `lane` + `ubo` (CPU adapters): one invocation per weight row and `tm` (1 or 4) activation
+ *   rows. X comes from a 64 KiB uniform slot written by {@linkcode sparsePackXWgsl}: `tm` = 1
+ *   holds 16384 columns of one activation row, `tm` = 4 holds 4096 columns of 4 rows as vec4.
+ *   On lavapipe a uniform-buffer load with a per-lane index is a branch-free gather, while a
+ *   storage load is a per-lane loop with a bounds check and a branch per component: the random
+ *   X reads of a sparse row are the dominant cost, and the uniform slot makes them ~1.5x cheaper.
+ *   `segmented`: K is wider than a slot; the launcher dispatches once per column segment
+ *   [c0, c1) (the first writes Y, the others add to it), unstructured rows binary-search their
+ *   first and last group of the segment and mask entries outside it.
+ * - `lane` + `storage` (GEMM on GPUs): one invocation per (weight row, 4 activation rows), X read
+ *   from storage [M, K].
+ * - `wg` + `storage` (GEMV on GPUs): a workgroup per (weight row, activation row); lanes stride
+ *   the row's groups (consecutive lanes read consecutive groups) and reduce in shared memory.
+ *
+ * Uniforms: rows (of the chunk), M, K, ldY, colOffset (the chunk's first row), m0 (first
+ * activation row; lane+ubo), c0, c1 (column segment; lane+ubo), accumulate (0: write, 1: add),
+ * idxStride (nm). Bindings: 0 uniforms, 1 X (uniform slot or storage), 2 P or I, 3 E or V
+ * (storage, or the texture when `wtex`), 4 Y read_write, 5 bias (optional). Every loop of an
+ * invocation walks at most one row's groups (at most 16384 for 65536 columns) plus two binary
+ * searches: under lavapipe's 65535-step limit.
+ * @module
+ */
+import { type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
+
+export type SparseFormat = "unstructured" | "nm";
+export type SparseVariant = "lane" | "wg";
+export type SparseXSource = "ubo" | "storage";
+
+export interface SparseLinearOptions {
+  format: SparseFormat;
+  /** Value dtype. */
+  dtype: GpuDType;
+  variant: SparseVariant;
+  x: SparseXSource;
+  /** Activation rows per invocation (lane only; 1 or 4). */
+  tm: 1 | 4;
+  /** Column segments (lane + ubo only). */
+  segmented: boolean;
+  bias: boolean;
+  /** Weight groups (unstructured) or values (nm) read from an rgba32uint texture, not storage. */
+  wtex: boolean;
+  /** nm only (0 for unstructured): kept per group and group length. */
+  keep: number;
+  group: number;
+  workgroupSize: number;
+}
+
+/** Nonzeros per group of the unstructured layout. */
+export const SPARSE_GROUP: Record<GpuDType, number> = { f32: 8, f16: 4 };
+/** Texels per row of the weight textures (flat layout, 16 KiB rows). */
+export const SPARSE_TEX_WIDTH = 1024;
+/** f32 elements of one uniform X slot (64 KiB, WebGPU's default maxUniformBufferBindingSize). */
+export const SPARSE_SLOT_FLOATS = 16384;
+export const SPARSE_SLOT_BYTES = SPARSE_SLOT_FLOATS * 4;
+/** Workgroup size of the X packing kernel. */
+export const SPARSE_PACKX_WG = 64;
+
+export function sparseIndexBits(group: number): 2 | 4 | 8 {
+  return group <= 4 ? 2 : group <= 16 ? 4 : 8;
+}
+
+export function sparseLinearKey(o: SparseLinearOptions): string {
+  const nm = o.format === "nm" ? `/${o.keep}:${o.group}` : "";
+  const flags = `s${+o.segmented}/t${+o.wtex}/b${+o.bias}`;
+  return `sparse/${o.format}${nm}/${o.dtype}/${o.variant}/${o.x}/tm${o.tm}/${flags}/wg${o.workgroupSize}`;
+}
+
+/** Columns of one X slot for `tm` activation rows (a whole number of N:M groups). */
+export function sparseSlotCols(tm: 1 | 4, group = 1): number {
+  const s = SPARSE_SLOT_FLOATS / tm;
+  return Math.floor(s / group) * group;
+}
+
+/**
+ * Most loop steps one invocation takes over a row of `units` units (groups, or N:M index words):
+ * the lane versions walk all of them (plus two binary searches of ~17 steps when segmented), the
+ * wg version 1 / workgroupSize of them. Launchers compare this with CPU_LOOP_LIMIT.
+ */
+export function sparseLoopSteps(o: SparseLinearOptions, units: number): number {
+  const walk = o.variant === "wg" ? Math.ceil(units / o.workgroupSize) + 8 : units + 1;
+  return walk + (o.segmented ? 40 : 0);
+}
+
+/** Workgroups of one dispatch over a chunk of `rows` rows (M activation rows). */
+export function sparseLinearWorkgroups(o: SparseLinearOptions, rows: number, M: number): number {
+  if (o.variant === "wg") return rows * M;
+  if (o.x === "ubo") return Math.ceil(rows / o.workgroupSize);
+  return Math.ceil(rows * Math.ceil(M / o.tm) / o.workgroupSize);
+}
+
+interface Entry {
+  v: string;
+  col: string;
+}
+
+/** WGSL that loads unit `j` (a group, or an index word) and lists its entries. */
+function decodeUnit(o: SparseLinearOptions): { pre: string; entries: Entry[] } {
+  if (o.format === "unstructured") {
+    if (o.dtype === "f32") {
+      const entries: Entry[] = [];
+      const comp = ["x", "y", "z", "w"];
+      for (let q = 0; q < 8; q++) {
+        const src = q < 4 ? "g0" : "g1";
+        const iw = `gi.${comp[q >> 1]}`;
+        entries.push({
+          v: `bitcast<f32>(${src}.${comp[q & 3]})`,
+          col: q & 1 ? `(${iw} >> 16u)` : `(${iw} & 0xffffu)`,
+        });
+      }
+      return { pre: "let g0 = eld(3u * j); let g1 = eld(3u * j + 1u); let gi = eld(3u * j + 2u);", entries };
+    }
+    const entries = ["x", "y", "z", "w"].map((c) => ({
+      v: `unpack2x16float(e.${c}).y`,
+      col: `(e.${c} & 0xffffu)`,
+    }));
+    return { pre: "let e = eld(j);", entries };
+  }
+  const bits = sparseIndexBits(o.group), vpw = 32 / bits, mask = (1 << bits) - 1;
+  const pre: string[] = ["let bits = I[rowBase + j];", `let e0 = j * ${vpw}u;`];
+  const vals: string[] = [];
+  if (o.dtype === "f32") {
+    for (let q = 0; q < vpw / 4; q++) {
+      pre.push(`let v${q} = vld((rowBase + j) * ${vpw / 4}u + ${q}u);`);
+      for (const c of ["x", "y", "z", "w"]) vals.push(`v${q}.${c}`);
+    }
+  } else {
+    const per = Math.min(4, vpw / 2); // u32 words (f16 pairs) per load
+    const comps = ["x", "y", "z", "w"].slice(0, per);
+    for (let q = 0; q < vpw / 2 / per; q++) {
+      pre.push(`let v${q} = vld((rowBase + j) * ${vpw / 2 / per}u + ${q}u);`);
+      for (const c of comps) {
+        pre.push(`let h${q}${c} = unpack2x16float(v${q}.${c});`);
+        vals.push(`h${q}${c}.x`, `h${q}${c}.y`);
+      }
+    }
+  }
+  const entries = vals.map((v, t) => ({
+    v,
+    col: `((e0 + ${t}u) / ${o.keep}u * ${o.group}u + ((bits >> ${t * bits}u) & ${mask}u))`,
+  }));
+  return { pre: pre.join("\n    "), entries };
+}
+
+function bindings(o: SparseLinearOptions): string {
+  const x = o.x === "ubo"
+    ? `@group(0) @binding(1) var<uniform> XS: array<vec4<f32>, ${SPARSE_SLOT_FLOATS / 4}>;`
+    : "@group(0) @binding(1) var<storage, read> X: array<f32>;";
+  // Weights from storage, or (wtex) from an rgba32uint texture in the flat layout: 4 words a
+  // texel, texel i at (i % SPARSE_TEX_WIDTH, i / SPARSE_TEX_WIDTH).
+  const tw = SPARSE_TEX_WIDTH;
+  const texel = (i: string) => `textureLoad(WT, vec2<u32>((${i}) % ${tw}u, (${i}) / ${tw}u), 0)`;
+  let w: string;
+  if (o.format === "unstructured") {
+    w = o.wtex
+      ? `@group(0) @binding(2) var<storage, read> P: array<u32>;
+@group(0) @binding(3) var WT: texture_2d<u32>;
+fn eld(i: u32) -> vec4<u32> { return ${texel("i")}; }`
+      : `@group(0) @binding(2) var<storage, read> P: array<u32>;
+@group(0) @binding(3) var<storage, read> E: array<vec4<u32>>;
+fn eld(i: u32) -> vec4<u32> { return E[i]; }`;
+  } else {
+    const vpw = 32 / sparseIndexBits(o.group);
+    const vt = o.dtype === "f32" ? "vec4<f32>" : vpw >= 8 ? "vec4<u32>" : "vec2<u32>";
+    let vld: string;
+    if (!o.wtex) {
+      vld =
+        `@group(0) @binding(3) var<storage, read> V: array<${vt}>;\nfn vld(i: u32) -> ${vt} { return V[i]; }`;
+    } else if (vt === "vec4<f32>") {
+      vld = `fn vld(i: u32) -> vec4<f32> { return bitcast<vec4<f32>>(${texel("i")}); }`;
+    } else if (vt === "vec4<u32>") vld = `fn vld(i: u32) -> vec4<u32> { return ${texel("i")}; }`;
+    else {vld = `fn vld(i: u32) -> vec2<u32> { let t = ${
+        texel("i >> 1u")
+      }; return select(t.xy, t.zw, (i & 1u) == 1u); }`;}
+    w = `@group(0) @binding(2) var<storage, read> I: array<u32>;
+${o.wtex ? "@group(0) @binding(3) var WT: texture_2d<u32>;\n" : ""}${vld}`;
+  }
+  return `struct U { rows: u32, M: u32, K: u32, ldY: u32, colOffset: u32, m0: u32, c0: u32, c1: u32, accumulate: u32, idxStride: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+${x}
+${w}
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+${o.bias ? "@group(0) @binding(5) var<storage, read> B: array<f32>;" : ""}`;
+}
+
+/** Binary searches over a row's groups (unstructured, segmented). */
+function searchFns(o: SparseLinearOptions): string {
+  const first = o.dtype === "f32" ? "eld(3u * g + 2u).x & 0xffffu" : "eld(g).x & 0xffffu";
+  const last = o.dtype === "f32" ? "eld(3u * g + 2u).w >> 16u" : "eld(g).w & 0xffffu";
+  return `
+// First group in [lo, hi) whose last column is >= c.
+fn firstEndingAtOrAfter(lo0: u32, hi0: u32, c: u32) -> u32 {
+  var lo = lo0; var hi = hi0;
+  loop {
+    if (lo >= hi) { break; }
+    let g = (lo + hi) / 2u;
+    if ((${last}) < c) { lo = g + 1u; } else { hi = g; }
+  }
+  return lo;
+}
+// First group in [lo, hi) whose first column is >= c.
+fn firstStartingAtOrAfter(lo0: u32, hi0: u32, c: u32) -> u32 {
+  var lo = lo0; var hi = hi0;
+  loop {
+    if (lo >= hi) { break; }
+    let g = (lo + hi) / 2u;
+    if ((${first}) < c) { lo = g + 1u; } else { hi = g; }
+  }
+  return lo;
+}`;
+}
+
+/** Range [ja, jb) of units of row r (all of them, or those meeting the column segment). */
+function rowRange(o: SparseLinearOptions): string {
+  if (o.format === "unstructured") {
+    if (!o.segmented) return "let ja = P[r]; let jb = P[r + 1u];";
+    return `let ja = firstEndingAtOrAfter(P[r], P[r + 1u], u.c0);
+  let jb = firstStartingAtOrAfter(ja, P[r + 1u], u.c1);`;
+  }
+  const vpw = 32 / sparseIndexBits(o.group);
+  if (!o.segmented) return "let rowBase = r * u.idxStride; let ja = 0u; let jb = u.idxStride;";
+  return `let rowBase = r * u.idxStride;
+  let ja = (u.c0 / ${o.group}u) * ${o.keep}u / ${vpw}u;
+  let jb = min(((u.c1 + ${o.group - 1}u) / ${o.group}u * ${o.keep}u + ${vpw - 1}u) / ${vpw}u, u.idxStride);`;
+}
+
+function laneKernel(o: SparseLinearOptions): string {
+  const { tm } = o;
+  const { pre, entries } = decodeUnit(o);
+  const nm = o.format === "nm";
+  const accT = tm === 1 ? "f32" : "vec4<f32>";
+  const mac: string[] = [];
+  entries.forEach(({ v, col }, q) => {
+    if (o.x === "ubo") {
+      const slotMax = SPARSE_SLOT_FLOATS / tm - 1;
+      const xat = (c: string) => tm === 1 ? `XS[${c} >> 2u][${c} & 3u]` : `XS[${c}]`;
+      if (o.segmented) {
+        mac.push(
+          `{ let l = ${col} - u.c0; acc += select(0.0, ${v}, l < u.c1 - u.c0) * ${
+            xat(`min(l, ${slotMax}u)`)
+          }; }`,
+        );
+      } else {
+        mac.push(
+          nm
+            ? `{ let c${q} = min(${col}, ${slotMax}u); acc += ${v} * ${xat(`c${q}`)}; }`
+            : `{ let c${q} = ${col}; acc += ${v} * ${xat(`c${q}`)}; }`,
+        );
+      }
+    } else {
+      const c = nm ? `min(${col}, u.K - 1u)` : col;
+      if (tm === 1) mac.push(`acc += ${v} * X[xr0 + ${c}];`);
+      else {
+        mac.push(
+          `{ let c = ${c}; let w = ${v}; acc += w * vec4<f32>(X[xr0 + c], X[xr1 + c], X[xr2 + c], X[xr3 + c]); }`,
+        );
+      }
+    }
+  });
+  const head = o.x === "ubo"
+    ? `let r = wid * ${o.workgroupSize}u + lid;
+  if (r >= u.rows) { return; }
+  let m0 = u.m0;`
+    : `let t = wid * ${o.workgroupSize}u + lid;
+  let r = t % u.rows;
+  let m0 = (t / u.rows) * ${tm}u;
+  if (m0 >= u.M) { return; }
+  ${Array.from({ length: tm }, (_, i) => `let xr${i} = min(m0 + ${i}u, u.M - 1u) * u.K;`).join("\n  ")}`;
+  const b = o.bias ? " + B[u.colOffset + r]" : "";
+  const store: string[] = [];
+  for (let i = 0; i < tm; i++) {
+    const a = tm === 1 ? "acc" : `acc[${i}]`;
+    store.push(`if (m0 + ${i}u < u.M) {
+    let yi = (m0 + ${i}u) * u.ldY + u.colOffset + r;
+    if (u.accumulate != 0u) { Y[yi] = Y[yi] + ${a}; } else { Y[yi] = ${a}${b}; }
+  }`);
+  }
+  return `${bindings(o)}
+${o.segmented && !nm ? searchFns(o) : ""}
+@compute @workgroup_size(${o.workgroupSize})
+fn main(${WORKGROUP_ID_ARGS}) {
+  ${LINEAR_WID}
+  ${head}
+  ${rowRange(o)}
+  var acc = ${accT}(0.0);
+  for (var j = ja; j < jb; j++) {
+    ${pre}
+    ${mac.join("\n    ")}
+  }
+  ${store.join("\n  ")}
+}`;
+}
+
+function wgKernel(o: SparseLinearOptions): string {
+  const WG = o.workgroupSize;
+  const { pre, entries } = decodeUnit(o);
+  const nm = o.format === "nm";
+  const mac = entries.map(({ v, col }) => `acc += ${v} * X[xr + ${nm ? `min(${col}, u.K - 1u)` : col}];`);
+  const b = o.bias ? " + B[u.colOffset + r]" : "";
+  return `${bindings(o)}
+var<workgroup> part: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(${WORKGROUP_ID_ARGS}) {
+  ${LINEAR_WID}
+  let r = wid % u.rows;
+  let m = wid / u.rows;
+  if (m >= u.M) { return; } // a 2-D fold of the grid can add workgroups past rows * M
+  let xr = m * u.K;
+  ${rowRange(o)}
+  var acc = 0.0;
+  for (var j = ja + lid; j < jb; j += ${WG}u) {
+    ${pre}
+    ${mac.join("\n    ")}
+  }
+  part[lid] = acc;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { part[lid] += part[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let yi = m * u.ldY + u.colOffset + r;
+    if (u.accumulate != 0u) { Y[yi] = Y[yi] + part[0]; } else { Y[yi] = part[0]${b}; }
+  }
+}`;
+}
+
+/** WGSL for a sparse linear version (see the module doc). */
+export function sparseLinearWgsl(o: SparseLinearOptions): string {
+  if (o.variant === "wg") {
+    if (o.x !== "storage" || o.segmented) {
+      throw new Error("sparse wg version reads X from storage, unsegmented");
+    }
+    return wgKernel(o);
+  }
+  if (o.x === "storage" && o.segmented) throw new Error("sparse lane version from storage is unsegmented");
+  return laneKernel(o);
+}
+
+/**
+ * X into uniform slots: slot `mt * nseg + s` (64 KiB each) holds activation rows
+ * [mt * tm, mt * tm + tm) and columns [s * slotCols, s * slotCols + slotCols); `tm` = 1: column c
+ * at element c; `tm` = 4: column c is the vec4 of the 4 rows. Zero outside X.
+ * Uniforms: M, K, slotCols, nseg, total (vec4s to write), mtBase (m-tile of the first slot).
+ * Bindings: 1 X f32 [M, K], 2 slots.
+ */
+export function sparsePackXWgsl(tm: 1 | 4): string {
+  const vecs = SPARSE_SLOT_FLOATS / 4;
+  const value = tm === 4
+    ? "let c = c0 + w; let m = mt * 4u; let v = vec4<f32>(xv(m, c, c1), xv(m + 1u, c, c1), xv(m + 2u, c, c1), xv(m + 3u, c, c1));"
+    : "let c = c0 + w * 4u; let m = mt; let v = vec4<f32>(xv(m, c, c1), xv(m, c + 1u, c1), xv(m, c + 2u, c1), xv(m, c + 3u, c1));";
+  return `struct U { M: u32, K: u32, slotCols: u32, nseg: u32, total: u32, mtBase: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> XT: array<vec4<f32>>;
+// X[m, col] for col < end (the segment's end), else 0.
+fn xv(m: u32, col: u32, end: u32) -> f32 {
+  let ok = m < u.M && col < min(u.K, end);
+  return select(0.0, X[min(m, u.M - 1u) * u.K + min(col, u.K - 1u)], ok);
+}
+@compute @workgroup_size(${SPARSE_PACKX_WG})
+fn main(${WORKGROUP_ID_ARGS}) {
+  ${LINEAR_WID}
+  let q = wid * ${SPARSE_PACKX_WG}u + lid;
+  if (q >= u.total) { return; }
+  let slot = q / ${vecs}u;
+  let w = q % ${vecs}u;
+  let mt = u.mtBase + slot / u.nseg;
+  let c0 = (slot % u.nseg) * u.slotCols;
+  let c1 = c0 + u.slotCols;
+  ${value}
+  XT[q] = v;
+}`;
+}
+
+export function sparsePackXKey(tm: 1 | 4): string {
+  return `sparse/packx/tm${tm}`;
+}

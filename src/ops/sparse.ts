@@ -1,0 +1,186 @@
+/**
+ * Y = X W^T (+ b) with a sparse W (src/sparse/upload.ts), choosing the kernel version from the
+ * adapter and M (kernels/sparse_linear.ts):
+ * - CPU adapters (lavapipe): `lane` + `ubo`, one invocation per weight row, X copied into 64 KiB
+ *   uniform slots first (one small dispatch); `tm` = 1 for M = 1, else 4 activation rows per
+ *   invocation (one dispatch per 4 rows and column segment); weights from textures when
+ *   uploaded so (uploadSparse's default there). Measured on lavapipe, 11008x4096 f32 GEMV at
+ *   70%: X gathered from a uniform slot 24 ms, from storage 41 ms; weight groups from a texture
+ *   17-25 ms, from storage 27-29; the dense GEMV 55-125 ms (ARCHITECTURE.md).
+ * - GPUs: `wg` (a workgroup per weight row, coalesced group loads, shared-memory reduction) for
+ *   M = 1, `lane` + `storage` with 4 activation rows per invocation for M > 1.
+ * @module
+ */
+import { CPU_LOOP_LIMIT, packUniforms } from "../../kernels/common.ts";
+import {
+  SPARSE_GROUP,
+  SPARSE_PACKX_WG,
+  SPARSE_SLOT_BYTES,
+  SPARSE_SLOT_FLOATS,
+  sparseLinearKey,
+  type SparseLinearOptions,
+  sparseLinearWgsl,
+  sparseLinearWorkgroups,
+  sparseLoopSteps,
+  sparsePackXKey,
+  sparsePackXWgsl,
+  sparseSlotCols,
+  type SparseVariant,
+  type SparseXSource,
+} from "../../kernels/sparse_linear.ts";
+import { ArgumentError, UnsupportedError } from "../errors.ts";
+import type { Binding, Gpu } from "../gpu/device.ts";
+import type { GpuSparseMatrix } from "../sparse/upload.ts";
+
+/** Force a version (tests cover every path on one adapter with these). */
+export interface SparseLinearOverride {
+  variant?: SparseVariant;
+  x?: SparseXSource;
+  tm?: 1 | 4;
+  /** Uniform-X m-tiles packed per turn (default: as many as one binding holds; tests force turns). */
+  slotTiles?: number;
+}
+
+/** Kernel options for Y[M, N] = X[M, K] W^T on this adapter. */
+export function chooseSparseLinear(
+  gpu: Gpu,
+  M: number,
+  w: GpuSparseMatrix,
+  bias: boolean,
+  o: SparseLinearOverride = {},
+): SparseLinearOptions {
+  const variant = o.variant ?? (gpu.isCpu || M > 1 ? "lane" : "wg");
+  const x: SparseXSource = variant === "wg" ? "storage" : o.x ?? (gpu.isCpu ? "ubo" : "storage");
+  const tm: 1 | 4 = variant === "wg" ? 1 : o.tm ?? (M === 1 ? 1 : 4);
+  const nm = w.format === "nm";
+  const segmented = x === "ubo" && w.cols > sparseSlotCols(tm, nm ? w.group : 1);
+  return {
+    format: w.format,
+    dtype: w.dtype,
+    variant,
+    x,
+    tm,
+    segmented,
+    bias,
+    wtex: w.texture,
+    keep: nm ? w.keep : 0,
+    group: nm ? w.group : 0,
+    workgroupSize: variant === "wg" || x === "storage" ? 64 : 8,
+  };
+}
+
+/** Uniform X slots per device (STORAGE | UNIFORM), grown on demand. */
+const scratch = new WeakMap<Gpu, GPUBuffer>();
+
+function slotBuffer(gpu: Gpu, bytes: number): GPUBuffer {
+  const have = scratch.get(gpu);
+  if (have && have.size >= bytes) return have;
+  if (have) {
+    gpu.flush(); // recorded work may still read the old one: submit it before destroying
+    have.destroy();
+  }
+  const size = Math.max(bytes, have ? Math.min(gpu.maxBinding, have.size * 2) : 0);
+  const b = gpu.device.createBuffer({
+    label: "sparse-x-slots",
+    size,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+  });
+  scratch.set(gpu, b);
+  return b;
+}
+
+/** Free the uniform X slots kept for this device (they are otherwise kept until it is destroyed). */
+export function releaseSparseScratch(gpu: Gpu): void {
+  const b = scratch.get(gpu);
+  if (!b) return;
+  gpu.flush();
+  b.destroy();
+  scratch.delete(gpu);
+}
+
+/**
+ * Record Y[M, N] = X[M, K] W^T (+ bias) into the current batch.
+ * @param x f32 [M, K]; @param w sparse [N, K]; @param y f32 [M, N]; @param bias f32 [N].
+ */
+export function sparseLinear(
+  gpu: Gpu,
+  x: GPUBuffer,
+  w: GpuSparseMatrix,
+  y: GPUBuffer,
+  M: number,
+  bias?: GPUBuffer,
+  override?: SparseLinearOverride,
+): void {
+  if (!Number.isInteger(M) || M < 1) {
+    throw new ArgumentError(`sparseLinear: M must be a positive integer, got ${M}`);
+  }
+  const N = w.rows, K = w.cols;
+  const opts = chooseSparseLinear(gpu, M, w, !!bias, override);
+  // Mesa's loop limit (ARCHITECTURE.md): a row's units must fit one invocation's 65535 steps.
+  // Unstructured rows (<= 65536 u16 columns) always do; only very wide N:M rows can fail.
+  const units = w.format === "nm" ? w.idxStride : Math.ceil(K / SPARSE_GROUP[w.dtype]);
+  if (gpu.isCpu && sparseLoopSteps(opts, units) > CPU_LOOP_LIMIT) {
+    throw new UnsupportedError(
+      `sparseLinear: rows of ${units} units exceed lavapipe's ${CPU_LOOP_LIMIT}-step loop limit for ${opts.variant}`,
+    );
+  }
+  const pipe = gpu.pipeline(sparseLinearKey(opts), () => sparseLinearWgsl(opts));
+  const weightBindings = (c: GpuSparseMatrix["chunks"][number]): Binding[] => {
+    // Gpu.dispatch passes a non-buffer binding (the texture view) through as the entry's resource.
+    const weights = c.data ?? (c.texView as unknown as Binding);
+    const b: Binding[] = [c.ptr ?? c.idx!, weights, y];
+    if (bias) b.push(bias);
+    return b;
+  };
+  if (opts.x === "storage") {
+    for (const c of w.chunks) {
+      const u = packUniforms([c.rows, M, K, N, c.rowStart, 0, 0, K, 0, w.idxStride]);
+      gpu.dispatch(pipe, [x, ...weightBindings(c)], u, sparseLinearWorkgroups(opts, c.rows, M));
+    }
+    return;
+  }
+  const { tm } = opts;
+  const slotCols = sparseSlotCols(tm, w.format === "nm" ? w.group : 1);
+  const nseg = Math.max(1, Math.ceil(K / slotCols));
+  const mtiles = Math.ceil(M / tm);
+  // Slots for as many m-tiles as one storage binding holds; more tiles reuse them in turns.
+  const fit = Math.floor(gpu.maxBinding / (nseg * SPARSE_SLOT_BYTES));
+  const tilesPerTurn = Math.max(1, Math.min(mtiles, fit, override?.slotTiles ?? Infinity));
+  const slots = slotBuffer(gpu, tilesPerTurn * nseg * SPARSE_SLOT_BYTES);
+  const packPipe = gpu.pipeline(sparsePackXKey(tm), () => sparsePackXWgsl(tm));
+  for (let mt0 = 0; mt0 < mtiles; mt0 += tilesPerTurn) {
+    const tiles = Math.min(tilesPerTurn, mtiles - mt0);
+    const total = tiles * nseg * (SPARSE_SLOT_FLOATS / 4);
+    gpu.dispatch(
+      packPipe,
+      [x, { buffer: slots, offset: 0, size: tiles * nseg * SPARSE_SLOT_BYTES }],
+      packUniforms([M, K, slotCols, nseg, total, mt0]),
+      Math.ceil(total / SPARSE_PACKX_WG),
+    );
+    for (let s = 0; s < nseg; s++) {
+      const c0 = s * slotCols, c1 = Math.min(K, c0 + slotCols);
+      for (let t = 0; t < tiles; t++) {
+        const slot: Binding = {
+          buffer: slots,
+          offset: (t * nseg + s) * SPARSE_SLOT_BYTES,
+          size: SPARSE_SLOT_BYTES,
+        };
+        for (const c of w.chunks) {
+          const u = packUniforms([
+            c.rows,
+            M,
+            K,
+            N,
+            c.rowStart,
+            (mt0 + t) * tm,
+            c0,
+            c1,
+            s > 0 ? 1 : 0,
+            w.idxStride,
+          ]);
+          gpu.dispatch(pipe, [slot, ...weightBindings(c)], u, sparseLinearWorkgroups(opts, c.rows, M));
+        }
+      }
+    }
+  }
+}

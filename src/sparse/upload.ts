@@ -1,0 +1,324 @@
+/**
+ * Sparse weights on the GPU: the host formats of format.ts rearranged into the layouts the sparse
+ * kernels read (kernels/sparse_linear.ts has the exact word layout), split into row chunks so
+ * that no binding exceeds the adapter's maxStorageBufferBindingSize.
+ *
+ * - unstructured: per chunk a `ptr` buffer (u32 [rows + 1], group offsets, relative to the chunk)
+ *   and a `data` buffer of groups: f32 values in groups of 8 nonzeros (12 words: 8 values, then 4
+ *   words of two u16 columns each, low half first), f16 values in groups of 4 (4 words, each
+ *   `column | f16 bits << 16`). Each row's last group is padded with value 0 and the row's last
+ *   column, so columns never decrease along a row (the segmented kernels binary-search them).
+ *   Columns are u16: at most 65536 columns.
+ * - nm: per chunk an `idx` buffer (u32 [rows, idxStride], positions packed as in the host format)
+ *   and a `data` buffer of values (`idxStride * 32 / bits` per row: f32, or f16 pairs in u32),
+ *   padded with zeros.
+ *
+ * With `texture` (the default on CPU adapters) the `data` words go into an rgba32uint texture
+ * instead of a storage buffer (flat layout, SPARSE_TEX_WIDTH texels a row, zero-padded to a whole
+ * row), uploaded once: lavapipe fetches a texel per lane with one 16-byte load, a storage vec4
+ * with a per-component loop. Row offsets and N:M index words stay in storage buffers.
+ * @module
+ */
+import type { GpuDType } from "../../kernels/common.ts";
+import { SPARSE_GROUP, SPARSE_TEX_WIDTH } from "../../kernels/sparse_linear.ts";
+import { ArgumentError, UnsupportedError } from "../errors.ts";
+import type { Gpu } from "../gpu/device.ts";
+import {
+  bitmapWords,
+  nmGroups,
+  nmIndexBits,
+  nmIndexBytesPerRow,
+  type SparseMatrix,
+  type UnstructuredSparse,
+} from "./format.ts";
+
+export interface GpuSparseChunk {
+  rowStart: number;
+  rows: number;
+  /** unstructured: u32 [rows + 1] group offsets; nm: null. */
+  ptr: GPUBuffer | null;
+  /** unstructured: the groups; nm: the values (null when they live in `tex`). */
+  data: GPUBuffer | null;
+  /** The same words in an rgba32uint texture (flat layout, SPARSE_TEX_WIDTH texels a row), or null. */
+  tex: GPUTexture | null;
+  texView: GPUTextureView | null;
+  /** nm: u32 [rows, idxStride] packed positions; unstructured: null. */
+  idx: GPUBuffer | null;
+}
+
+export interface GpuSparseMatrix {
+  format: "unstructured" | "nm";
+  rows: number;
+  cols: number;
+  /** Value dtype on the GPU. */
+  dtype: GpuDType;
+  /** nm only (0 otherwise): kept per group, group length, u32 index words per row. */
+  keep: number;
+  group: number;
+  idxStride: number;
+  /** Groups / values live in textures (CPU adapters: a texel fetch is one 16-byte load per lane). */
+  texture: boolean;
+  chunks: GpuSparseChunk[];
+  /** Bytes of every buffer of this matrix. */
+  bytes: number;
+}
+
+export interface UploadSparseOptions {
+  /** Value dtype on the GPU (default: the matrix's); f16 needs `gpu.f16`. */
+  dtype?: GpuDType;
+  label?: string;
+  /** At most this many rows per chunk (tests use it to force chunking on small matrices). */
+  maxRowsPerChunk?: number;
+  /** Keep groups / values in textures (default: on CPU adapters). */
+  texture?: boolean;
+}
+
+/** Largest column count of the unstructured GPU layout (u16 columns). */
+export const SPARSE_MAX_COLS = 65536;
+
+/** Words per group of the unstructured layout. */
+export function groupWords(dtype: GpuDType): number {
+  return dtype === "f32" ? 12 : 4;
+}
+
+/** Split rows [0, rows) greedily into chunks of at most `maxBytes` (rowBytes(r) each) and `maxRows` rows. */
+function planChunks(rows: number, rowBytes: (r: number) => number, maxBytes: number, maxRows: number) {
+  const out: [number, number][] = [];
+  let r0 = 0, bytes = 0;
+  for (let r = 0; r < rows; r++) {
+    const b = rowBytes(r);
+    if (b > maxBytes) {
+      throw new UnsupportedError(
+        `one sparse row needs ${b} bytes, over this adapter's binding limit ${maxBytes}`,
+      );
+    }
+    if (r > r0 && (bytes + b > maxBytes || r - r0 >= maxRows)) {
+      out.push([r0, r]);
+      r0 = r;
+      bytes = 0;
+    }
+    bytes += b;
+  }
+  if (rows > r0 || rows === 0) out.push([r0, rows]);
+  return out;
+}
+
+/** Upload `words` as a storage buffer, or as an rgba32uint texture in the flat layout. */
+function placeWords(
+  gpu: Gpu,
+  words: ArrayBufferView,
+  label: string,
+  texture: boolean,
+): { data: GPUBuffer | null; tex: GPUTexture | null; texView: GPUTextureView | null; bytes: number } {
+  if (!texture) return { data: gpu.upload(words, label), tex: null, texView: null, bytes: words.byteLength };
+  const rowBytes = SPARSE_TEX_WIDTH * 16;
+  const rows = Math.max(1, Math.ceil(words.byteLength / rowBytes));
+  if (rows > gpu.device.limits.maxTextureDimension2D) {
+    throw new UnsupportedError(`${label}: ${words.byteLength} bytes do not fit one texture on this adapter`);
+  }
+  const padded = new Uint8Array(rows * rowBytes);
+  padded.set(new Uint8Array(words.buffer, words.byteOffset, words.byteLength));
+  const tex = gpu.device.createTexture({
+    label,
+    size: [SPARSE_TEX_WIDTH, rows],
+    format: "rgba32uint",
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+  });
+  gpu.flush(); // like Gpu.write: never overtake recorded work
+  gpu.device.queue.writeTexture({ texture: tex }, padded, { bytesPerRow: rowBytes }, [
+    SPARSE_TEX_WIDTH,
+    rows,
+  ]);
+  return { data: null, tex, texView: tex.createView(), bytes: padded.byteLength };
+}
+
+function toF32(v: Float32Array | Float16Array): Float32Array {
+  return v instanceof Float32Array ? v : Float32Array.from(v);
+}
+
+function toF16Bits(v: Float32Array | Float16Array): Uint16Array {
+  const h = v instanceof Float16Array ? v : Float16Array.from(v);
+  return new Uint16Array(h.buffer, h.byteOffset, h.length);
+}
+
+function uploadUnstructured(
+  gpu: Gpu,
+  s: UnstructuredSparse,
+  dtype: GpuDType,
+  label: string,
+  maxRows: number,
+  texture: boolean,
+): { chunks: GpuSparseChunk[]; bytes: number } {
+  if (s.cols > SPARSE_MAX_COLS) {
+    throw new UnsupportedError(
+      `${label}: ${s.cols} columns; the unstructured GPU layout stores u16 columns (at most ${SPARSE_MAX_COLS})`,
+    );
+  }
+  const G = SPARSE_GROUP[dtype], gw = groupWords(dtype);
+  const groupsOf = (r: number) => Math.ceil((s.rowOffsets[r + 1] - s.rowOffsets[r]) / G);
+  const plan = planChunks(s.rows, (r) => groupsOf(r) * gw * 4 + 4, gpu.maxBinding, maxRows);
+  const f32 = dtype === "f32" ? toF32(s.values) : null;
+  const f16 = dtype === "f16" ? toF16Bits(s.values) : null;
+  const cols = new Uint32Array(s.cols);
+  const words = bitmapWords(s.cols);
+  const chunks: GpuSparseChunk[] = [];
+  let bytes = 0;
+  for (const [r0, r1] of plan) {
+    const ptr = new Uint32Array(r1 - r0 + 1);
+    for (let r = r0; r < r1; r++) ptr[r - r0 + 1] = ptr[r - r0] + groupsOf(r);
+    const data = new Uint32Array(Math.max(1, ptr[r1 - r0] * gw));
+    const dataF = new Float32Array(data.buffer);
+    for (let r = r0; r < r1; r++) {
+      // Columns of row r from its bitmap words.
+      let n = 0;
+      for (let w = 0; w < words; w++) {
+        let b = s.bitmap[r * words + w];
+        while (b !== 0) {
+          cols[n++] = w * 32 + 31 - Math.clz32(b & -b);
+          b &= b - 1;
+        }
+      }
+      const v0 = s.rowOffsets[r];
+      if (n !== s.rowOffsets[r + 1] - v0) {
+        throw new ArgumentError(
+          `${label}: row ${r} has ${n} bitmap bits but ${s.rowOffsets[r + 1] - v0} values`,
+        );
+      }
+      const last = n > 0 ? cols[n - 1] : 0;
+      const g0 = ptr[r - r0], ng = ptr[r - r0 + 1] - g0;
+      for (let g = 0; g < ng; g++) {
+        const base = (g0 + g) * gw;
+        for (let q = 0; q < G; q++) {
+          const e = g * G + q;
+          const col = e < n ? cols[e] : last;
+          if (f32) {
+            dataF[base + q] = e < n ? f32[v0 + e] : 0;
+            data[base + 8 + (q >> 1)] |= col << (16 * (q & 1));
+          } else {
+            data[base + q] = (col | ((e < n ? f16![v0 + e] : 0) << 16)) >>> 0;
+          }
+        }
+      }
+    }
+    const placed = placeWords(gpu, data, `${label}.data[${r0}:${r1}]`, texture);
+    chunks.push({
+      rowStart: r0,
+      rows: r1 - r0,
+      ptr: gpu.upload(ptr, `${label}.ptr[${r0}:${r1}]`),
+      data: placed.data,
+      tex: placed.tex,
+      texView: placed.texView,
+      idx: null,
+    });
+    bytes += ptr.byteLength + placed.bytes;
+  }
+  return { chunks, bytes };
+}
+
+/** u32 index words per row of the nm GPU layout. */
+export function nmIdxStride(cols: number, keep: number, group: number): number {
+  return Math.ceil(nmGroups(cols, group) * keep * nmIndexBits(group) / 32);
+}
+
+function uploadNM(
+  gpu: Gpu,
+  s: Extract<SparseMatrix, { format: "nm" }>,
+  dtype: GpuDType,
+  label: string,
+  maxRows: number,
+  texture: boolean,
+): { chunks: GpuSparseChunk[]; bytes: number; idxStride: number } {
+  const bits = nmIndexBits(s.group), vpw = 32 / bits;
+  const perRow = nmGroups(s.cols, s.group) * s.keep;
+  const idxStride = nmIdxStride(s.cols, s.keep, s.group);
+  const idxBytes = nmIndexBytesPerRow(s.cols, s.keep, s.group);
+  const vb = dtype === "f32" ? 4 : 2;
+  const rowBytes = idxStride * 4 + idxStride * vpw * vb;
+  const plan = planChunks(s.rows, () => rowBytes, gpu.maxBinding, maxRows);
+  const f32 = dtype === "f32" ? toF32(s.values) : null;
+  const f16 = dtype === "f16" ? toF16Bits(s.values) : null;
+  const chunks: GpuSparseChunk[] = [];
+  let bytes = 0;
+  for (const [r0, r1] of plan) {
+    const n = r1 - r0;
+    const idxB = new Uint8Array(Math.max(4, n * idxStride * 4));
+    for (let r = r0; r < r1; r++) {
+      idxB.set(s.indices.subarray(r * idxBytes, (r + 1) * idxBytes), (r - r0) * idxStride * 4);
+    }
+    const stride = idxStride * vpw;
+    let data: Float32Array | Uint16Array;
+    if (f32) {
+      data = new Float32Array(Math.max(1, n * stride));
+      for (let r = r0; r < r1; r++) data.set(f32.subarray(r * perRow, (r + 1) * perRow), (r - r0) * stride);
+    } else {
+      data = new Uint16Array(Math.max(2, n * stride));
+      for (let r = r0; r < r1; r++) data.set(f16!.subarray(r * perRow, (r + 1) * perRow), (r - r0) * stride);
+    }
+    const placed = placeWords(gpu, data, `${label}.values[${r0}:${r1}]`, texture);
+    chunks.push({
+      rowStart: r0,
+      rows: n,
+      ptr: null,
+      data: placed.data,
+      tex: placed.tex,
+      texView: placed.texView,
+      idx: gpu.upload(idxB, `${label}.idx[${r0}:${r1}]`),
+    });
+    bytes += idxB.byteLength + placed.bytes;
+  }
+  return { chunks, bytes, idxStride };
+}
+
+/**
+ * Upload a sparse matrix in the layout of the sparse kernels (see the module doc), in row chunks
+ * under the binding limit. Release with {@linkcode releaseSparse}.
+ */
+export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOptions = {}): GpuSparseMatrix {
+  const dtype = opts.dtype ?? s.dtype;
+  const label = opts.label ?? "sparse";
+  if (dtype === "f16" && !gpu.f16) {
+    throw new UnsupportedError(
+      `${label}: f16 sparse values need the shader-f16 feature, which this device lacks`,
+    );
+  }
+  if (dtype !== "f16" && dtype !== "f32") throw new ArgumentError(`${label}: bad dtype ${dtype}`);
+  const maxRows = opts.maxRowsPerChunk ?? Infinity;
+  const texture = opts.texture ?? gpu.isCpu;
+  if (s.format === "unstructured") {
+    const { chunks, bytes } = uploadUnstructured(gpu, s, dtype, label, maxRows, texture);
+    return {
+      format: "unstructured",
+      rows: s.rows,
+      cols: s.cols,
+      dtype,
+      keep: 0,
+      group: 0,
+      idxStride: 0,
+      texture,
+      chunks,
+      bytes,
+    };
+  }
+  const { chunks, bytes, idxStride } = uploadNM(gpu, s, dtype, label, maxRows, texture);
+  return {
+    format: "nm",
+    rows: s.rows,
+    cols: s.cols,
+    dtype,
+    keep: s.keep,
+    group: s.group,
+    idxStride,
+    texture,
+    chunks,
+    bytes,
+  };
+}
+
+export function releaseSparse(gpu: Gpu, m: GpuSparseMatrix | undefined): void {
+  if (!m) return;
+  for (const c of m.chunks) {
+    gpu.release(c.ptr, c.data, c.idx);
+    c.tex?.destroy();
+  }
+  m.chunks = [];
+}

@@ -1,0 +1,189 @@
+/**
+ * Sparse linear kernels (unstructured and N:M, f32 and f16 values) against a float64 reference on
+ * seeded random, uneven shapes: rows and columns that divide no group or tile, empty rows, fully
+ * dense rows, weights split into row chunks, X wider than one uniform slot (column segments), and
+ * every kernel version forced on this adapter.
+ */
+import assert from "node:assert/strict";
+import { Gpu } from "../src/gpu/device.ts";
+import {
+  chooseSparseLinear,
+  releaseSparseScratch,
+  sparseLinear,
+  type SparseLinearOverride,
+} from "../src/ops/sparse.ts";
+import { packNM, packUnstructured, type SparseMatrix, unpackSparse } from "../src/sparse/format.ts";
+import { releaseSparse, uploadSparse } from "../src/sparse/upload.ts";
+import { UnsupportedError } from "../src/errors.ts";
+import { assertClose, randomArray, refLinear, rng } from "./ref/kernels_ref.ts";
+
+const gpu = await Gpu.create();
+const dtypes = gpu.f16 ? ["f32", "f16"] as const : ["f32"] as const;
+
+/** Random [rows, cols] with per-row sparsity in [0, 1); row 1 empty, row 2 fully dense (when present). */
+function randomSparse(rows: number, cols: number, seed: number, sparsity = 0.7): Float32Array {
+  const W = randomArray(rows * cols, seed);
+  const r = rng(seed + 99);
+  for (let i = 0; i < rows; i++) {
+    const s = i === 1 ? 1 : i === 2 ? 0 : sparsity + (r() - 0.5) * 0.3;
+    for (let c = 0; c < cols; c++) if (r() < s) W[i * cols + c] = 0;
+  }
+  return W;
+}
+
+/** Random N:M-sparse [rows, cols]: `keep` random nonzeros per group of `group`; row 1 empty. */
+function randomNM(rows: number, cols: number, keep: number, group: number, seed: number): Float32Array {
+  const W = randomArray(rows * cols, seed);
+  const r = rng(seed + 7);
+  for (let i = 0; i < rows; i++) {
+    for (let c0 = 0; c0 < cols; c0 += group) {
+      const width = Math.min(group, cols - c0);
+      const idx = Array.from({ length: width }, (_, j) => j).sort(() => r() - 0.5);
+      const kept = i === 1 ? 0 : keep;
+      for (let q = kept; q < width; q++) W[i * cols + c0 + idx[q]] = 0;
+    }
+  }
+  return W;
+}
+
+async function check(
+  s: SparseMatrix,
+  M: number,
+  seed: number,
+  o: { override?: SparseLinearOverride; chunkRows?: number; bias?: boolean; texture?: boolean } = {},
+): Promise<void> {
+  const N = s.rows, K = s.cols;
+  const X = randomArray(M * K, seed), b = randomArray(N, seed + 1);
+  const w = uploadSparse(gpu, s, { maxRowsPerChunk: o.chunkRows, label: "w", texture: o.texture });
+  if (o.texture !== undefined) assert.equal(w.texture, o.texture);
+  if (o.chunkRows) assert(w.chunks.length > 1 || N <= o.chunkRows);
+  const x = gpu.upload(X, "x"), y = gpu.buffer(M * N * 4, "y");
+  gpu.write(y, new Float32Array(M * N).fill(NaN)); // every output must be written
+  const bias = o.bias ? gpu.upload(b, "b") : undefined;
+  sparseLinear(gpu, x, w, y, M, bias, o.override);
+  const got = await gpu.readF32(y, 0, M * N);
+  const want = refLinear(X, unpackSparse(s), M, N, K, o.bias ? b : undefined);
+  const opts = chooseSparseLinear(gpu, M, w, !!bias, o.override);
+  const fmt = s.format === "nm" ? `${s.keep}:${s.group}` : "unstructured";
+  assertClose(got, want, 1e-5 * Math.sqrt(K), 1e-4, `sparse ${fmt} ${M}x${N}x${K} ${JSON.stringify(opts)}`);
+  releaseSparse(gpu, w);
+  gpu.release(x, y, bias);
+}
+
+const VERSIONS: SparseLinearOverride[] = [
+  {}, // the adapter's choice
+  { variant: "lane", x: "ubo", tm: 1 },
+  { variant: "lane", x: "ubo", tm: 4 },
+  { variant: "lane", x: "storage", tm: 4 },
+  { variant: "lane", x: "storage", tm: 1 },
+  { variant: "wg" },
+];
+
+Deno.test("sparse unstructured: every version, f32 and f16 values, uneven shapes", async () => {
+  for (const dtype of dtypes) {
+    for (const [N, K] of [[37, 45], [13, 300], [9, 7]]) {
+      const s = packUnstructured(randomSparse(N, K, N * 31 + K), N, K, dtype);
+      for (const override of VERSIONS) {
+        for (const texture of [false, true]) {
+          for (const M of [1, 3, 9]) await check(s, M, M + N, { override, texture });
+        }
+      }
+    }
+  }
+});
+
+/** keep, group, rows, cols. */
+const NM_CASES = [[2, 4, 21, 64], [1, 4, 7, 36], [3, 8, 11, 72], [2, 3, 10, 50], [5, 20, 6, 90]];
+
+Deno.test("sparse N:M: 2:4, 1:4, 3:8, 2:3 (partial last group), 5:20 (8-bit positions)", async () => {
+  for (const dtype of dtypes) {
+    for (const [keep, group, N, K] of NM_CASES) {
+      const s = packNM(randomNM(N, K, keep, group, keep * 100 + group), N, K, keep, group, dtype);
+      for (const override of VERSIONS) {
+        for (const texture of [false, true]) {
+          for (const M of [1, 6]) await check(s, M, 5 + M, { override, texture });
+        }
+      }
+    }
+  }
+});
+
+Deno.test("sparse: bias, weights split into row chunks", async () => {
+  for (const dtype of dtypes) {
+    const s = packUnstructured(randomSparse(47, 40, 3), 47, 40, dtype);
+    const nm = packNM(randomNM(47, 40, 2, 4, 4), 47, 40, 2, 4, dtype);
+    for (
+      const override of [{}, { variant: "wg" as const }, { variant: "lane" as const, x: "storage" as const }]
+    ) {
+      for (const M of [1, 5]) {
+        for (const texture of [false, true]) {
+          await check(s, M, 11, { bias: true, chunkRows: 10, override, texture });
+          await check(nm, M, 12, { bias: true, chunkRows: 9, override, texture });
+        }
+      }
+    }
+  }
+});
+
+Deno.test("sparse: X wider than one uniform slot (column segments), density 0 to 1", async () => {
+  // tm = 4 slots hold 4096 columns, tm = 1 slots 16384: K = 4100 and 16390 need two segments.
+  for (const dtype of dtypes) {
+    const s = packUnstructured(randomSparse(11, 4100, 21, 0.9), 11, 4100, dtype);
+    await check(s, 5, 1, { override: { x: "ubo", variant: "lane", tm: 4 } });
+    await check(s, 5, 7, { override: { x: "ubo", variant: "lane", tm: 4 }, texture: false });
+    await check(s, 1, 2, { override: { x: "ubo", variant: "lane", tm: 1 }, bias: true });
+    const wide = packUnstructured(randomSparse(5, 16390, 22, 0.5), 5, 16390, dtype);
+    await check(wide, 1, 3, { override: { x: "ubo", variant: "lane", tm: 1 }, bias: true });
+    await check(wide, 2, 4, { override: { x: "ubo", variant: "lane", tm: 4 }, chunkRows: 2 });
+    // 3-column groups: segments of 4095 columns end on a group boundary.
+    const nm = packNM(randomNM(6, 4103, 1, 3, 23), 6, 4103, 1, 3, dtype);
+    await check(nm, 4, 5, { override: { x: "ubo", variant: "lane", tm: 4 }, bias: true });
+    await check(nm, 4, 8, { override: { x: "ubo", variant: "lane", tm: 4 }, texture: false });
+    const nm24 = packNM(randomNM(4, 16392, 2, 4, 24), 4, 16392, 2, 4, dtype);
+    await check(nm24, 1, 6, { override: { x: "ubo", variant: "lane", tm: 1 } });
+  }
+});
+
+Deno.test("sparse: more activation rows than one turn of uniform slots", async () => {
+  // 13 rows = 4 m-tiles of 4 (the last partial), packed 3 then 1 (the slots are reused), also
+  // with two column segments per tile.
+  const s = packUnstructured(randomSparse(19, 33, 30), 19, 33, "f32");
+  await check(s, 13, 31, { override: { x: "ubo", variant: "lane", tm: 4, slotTiles: 3 } });
+  const wide = packUnstructured(randomSparse(7, 4200, 32, 0.95), 7, 4200, "f32");
+  await check(wide, 13, 33, { override: { x: "ubo", variant: "lane", tm: 4, slotTiles: 2 }, bias: true });
+});
+
+Deno.test({
+  name: "sparse: rows past lavapipe's loop limit are refused by the lane version, run by wg",
+  ignore: !gpu.isCpu,
+  fn: async () => {
+    // 256:256 keeps every weight: 8-bit positions, 4 per index word, 75000 words a row.
+    const cols = 300_000;
+    const s = packNM(randomArray(2 * cols, 40), 2, cols, 256, 256);
+    const w = uploadSparse(gpu, s);
+    const b = gpu.buffer(2 * cols * 4, "x");
+    assert.throws(() => sparseLinear(gpu, b, w, b, 1, undefined, { variant: "lane" }), UnsupportedError);
+    releaseSparse(gpu, w);
+    gpu.release(b);
+    await check(s, 1, 41, { override: { variant: "wg" } });
+  },
+});
+
+Deno.test("sparse: f16 values need shader-f16 (a device opened with forceF32)", async () => {
+  const g = await Gpu.create({ forceF32: true });
+  try {
+    assert.equal(g.f16, false);
+    const s = packUnstructured(new Float32Array([1, 0, 0, 2]), 2, 2, "f16");
+    assert.throws(() => uploadSparse(g, s), UnsupportedError);
+    const w = uploadSparse(g, s, { dtype: "f32" }); // converted on upload
+    assert.equal(w.dtype, "f32");
+    releaseSparse(g, w);
+  } finally {
+    g.destroy();
+  }
+});
+
+Deno.test("sparse runtime: no buffer leaks", () => {
+  releaseSparseScratch(gpu);
+  assert.equal(gpu.liveBuffers, 0, `${gpu.liveBuffers} GPU buffers leaked`);
+});
