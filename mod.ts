@@ -236,6 +236,7 @@ export {
   type LinearInputGroup,
   type LinearInputObserver,
   type RunnerOptions,
+  type SparseWeights,
 } from "./src/model/forward.ts";
 
 // ---- tokenizers and data ----------------------------------------------------------------------

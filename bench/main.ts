@@ -14,12 +14,16 @@
  *   the default run one shape at 50/70/90% and 2:4 (fewer repetitions on CPU adapters, said in
  *   each row's `note`); `--sparse` runs only this suite, in full, and writes `--json FILE` as
  *   `{adapter, rows}` plus an SVG chart beside it.
+ * - `decode` (bench/decode.ts), in the `--sparse` run only: a whole LLaMA-7B-shaped decoder
+ *   generating tokens end to end, dense against sparse linears at 70% (32 blocks on GPUs, 4 on
+ *   CPU adapters unless `--decode-blocks N`); tokens/s of each and the speed-up, written to
+ *   `bench/results/decode-<adapter>.json`. `--decode-only` skips the sparse kernel rows.
  *
  * Flags: --quick (fewer dense shapes, no LLaMA-7B block), --suite dense|prune|sparse|all (default all),
  * --sparse (same as --suite sparse, full sparse suite),
  * --llama7b-block / --no-llama7b-block (force the LLaMA-7B block on or off), --styles cpu,gpu
  * (prune kernel versions to time; default the adapter's own), --json FILE (also write all rows
- * there).
+ * there), --decode-blocks N and --decode-only (decode suite, above).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -27,6 +31,7 @@ import { ArgumentError } from "../src/errors.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import type { KernelStyle } from "../src/ops/prune_ops.ts";
 import { runCli } from "../src/cli/run.ts";
+import { benchDecode, decodeRowLine, decodeTableHead } from "./decode.ts";
 import { benchDense, type DenseRow } from "./dense.ts";
 import { benchPruneKernels, type PruneBenchRow } from "./prune_kernels.ts";
 import { benchSparse, sparseChartSvg, sparseTableHead } from "./sparse.ts";
@@ -128,6 +133,8 @@ async function main(args: string[]) {
       styles: { type: "string" },
       json: { type: "string" },
       sparse: { type: "boolean" },
+      "decode-blocks": { type: "string" },
+      "decode-only": { type: "boolean" },
     },
   });
   const suite = values.sparse ? "sparse" : values.suite;
@@ -177,6 +184,23 @@ async function main(args: string[]) {
     }
 
     if (suite === "all" || suite === "sparse") {
+      if (suite === "sparse") {
+        const blocks = values["decode-blocks"] === undefined ? undefined : Number(values["decode-blocks"]);
+        if (blocks !== undefined && !(Number.isInteger(blocks) && blocks >= 1)) {
+          throw new ArgumentError(`--decode-blocks takes an integer >= 1, got ${values["decode-blocks"]}`);
+        }
+        console.log(
+          `\n== decode, dense vs sparse linears (${adapter}; wall time of generate, median of rounds)`,
+        );
+        const row = await benchDecode(gpu, { blocks, log: console.log });
+        console.log(`${decodeTableHead()}\n${decodeRowLine(row)}${row.note ? `\n  (${row.note})` : ""}`);
+        await writeJson(`bench/results/decode-${slug}.json`, { ...meta, decode: [row] });
+        all.decode = [row];
+        if (values["decode-only"]) {
+          if (values.json) await writeJson(values.json, { ...meta, decode: [row] });
+          return;
+        }
+      }
       console.log(
         `\n== sparse vs dense linears (${adapter}; median of alternating runs)\n${sparseTableHead()}`,
       );
@@ -185,7 +209,7 @@ async function main(args: string[]) {
       await writeJson(`bench/results/sparse-${slug}.json`, { ...meta, rows });
       await Deno.writeTextFile(`bench/results/sparse-${slug}.svg`, chart);
       if (suite === "sparse" && values.json) {
-        await writeJson(values.json, { ...meta, rows });
+        await writeJson(values.json, { ...meta, rows, ...(all.decode ? { decode: all.decode } : {}) });
         const svg = values.json.replace(/\.json$/, "") + ".svg";
         await Deno.writeTextFile(svg, chart);
         console.log(`wrote ${svg}`);

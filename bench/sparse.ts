@@ -67,7 +67,7 @@ export const SPARSE_FULL_SHAPES: [number, number][] = [[11008, 4096], [4096, 110
 export const SPARSE_LEVELS = [0.5, 0.6, 0.7, 0.8, 0.9];
 
 /** Seeded LCG values in [-1, 1). */
-function lcg(seed: number): () => number {
+export function lcg(seed: number): () => number {
   let x = seed >>> 0;
   return () => {
     x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
@@ -76,7 +76,7 @@ function lcg(seed: number): () => number {
 }
 
 /** Random [N, K]: dense values, then `sparsity` of each row zeroed at random (per-row exact count). */
-function randomWeights(N: number, K: number, sparsity: number, seed: number): Float32Array {
+export function randomWeights(N: number, K: number, sparsity: number, seed: number): Float32Array {
   const r = lcg(seed);
   const W = new Float32Array(N * K);
   for (let i = 0; i < W.length; i++) W[i] = r() * 0.05;
@@ -109,7 +109,7 @@ function random24(N: number, K: number, seed: number): Float32Array {
   return W;
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;

@@ -90,8 +90,11 @@ export default { fileURLToPath, pathToFileURL };
 `,
 };
 
-/** Resolves `node:` imports to {@linkcode SHIMS}; any other `node:` import fails the build. */
-const nodeShims: esbuild.Plugin = {
+/**
+ * Resolves `node:` imports to {@linkcode SHIMS}; any other `node:` import fails the build. Also
+ * used by `deno task serve` to bundle the demo page (src/cli/serve_main.ts).
+ */
+export const nodeShims: esbuild.Plugin = {
   name: "owlgpu-node-shims",
   setup(b) {
     b.onResolve({ filter: /^node:/ }, (args) => {

@@ -105,6 +105,59 @@ Deno.test("prune.ts: owl-wanda end to end (nsamples 8, 4 eval windows), saved mo
   }
 });
 
+Deno.test("prune.ts: owl-sparsegpt end to end (nsamples 8, 4 eval windows), saved model loads back", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = join(dir, "pruned");
+    const args = ["--method", "owl-sparsegpt", "--nsamples", "8", "--eval-windows", "4", "--out", out];
+    const o = parsePruneArgs([...args, "--percdamp", "0.02", "--blocksize", "64"]);
+    assert(o !== "help");
+    const r = await runPrune(o as PruneCliOptions, () => {});
+    assert.equal(r.method, "owl-sparsegpt");
+    assert.equal(r.allocation, "owl");
+    assertEqualsFloorRule(r.linears);
+    assert.equal(r.settings.percdamp, 0.02);
+    assert.equal(r.settings.blocksize, 64);
+    assert.deepEqual(r.settings.damping_retries, []);
+    assert(r.ppl > r.ppl_dense && r.kl > 0 && Number.isFinite(r.ppl));
+    const json = JSON.parse(await Deno.readTextFile(join(out, "report.json")));
+    assert.deepEqual(json.settings.damping_retries, []);
+    // Zeros where the masks say, and SparseGPT's updates elsewhere: kept weights moved.
+    const hf = await openWeights(out);
+    const dense = await openWeights("stories15M");
+    try {
+      for (const c of r.linears) {
+        const w = await hf.readF32(c.name), d = await dense.readF32(c.name);
+        let z = 0, moved = 0;
+        for (let i = 0; i < w.length; i++) {
+          assert(Number.isFinite(w[i]), `${c.name}[${i}] = ${w[i]}`);
+          if (w[i] === 0) z++;
+          else if (w[i] !== d[i]) moved++;
+        }
+        assert(z >= c.pruned && z <= c.pruned + w.length * 1e-4, `${c.name}: ${z} zeros, mask ${c.pruned}`);
+        assert(moved > (w.length - z) / 2, `${c.name}: only ${moved} kept weights were updated`);
+      }
+      const gpu = await Gpu.create();
+      try {
+        const windows = evalWindows(await tokenizeCorpus("moby-dick", await openTokenizer(out)), 256, 4);
+        const model = await GpuModel.load(gpu, hf);
+        const runner = new ForwardRunner(model, 256);
+        const e = await evaluatePerplexity(runner, windows);
+        runner.release();
+        model.release();
+        assert(Math.abs(e.ppl / r.ppl - 1) < 1e-4, `reloaded ppl ${e.ppl} vs reported ${r.ppl}`);
+      } finally {
+        gpu.destroy();
+      }
+    } finally {
+      hf.close();
+      dense.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 function assertEqualsFloorRule(
   linears: { name: string; pruned: number; expected: number; numel: number }[],
 ): void {
@@ -145,7 +198,13 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
       [["--calib", short], /corpus has \d+ tokens, but one window needs 256/],
       [["--eval", short, "--nsamples", "1"], /corpus has \d+ tokens, but one window needs 256/],
       [["--out", join(aFile, "out")], /cannot write the output directory/],
-      [["--method", "sparsegpt"], /reserved for SparseGPT/],
+      [["--method", "sparsegpt", "--percdamp=-1"], /--percdamp must be >= 0/],
+      [["--method", "sparsegpt", "--blocksize", "0"], /--blocksize must be an integer >= 1/],
+      [["--method", "sparsegpt", "--blocksize", "300"], /--blocksize must be an integer in \[1, 256\]/],
+      [
+        ["--method", "owl-sparsegpt", "--pattern", "2:4", "--blocksize", "126"],
+        /--blocksize \(126\) to be a multiple of M \(4\)/,
+      ],
       [["--method", "foo"], /--method must be one of/],
       [["--model", join(scratch, "missing")], /not found/],
       [["--bogus"], /Unknown option '--bogus'/],
@@ -192,6 +251,9 @@ Deno.test("prune.ts --help lists every flag", async () => {
       "--out",
       "--report",
       "--no-save",
+      "--percdamp",
+      "--blocksize",
+      "owl-sparsegpt",
     ]
   ) {
     assert(help.includes(f), f);

@@ -1,15 +1,21 @@
 /**
- * `deno task generate`: stream text from a model (dense, or pruned with --sparse kernels) and
- * print tokens/s at the end.
+ * `deno task generate`: stream text from a model and print tokens/s at the end. With `--sparse`,
+ * the model directory's model.sparse.safetensors (`deno task prune --save-sparse`) supplies every
+ * tensor and its pruned linears run with the sparse kernels (values f32 when the directory's
+ * weights are f32, else f16 where the device has shader-f16); without it, everything is dense.
  * @module
  */
+import { join } from "node:path";
 import { openTokenizer } from "../data/open_tokenizer.ts";
-import { UnsupportedError } from "../errors.ts";
+import { ArgumentError } from "../errors.ts";
 import { generate } from "../generate/generate.ts";
 import { Gpu } from "../gpu/device.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
+import { LINEARS } from "../model/config.ts";
 import { GpuModel } from "../model/forward.ts";
 import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
+import type { WeightSource } from "../model/weights.ts";
+import { loadSparseModel, SPARSE_MODEL_FILE, type SparseModel } from "../sparse/model.ts";
 import { intFlag, numberFlag, parseFlags } from "./args.ts";
 import { runCli } from "./run.ts";
 
@@ -23,7 +29,8 @@ Usage: deno task generate [flags]
   --temperature T     0 = greedy; default 1
   --top-p P           nucleus sampling mass in (0, 1] (default 0.9)
   --seed N            sampling seed (default 42)
-  --sparse            run the linears with the sparse kernels (a model saved with --save-sparse)
+  --sparse            run the pruned linears with the sparse kernels: --model is a directory written
+                      by deno task prune --save-sparse (it holds ${SPARSE_MODEL_FILE})
   -h, --help          this text`;
 
 export async function generateMain(args: string[]): Promise<void> {
@@ -43,14 +50,12 @@ export async function generateMain(args: string[]): Promise<void> {
   }
   const maxTokens = intFlag("max-tokens", v["max-tokens"], 256, 1);
   const spec = v.model ?? EMBEDDED_MODEL_NAME;
-  if (v.sparse) {
-    throw new UnsupportedError("--sparse needs the sparse kernels, which are not wired into generation yet");
-  }
-  const source = await openWeights(spec);
+  const sparse = v.sparse ? await openSparseDir(spec) : undefined;
+  const source: WeightSource = sparse ?? await openWeights(spec);
   const tok = await openTokenizer(spec);
   const gpu = await Gpu.create();
   try {
-    const model = await GpuModel.load(gpu, source);
+    const model = sparse ? await GpuModel.loadSparse(gpu, sparse) : await GpuModel.load(gpu, source);
     const prompt = tok.encode(v.prompt ?? "Once upon a time", { bos: tok.bosId >= 0 });
     const out = (s: string) => Deno.stdout.writeSync(new TextEncoder().encode(s));
     out(tok.decode(prompt));
@@ -66,13 +71,39 @@ export async function generateMain(args: string[]): Promise<void> {
     out(stream.flush() + "\n");
     console.error(
       `${r.ids.length} tokens; prompt ${prompt.length} tokens in ${r.prefillSeconds.toFixed(3)} s; ` +
-        `decode ${r.tokensPerSecond.toFixed(1)} tokens/s on ${gpu.adapterName}`,
+        `decode ${r.tokensPerSecond.toFixed(1)} tokens/s on ${gpu.adapterName}; ${kernels(model)}`,
     );
     model.release();
   } finally {
     source.close();
     gpu.destroy();
   }
+}
+
+/** The sparse model of a directory, or an ArgumentError saying what --sparse needs. */
+async function openSparseDir(spec: string): Promise<SparseModel> {
+  let found = false;
+  try {
+    found = (await Deno.stat(join(spec, SPARSE_MODEL_FILE))).isFile;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
+  }
+  if (!found) {
+    throw new ArgumentError(
+      `--sparse needs a model directory holding ${SPARSE_MODEL_FILE}; ${JSON.stringify(spec)} has none. ` +
+        `Write one with deno task prune --save-sparse --out DIR, or drop --sparse to run dense`,
+    );
+  }
+  return await loadSparseModel(spec);
+}
+
+/** Which kernels ran the linears, for the closing line. */
+function kernels(model: GpuModel): string {
+  const n = model.sparseLinearCount;
+  if (n === 0) return "dense kernels";
+  const total = model.config.nLayers * LINEARS.length;
+  return `sparse kernels for ${n} of ${total} linears (${model.dtype} values, ` +
+    `${(model.linearBytes() / 1e6).toFixed(1)} MB on the GPU)`;
 }
 
 if (import.meta.main) await runCli(generateMain);

@@ -5,15 +5,15 @@
  * @module
  */
 import { basename, extname, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { tokenizeCorpus } from "../data/corpora.ts";
 import { openTokenizer } from "../data/open_tokenizer.ts";
 import { calibrationWindows, evalWindows } from "../data/windows.ts";
-import { ArgumentError, UnsupportedError } from "../errors.ts";
+import { ArgumentError } from "../errors.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { Gpu } from "../gpu/device.ts";
 import { LINEARS, linearShape } from "../model/config.ts";
-import { EMBEDDED_MODEL_NAME, loadEmbeddedFiles } from "../model/embedded.ts";
+import { tokenizerFiles } from "../model/companions.ts";
+import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { exportHuggingFace } from "../model/export.ts";
 import { ForwardRunner, GpuModel } from "../model/forward.ts";
 import { linearWeight } from "../model/names.ts";
@@ -21,7 +21,9 @@ import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
 import type { WeightSource } from "../model/weights.ts";
 import {
   ALLOCATIONS,
+  type DampingRetry,
   defaultAllocation,
+  isSparseGPT,
   type Method,
   METHODS,
   type Pattern,
@@ -30,19 +32,19 @@ import {
   validatePruneOptions,
 } from "../prune/pipeline.ts";
 import { type PruneReport, reportJson, reportMarkdown, reportSvg } from "../prune/report.ts";
+import { planSparseModel, SPARSE_MODEL_FILE, writeSparseModelFile } from "../sparse/model.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
+import { intFlag, numberFlag, parseFlags } from "./args.ts";
 import { Progress } from "./progress.ts";
 
-/** Method names kept for the SparseGPT pruners (not implemented yet). */
-const RESERVED_METHODS = ["sparsegpt", "owl-sparsegpt"];
-
-export const HELP = `Prune a LLaMA-family model with OWL / Wanda / magnitude on the GPU (WebGPU).
+export const HELP = `Prune a LLaMA-family model with OWL / Wanda / SparseGPT / magnitude on the GPU (WebGPU).
 
 Usage: deno task prune [flags]        (no flags: stories15M, owl-wanda, 70%, protocol P)
 
 Model and method
   --model SPEC          ${MODEL_SPEC_FORMS}. Default: stories15M
-  --method NAME         dense | magnitude | wanda | owl-magnitude | owl-wanda (default owl-wanda)
+  --method NAME         dense | magnitude | wanda | owl-magnitude | owl-wanda | sparsegpt |
+                        owl-sparsegpt (default owl-wanda)
   --allocation NAME     uniform | owl | depth | dlp: per-block sparsities (default: owl for owl-*,
                         uniform otherwise)
   --sparsity S          target sparsity in [0, 1) (default 0.7; ignored by N:M patterns)
@@ -52,6 +54,9 @@ Model and method
   --depth-beta B        depth schedule step per block (allocation depth, default 0.02)
   --dlp-alpha A         DLP's range (allocation dlp, default 0.15)
   --nm-rounding R       reference | mass-preserving: rounding of OWL's mixed N:M (default reference)
+  --percdamp P          SparseGPT damping: P x mean(diag H) added to H's diagonal (default 0.01);
+                        raised x10 (up to 3 times, reported) where H is not positive definite
+  --blocksize B         SparseGPT columns per block of the lazy batch update, 1..256 (default 128)
 
 Data
   --calib SPEC          calibration text: sotu (built in) or a text file (default sotu)
@@ -64,6 +69,8 @@ Output
   --out DIR             pruned model directory (default ./pruned/<model>-<method>-<sparsity>)
   --report FILE.json    also write report.json here
   --no-save             do not write the model directory
+  --save-sparse         also write model.sparse.safetensors (pruned linears stored sparse) into it,
+                        to run with: deno task generate --model DIR --sparse
   -h, --help            this text
 
 Exit status: 0 on success, 1 on bad input (the message says what to change), 2 on a bug.`;
@@ -79,6 +86,10 @@ export interface PruneCliOptions {
   beta: number;
   alpha: number;
   nmRounding: "reference" | "mass-preserving";
+  /** SparseGPT damping (fraction of the mean Hessian diagonal). */
+  percdamp: number;
+  /** SparseGPT columns per block. */
+  blocksize: number;
   calib: string;
   nsamples: number;
   seqlen?: number;
@@ -87,23 +98,8 @@ export interface PruneCliOptions {
   out?: string;
   report?: string;
   save: boolean;
-}
-
-function num(flag: string, v: string | undefined, def: number): number {
-  if (v === undefined) return def;
-  const x = Number(v);
-  if (v.trim() === "" || !Number.isFinite(x)) {
-    throw new ArgumentError(`--${flag} must be a number, got ${JSON.stringify(v)}`);
-  }
-  return x;
-}
-
-function int(flag: string, v: string | undefined, def: number, min: number): number {
-  const x = num(flag, v, def);
-  if (!Number.isInteger(x) || x < min) {
-    throw new ArgumentError(`--${flag} must be an integer >= ${min}, got ${v}`);
-  }
-  return x;
+  /** Also write model.sparse.safetensors into the output directory. */
+  saveSparse?: boolean;
 }
 
 export function parsePattern(p: string): Pattern {
@@ -119,42 +115,35 @@ export function parsePattern(p: string): Pattern {
 
 /** Parse and check the flags (no I/O). Throws ArgumentError/UnsupportedError on bad values. */
 export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
-  let v;
-  try {
-    v = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: { type: "string" },
-        method: { type: "string" },
-        allocation: { type: "string" },
-        sparsity: { type: "string" },
-        pattern: { type: "string" },
-        "owl-m": { type: "string" },
-        "owl-lambda": { type: "string" },
-        "depth-beta": { type: "string" },
-        "dlp-alpha": { type: "string" },
-        "nm-rounding": { type: "string" },
-        calib: { type: "string" },
-        nsamples: { type: "string" },
-        seqlen: { type: "string" },
-        eval: { type: "string" },
-        "eval-windows": { type: "string" },
-        out: { type: "string" },
-        report: { type: "string" },
-        "no-save": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (e) {
-    throw new ArgumentError(`${(e as Error).message}; see --help`);
-  }
+  const v = parseFlags(args, {
+    model: { type: "string" },
+    method: { type: "string" },
+    allocation: { type: "string" },
+    sparsity: { type: "string" },
+    pattern: { type: "string" },
+    "owl-m": { type: "string" },
+    "owl-lambda": { type: "string" },
+    "depth-beta": { type: "string" },
+    "dlp-alpha": { type: "string" },
+    "nm-rounding": { type: "string" },
+    percdamp: { type: "string" },
+    blocksize: { type: "string" },
+    calib: { type: "string" },
+    nsamples: { type: "string" },
+    seqlen: { type: "string" },
+    eval: { type: "string" },
+    "eval-windows": { type: "string" },
+    out: { type: "string" },
+    report: { type: "string" },
+    "no-save": { type: "boolean" },
+    "save-sparse": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
   if (v.help) return "help";
-  const method = v.method ?? "owl-wanda";
-  if (RESERVED_METHODS.includes(method)) {
-    throw new UnsupportedError(`--method ${method} is reserved for SparseGPT, which is not implemented yet`);
+  if (v["save-sparse"] && v["no-save"]) {
+    throw new ArgumentError("--save-sparse writes into the model directory, which --no-save turns off");
   }
+  const method = v.method ?? "owl-wanda";
   if (!(METHODS as readonly string[]).includes(method)) {
     throw new ArgumentError(`--method must be one of ${METHODS.join(", ")}; got ${JSON.stringify(method)}`);
   }
@@ -164,7 +153,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
       `--allocation must be one of ${ALLOCATIONS.join(", ")}; got ${JSON.stringify(allocation)}`,
     );
   }
-  const sparsity = num("sparsity", v.sparsity, 0.7);
+  const sparsity = numberFlag("sparsity", v.sparsity, 0.7);
   if (!(sparsity >= 0 && sparsity < 1)) {
     throw new ArgumentError(`--sparsity must be in [0, 1), got ${v.sparsity}`);
   }
@@ -174,9 +163,15 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
       `--nm-rounding must be reference or mass-preserving, got ${JSON.stringify(nmRounding)}`,
     );
   }
-  const owlM = num("owl-m", v["owl-m"], 5);
+  const percdamp = numberFlag("percdamp", v.percdamp, 0.01);
+  if (!(percdamp >= 0)) throw new ArgumentError(`--percdamp must be >= 0, got ${v.percdamp}`);
+  const blocksize = intFlag("blocksize", v.blocksize, 128, 1);
+  if (blocksize > 256) {
+    throw new ArgumentError(`--blocksize must be an integer in [1, 256], got ${v.blocksize}`);
+  }
+  const owlM = numberFlag("owl-m", v["owl-m"], 5);
   if (!(owlM > 0)) throw new ArgumentError(`--owl-m must be > 0, got ${v["owl-m"]}`);
-  const owlLambda = num("owl-lambda", v["owl-lambda"], 0.08);
+  const owlLambda = numberFlag("owl-lambda", v["owl-lambda"], 0.08);
   if (!(owlLambda >= 0 && owlLambda < 1)) {
     throw new ArgumentError(`--owl-lambda must be in [0, 1), got ${v["owl-lambda"]}`);
   }
@@ -188,17 +183,20 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     pattern: parsePattern(v.pattern ?? "unstructured"),
     owlM,
     owlLambda,
-    beta: num("depth-beta", v["depth-beta"], 0.02),
-    alpha: num("dlp-alpha", v["dlp-alpha"], 0.15),
+    beta: numberFlag("depth-beta", v["depth-beta"], 0.02),
+    alpha: numberFlag("dlp-alpha", v["dlp-alpha"], 0.15),
     nmRounding,
+    percdamp,
+    blocksize,
     calib: v.calib ?? "sotu",
-    nsamples: int("nsamples", v.nsamples, 128, 1),
-    seqlen: v.seqlen === undefined ? undefined : int("seqlen", v.seqlen, 0, 2),
+    nsamples: intFlag("nsamples", v.nsamples, 128, 1),
+    seqlen: v.seqlen === undefined ? undefined : intFlag("seqlen", v.seqlen, 0, 2),
     eval: v.eval ?? "moby-dick",
-    evalWindows: int("eval-windows", v["eval-windows"], 128, 1),
+    evalWindows: intFlag("eval-windows", v["eval-windows"], 128, 1),
     out: v.out,
     report: v.report,
     save: !v["no-save"],
+    saveSparse: !!v["save-sparse"],
   };
 }
 
@@ -215,30 +213,6 @@ function patternTag(o: PruneCliOptions): string {
 
 function patternName(p: Pattern): string {
   return p.kind === "nm" ? `${p.n}:${p.m}` : "unstructured";
-}
-
-/** Files that make the output directory usable on its own: the model's tokenizer and friends. */
-async function companionFiles(spec: string): Promise<Record<string, Uint8Array>> {
-  if (spec === EMBEDDED_MODEL_NAME) return { "tokenizer.bin": (await loadEmbeddedFiles()).tokenizer };
-  const dir = (await Deno.stat(spec)).isDirectory ? spec : join(spec, "..");
-  const names = (await Deno.stat(spec)).isDirectory
-    ? [
-      "tokenizer.json",
-      "tokenizer_config.json",
-      "special_tokens_map.json",
-      "generation_config.json",
-      "tokenizer.model",
-    ]
-    : ["tokenizer.bin"];
-  const out: Record<string, Uint8Array> = {};
-  for (const n of names) {
-    try {
-      out[n] = await Deno.readFile(join(dir, n));
-    } catch {
-      // optional
-    }
-  }
-  return out;
 }
 
 function checkPatternFits(source: WeightSource, p: Pattern): void {
@@ -299,6 +273,8 @@ export async function runPrune(
       beta: o.beta,
       alpha: o.alpha,
       nmRounding: o.nmRounding,
+      percdamp: o.percdamp,
+      blocksize: o.blocksize,
       calibration: calib,
       onProgress: (phase, done, total) => progress.update(phase, done, total),
     };
@@ -370,17 +346,41 @@ export async function runPrune(
         eval: o.eval,
         eval_windows: evalW.length,
         eval_tokens: evalW.length * (seqlen - 1),
+        ...(isSparseGPT(o.method)
+          ? {
+            percdamp: o.percdamp,
+            blocksize: o.blocksize,
+            // Hessians that were not positive definite at percdamp: the damping that worked.
+            damping_retries: pruned.dampingRetries ?? [],
+          }
+          : {}),
       },
       ...(pruned.meanN !== undefined ? { mean_n: pruned.meanN } : {}),
     };
+    const dtype = source.dtype === "f32" ? "f32" : "f16";
+    // --save-sparse: sized now (for the report), packed and streamed into the export's temp dir.
+    const sparsePlan = outDir && o.saveSparse
+      ? planSparseModel(source, pruned.weights, {
+        dtype,
+        nmGroup: o.pattern.kind === "nm" ? o.pattern.m : undefined,
+      })
+      : undefined;
+    if (sparsePlan) {
+      report.sparse_file = SPARSE_MODEL_FILE;
+      report.sparse_bytes = sparsePlan.sparseBytes;
+      report.dense_linear_bytes = sparsePlan.denseF32Bytes;
+    }
     report.seconds = (performance.now() - t0) / 1000;
 
     if (outDir) {
       await exportHuggingFace(source, outDir, {
-        dtype: source.dtype === "f32" ? "f32" : "f16",
+        dtype,
         override: (n) => pruned.weights.get(n),
+        writeExtra: sparsePlan
+          ? async (tmp) => void await writeSparseModelFile(join(tmp, SPARSE_MODEL_FILE), sparsePlan)
+          : undefined,
         extraFiles: {
-          ...(await companionFiles(o.model)),
+          ...(await tokenizerFiles(o.model)),
           "report.json": new TextEncoder().encode(reportJson(report)),
           "report.md": new TextEncoder().encode(reportMarkdown(report)),
           "report.svg": new TextEncoder().encode(reportSvg(report)),
@@ -418,13 +418,32 @@ function summary(r: PruneReport, outDir: string | undefined): string {
       r.ppl.toFixed(3)
     }  (${r.settings.eval}, ${r.settings.eval_windows} x ${r.settings.seqlen} tokens)`,
     `KL(dense||pruned)  ${r.kl.toFixed(5)} nats/token`,
+    ...dampingLine(r),
     `time               ${r.seconds.toFixed(1)} s on ${r.adapter}`,
+    ...(r.sparse_bytes !== undefined && r.dense_linear_bytes
+      ? [
+        `sparse linears     ${(r.sparse_bytes / 1e6).toFixed(2)} MB = ${
+          (100 * r.sparse_bytes / r.dense_linear_bytes).toFixed(1)
+        }% of ${(r.dense_linear_bytes / 1e6).toFixed(2)} MB dense f32 (${r.sparse_file})`,
+      ]
+      : []),
     outDir
-      ? `saved              ${
-        resolve(outDir)
-      }/ (model.safetensors, config.json, report.json, report.md, report.svg)`
+      ? `saved              ${resolve(outDir)}/ (model.safetensors, ${
+        r.sparse_file ? r.sparse_file + ", " : ""
+      }config.json, report.json, report.md, report.svg)`
       : "saved              (--no-save)",
   ].join("\n");
+}
+
+/** SparseGPT: a line when some Hessian needed more damping than asked for. */
+function dampingLine(r: PruneReport): string[] {
+  const retries = r.settings.damping_retries as DampingRetry[] | undefined;
+  if (!retries?.length) return [];
+  const worst = Math.max(...retries.map((d) => d.percdamp));
+  return [
+    `damping            ${retries.length} Hessian(s) not positive definite at percdamp ${r.settings.percdamp}; ` +
+    `raised x10 up to ${worst} (report.json settings.damping_retries)`,
+  ];
 }
 
 export async function pruneMain(args: string[]): Promise<void> {

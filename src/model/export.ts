@@ -29,6 +29,11 @@ export interface ExportOptions {
   onProgress?: (done: number, total: number) => void;
   /** More files for the directory (e.g. a tokenizer), by file name. */
   extraFiles?: Record<string, Uint8Array>;
+  /**
+   * Write more files into the temporary directory (its path is given) after the others and before
+   * it is renamed into place, e.g. a streamed model.sparse.safetensors (`prune --save-sparse`).
+   */
+  writeExtra?: (tmpDir: string) => Promise<void>;
 }
 
 const MODEL_TYPE: Record<Architecture, string> = {
@@ -101,8 +106,12 @@ function ropeRowNames(c: ModelConfig): Set<string> {
   return names;
 }
 
-/** The tensors of model.safetensors, each converted only when the writer asks for it. */
-function exportTensors(source: WeightSource, opts: ExportOptions): SafetensorsTensor[] {
+/**
+ * The tensors of an exported model.safetensors (Hugging Face names and row order, `opts.dtype`),
+ * each converted only when the writer asks for it. No file API: a browser passes them to
+ * `encodeSafetensors(tensors, { format: "pt" })` for the same bytes `exportHuggingFace` writes.
+ */
+export function exportTensors(source: WeightSource, opts: ExportOptions): SafetensorsTensor[] {
   const c = source.config;
   const permute = c.ropeLayout === "interleaved" ? ropeRowNames(c) : new Set<string>();
   const list = expectedTensors(c).filter((t) => !(t.name === LM_HEAD && c.tiedEmbeddings));
@@ -198,6 +207,7 @@ export async function exportHuggingFace(
     for (const [name, bytes] of Object.entries(opts.extraFiles ?? {})) {
       await Deno.writeFile(join(tmp, name), bytes);
     }
+    await opts.writeExtra?.(tmp);
     await commit(tmp, outDir);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});

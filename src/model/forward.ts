@@ -6,6 +6,12 @@
  * up to `maxTokens` tokens and a K/V cache, and exposes the pass in steps (embed, block, head)
  * so the pruner can observe linear inputs and swap weights between blocks. The model does not
  * know it is being pruned.
+ *
+ * Sparse linears: loaded with `sparse` (GpuModelOptions) or by {@linkcode GpuModel.loadSparse},
+ * the linears a sparse model stores sparse are uploaded in the sparse kernels' layout
+ * (src/sparse/upload.ts) and run with `sparseLinear` for every T: the GEMV for decoding (T = 1),
+ * the sparse GEMM for a prompt. No dense copy is kept, so a prompt runs sparse too (measured on
+ * lavapipe, bench/decode.ts: ARCHITECTURE.md, "Sparse linears in the forward pass").
  * @module
  */
 import type { GpuDType } from "../../kernels/common.ts";
@@ -14,7 +20,11 @@ import type { Gpu } from "../gpu/device.ts";
 import { type GpuMatrix, releaseMatrix, uploadMatrix } from "../gpu/matrix.ts";
 import { attention, elementwise, embedding, rmsnorm, rope } from "../ops/basic.ts";
 import { linear } from "../ops/linear.ts";
-import { LINEARS, type LinearName, linearShape, type ModelConfig } from "./config.ts";
+import { releaseSparseScratch, sparseLinear } from "../ops/sparse.ts";
+import type { SparseMatrix } from "../sparse/format.ts";
+import { type GpuSparseMatrix, releaseSparse, uploadSparse } from "../sparse/upload.ts";
+import { ArgumentError } from "../errors.ts";
+import { type LinearName, LINEARS, linearShape, type ModelConfig } from "./config.ts";
 import { attnNorm, EMBED, FINAL_NORM, linearBias, linearWeight, LM_HEAD, mlpNorm } from "./names.ts";
 import type { WeightSource } from "./weights.ts";
 
@@ -22,7 +32,13 @@ import type { WeightSource } from "./weights.ts";
 export interface GpuBlock {
   attnNorm: GPUBuffer;
   mlpNorm: GPUBuffer;
+  /**
+   * The dense linears. A linear held sparse (in `sparse`) has an empty entry here (no chunks:
+   * nothing dense is resident, and the dense launcher refuses it).
+   */
   linears: Record<LinearName, GpuMatrix>;
+  /** Linears held in the sparse kernels' layout; ForwardRunner runs these with `sparseLinear`. */
+  sparse?: Partial<Record<LinearName, GpuSparseMatrix>>;
   /** q/k/v biases (Qwen2). */
   bias?: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer };
 }
@@ -39,11 +55,31 @@ export const GROUP_LINEARS: Record<LinearInputGroup, LinearName[]> = {
 /** Called with each linear input of a block as it is computed: x is f32 [T, C_in]. */
 export type LinearInputObserver = (group: LinearInputGroup, x: GPUBuffer, T: number, cIn: number) => void;
 
+/**
+ * Pruned linears stored sparse, by canonical tensor name, in the row order of the model's source
+ * (a SparseModel from `loadSparseModel` is one, and its own source).
+ */
+export interface SparseWeights {
+  /** The sparse weights' model (checked against the source: shapes and RoPE layout). */
+  readonly config: ModelConfig;
+  isSparse(name: string): boolean;
+  readSparse(name: string): Promise<SparseMatrix>;
+}
+
 export interface GpuModelOptions {
-  /** Weight dtype on the GPU. Default: f16 when the device has it and the source is 16-bit. */
+  /** Weight dtype on the GPU (sparse values too). Default: f16 when the device has it and the source is 16-bit. */
   dtype?: GpuDType;
   /** Load only embeddings/head/norms; blocks are loaded on demand with loadBlock. */
   lazyBlocks?: boolean;
+  /** Hold the linears these store sparse in the sparse layout and run them with the sparse kernels. */
+  sparse?: SparseWeights;
+}
+
+/** The fields of two configs that must agree for one's weights to run in the other's model. */
+function sameShape(a: ModelConfig, b: ModelConfig): boolean {
+  return a.dim === b.dim && a.hiddenDim === b.hiddenDim && a.nLayers === b.nLayers &&
+    a.nHeads === b.nHeads && a.nKvHeads === b.nKvHeads && a.headDim === b.headDim &&
+    a.ropeLayout === b.ropeLayout;
 }
 
 export class GpuModel {
@@ -58,12 +94,28 @@ export class GpuModel {
     readonly finalNorm: GPUBuffer,
     readonly ropeCos: GPUBuffer,
     readonly ropeSin: GPUBuffer,
+    readonly sparse?: SparseWeights,
   ) {
     this.blocks = new Array(config.nLayers).fill(undefined);
   }
 
+  /**
+   * Upload a model from `source`; with `opts.sparse`, the linears it stores sparse are held in the
+   * sparse layout (everything else still comes from `source`).
+   * @example
+   * ```ts
+   * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+   * ```
+   */
   static async load(gpu: Gpu, source: WeightSource, opts: GpuModelOptions = {}): Promise<GpuModel> {
     const c = source.config;
+    if (opts.sparse && !sameShape(c, opts.sparse.config)) {
+      throw new ArgumentError(
+        `the sparse weights do not belong to this model (shapes or RoPE layout differ: ${opts.sparse.config.ropeLayout} ` +
+          `against ${c.ropeLayout}); load a sparse model directory with GpuModel.loadSparse, which takes ` +
+          `every tensor from it`,
+      );
+    }
     const dtype: GpuDType = opts.dtype ?? (gpu.f16 && source.dtype !== "f32" ? "f16" : "f32");
     const embed = uploadMatrix(gpu, await source.readF32(EMBED), c.vocabSize, c.dim, "embed", dtype);
     const lmHead = c.tiedEmbeddings
@@ -82,26 +134,84 @@ export class GpuModel {
       finalNorm,
       gpu.upload(t.cos, "rope_cos"),
       gpu.upload(t.sin, "rope_sin"),
+      opts.sparse,
     );
-    if (!opts.lazyBlocks) for (let l = 0; l < c.nLayers; l++) await model.loadBlock(l);
+    try {
+      if (!opts.lazyBlocks) { for (let l = 0; l < c.nLayers; l++) await model.loadBlock(l); }
+    } catch (e) {
+      model.release();
+      throw e;
+    }
     return model;
   }
 
-  /** Upload block l from the source, or from `weights` (f32 [C_out, C_in] per linear) if given. */
+  /**
+   * A sparse model directory's model (`loadSparseModel`): every tensor from it, the linears it
+   * stores sparse run with the sparse kernels (values as f16 when the model's dtype is f16, i.e.
+   * the directory's weights are 16-bit and the device has shader-f16; else f32).
+   * @example
+   * ```ts
+   * const sm = await loadSparseModel("pruned/stories15M-owl-wanda-70");
+   * const model = await GpuModel.loadSparse(gpu, sm);
+   * await generate(model, prompt, { maxTokens: 64 });
+   * ```
+   */
+  static loadSparse(
+    gpu: Gpu,
+    model: WeightSource & SparseWeights,
+    opts: Omit<GpuModelOptions, "sparse"> = {},
+  ): Promise<GpuModel> {
+    return GpuModel.load(gpu, model, { ...opts, sparse: model });
+  }
+
+  /** Linears held sparse, over all loaded blocks. */
+  get sparseLinearCount(): number {
+    return this.blocks.reduce((n, b) => n + Object.keys(b?.sparse ?? {}).length, 0);
+  }
+
+  /** GPU bytes of the loaded blocks' linears (sparse ones as uploaded: groups, offsets, padding). */
+  linearBytes(): number {
+    let bytes = 0;
+    for (const b of this.blocks) {
+      if (!b) continue;
+      for (const lin of LINEARS) {
+        const s = b.sparse?.[lin], d = b.linears[lin];
+        bytes += s ? s.bytes : d.rows * d.cols * (d.dtype === "f16" ? 2 : 4);
+      }
+    }
+    return bytes;
+  }
+
+  /**
+   * Upload block l from the source, or from `weights` (f32 [C_out, C_in] per linear) if given; a
+   * linear not in `weights` that the model's sparse weights store sparse is held sparse.
+   */
   async loadBlock(l: number, weights?: Partial<Record<LinearName, Float32Array>>): Promise<GpuBlock> {
     this.releaseBlock(l);
     const { gpu, source: s, config: c } = this;
     const linears = {} as Record<LinearName, GpuMatrix>;
+    const sparse: Partial<Record<LinearName, GpuSparseMatrix>> = {};
+    // Registered before the uploads, so releaseBlock frees a partly loaded block.
+    const block = { linears, sparse } as GpuBlock;
+    this.blocks[l] = block;
     for (const lin of LINEARS) {
       const [rows, cols] = linearShape(c, lin);
-      const data = weights?.[lin] ?? await s.readF32(linearWeight(l, lin));
+      const name = linearWeight(l, lin);
+      if (!weights?.[lin] && this.sparse?.isSparse(name)) {
+        const m = await this.sparse.readSparse(name);
+        if (m.rows !== rows || m.cols !== cols) {
+          throw new ArgumentError(`sparse ${name} is ${m.rows}x${m.cols}, the model needs ${rows}x${cols}`);
+        }
+        sparse[lin] = uploadSparse(gpu, m, { dtype: this.dtype, label: `L${l}.${lin}.sparse` });
+        linears[lin] = { rows, cols, dtype: this.dtype, chunks: [] };
+        continue;
+      }
+      const data = weights?.[lin] ?? await s.readF32(name);
       linears[lin] = uploadMatrix(gpu, data, rows, cols, `L${l}.${lin}`, this.dtype);
     }
-    const block: GpuBlock = {
-      attnNorm: gpu.upload(await s.readF32(attnNorm(l)), `L${l}.attn_norm`),
-      mlpNorm: gpu.upload(await s.readF32(mlpNorm(l)), `L${l}.mlp_norm`),
-      linears,
-    };
+    block.attnNorm = gpu.upload(await s.readF32(attnNorm(l)), `L${l}.attn_norm`);
+    block.mlpNorm = gpu.upload(await s.readF32(mlpNorm(l)), `L${l}.mlp_norm`);
+    if (Object.keys(sparse).length === 0) delete block.sparse;
     if (c.qkvBias) {
       block.bias = {
         q: gpu.upload(await s.readF32(linearBias(l, "q")), `L${l}.q_bias`),
@@ -109,7 +219,6 @@ export class GpuModel {
         v: gpu.upload(await s.readF32(linearBias(l, "v")), `L${l}.v_bias`),
       };
     }
-    this.blocks[l] = block;
     return block;
   }
 
@@ -118,22 +227,31 @@ export class GpuModel {
     const b = this.blocks[l]!;
     const [rows, cols] = linearShape(this.config, lin);
     releaseMatrix(this.gpu, b.linears[lin]);
+    if (b.sparse?.[lin]) {
+      releaseSparse(this.gpu, b.sparse[lin]);
+      delete b.sparse[lin];
+    }
     b.linears[lin] = uploadMatrix(this.gpu, data, rows, cols, `L${l}.${lin}`, this.dtype);
   }
 
   releaseBlock(l: number): void {
     const b = this.blocks[l];
     if (!b) return;
-    for (const lin of LINEARS) releaseMatrix(this.gpu, b.linears[lin]);
+    for (const lin of LINEARS) {
+      releaseMatrix(this.gpu, b.linears[lin]);
+      releaseSparse(this.gpu, b.sparse?.[lin]);
+    }
     this.gpu.release(b.attnNorm, b.mlpNorm, b.bias?.q, b.bias?.k, b.bias?.v);
     this.blocks[l] = undefined;
   }
 
+  /** Free every buffer (and, for a model with sparse weights, the sparse kernels' X slots). */
   release(): void {
     for (let l = 0; l < this.blocks.length; l++) this.releaseBlock(l);
     if (this.lmHead !== this.embed) releaseMatrix(this.gpu, this.lmHead);
     releaseMatrix(this.gpu, this.embed);
     this.gpu.release(this.finalNorm, this.ropeCos, this.ropeSin);
+    if (this.sparse) releaseSparseScratch(this.gpu); // regrown on demand by any later sparse launch
   }
 }
 
@@ -178,8 +296,14 @@ export class ForwardRunner {
     this.ids = gpu.buffer(T * 4, "ids");
     this.logits = gpu.buffer(T * c.vocabSize * 4, "logits");
     const nCaches = opts.perLayerCache ? c.nLayers : 1;
-    this.kCache = Array.from({ length: nCaches }, (_, l) => gpu.buffer(this.maxSeq * kvDim * 4, `kcache${l}`));
-    this.vCache = Array.from({ length: nCaches }, (_, l) => gpu.buffer(this.maxSeq * kvDim * 4, `vcache${l}`));
+    this.kCache = Array.from(
+      { length: nCaches },
+      (_, l) => gpu.buffer(this.maxSeq * kvDim * 4, `kcache${l}`),
+    );
+    this.vCache = Array.from(
+      { length: nCaches },
+      (_, l) => gpu.buffer(this.maxSeq * kvDim * 4, `vcache${l}`),
+    );
   }
 
   /** x = embedding(ids). */
@@ -204,6 +328,21 @@ export class ForwardRunner {
     }
   }
 
+  /** y = x W^T (+ bias) with block b's linear `lin`: the sparse kernels when it is held sparse. */
+  private linear(
+    b: GpuBlock,
+    lin: LinearName,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    T: number,
+    bias?: GPUBuffer,
+  ): void {
+    const gpu = this.model.gpu;
+    const s = b.sparse?.[lin];
+    if (s) sparseLinear(gpu, x, s, y, T, bias);
+    else linear(gpu, x, b.linears[lin], y, T, bias);
+  }
+
   /** Run block l in place on x for T tokens at positions pos0.. (K/V appended to the cache). */
   block(l: number, T: number, pos0 = 0, observe?: LinearInputObserver): void {
     const { gpu, config: c } = this.model;
@@ -214,24 +353,35 @@ export class ForwardRunner {
     const cache = this.kCache.length > 1 ? l : 0;
     rmsnorm(gpu, this.x, b.attnNorm, this.xn, T, c.dim, c.normEps);
     observe?.("qkv", this.xn, T, c.dim);
-    linear(gpu, this.xn, b.linears.q, this.q, T, b.bias?.q);
-    linear(gpu, this.xn, b.linears.k, this.k, T, b.bias?.k);
-    linear(gpu, this.xn, b.linears.v, this.v, T, b.bias?.v);
+    this.linear(b, "q", this.xn, this.q, T, b.bias?.q);
+    this.linear(b, "k", this.xn, this.k, T, b.bias?.k);
+    this.linear(b, "v", this.xn, this.v, T, b.bias?.v);
     rope(gpu, c.ropeLayout, this.q, this.model.ropeCos, this.model.ropeSin, T, c.nHeads, c.headDim, pos0);
     rope(gpu, c.ropeLayout, this.k, this.model.ropeCos, this.model.ropeSin, T, c.nKvHeads, c.headDim, pos0);
     gpu.copy(this.k, 0, this.kCache[cache], pos0 * kvDim * 4, T * kvDim * 4);
     gpu.copy(this.v, 0, this.vCache[cache], pos0 * kvDim * 4, T * kvDim * 4);
-    attention(gpu, this.q, this.kCache[cache], this.vCache[cache], this.att, T, c.nHeads, c.nKvHeads, c.headDim, pos0);
+    attention(
+      gpu,
+      this.q,
+      this.kCache[cache],
+      this.vCache[cache],
+      this.att,
+      T,
+      c.nHeads,
+      c.nKvHeads,
+      c.headDim,
+      pos0,
+    );
     observe?.("o", this.att, T, c.nHeads * c.headDim);
-    linear(gpu, this.att, b.linears.o, this.tmp, T);
+    this.linear(b, "o", this.att, this.tmp, T);
     elementwise(gpu, "add", this.x, this.tmp, T * c.dim);
     rmsnorm(gpu, this.x, b.mlpNorm, this.xn, T, c.dim, c.normEps);
     observe?.("gateup", this.xn, T, c.dim);
-    linear(gpu, this.xn, b.linears.gate, this.gate, T);
-    linear(gpu, this.xn, b.linears.up, this.up, T);
+    this.linear(b, "gate", this.xn, this.gate, T);
+    this.linear(b, "up", this.xn, this.up, T);
     elementwise(gpu, "swiglu", this.gate, this.up, T * c.hiddenDim);
     observe?.("down", this.gate, T, c.hiddenDim);
-    linear(gpu, this.gate, b.linears.down, this.tmp, T);
+    this.linear(b, "down", this.gate, this.tmp, T);
     elementwise(gpu, "add", this.x, this.tmp, T * c.dim);
   }
 
@@ -245,7 +395,9 @@ export class ForwardRunner {
   /** The whole pass: logits for ids at positions pos0.. (left in `logits`). */
   forward(ids: ArrayLike<number>, pos0 = 0): void {
     const T = ids.length;
-    if (T > this.maxTokens) throw new Error(`forward of ${T} tokens exceeds runner capacity ${this.maxTokens}`);
+    if (T > this.maxTokens) {
+      throw new Error(`forward of ${T} tokens exceeds runner capacity ${this.maxTokens}`);
+    }
     this.checkPositions(T, pos0); // before anything is recorded
     this.embed(ids);
     for (let l = 0; l < this.model.config.nLayers; l++) this.block(l, T, pos0);
@@ -254,7 +406,19 @@ export class ForwardRunner {
 
   release(): void {
     const g = this.model.gpu;
-    g.release(this.x, this.xn, this.q, this.k, this.v, this.att, this.gate, this.up, this.tmp, this.ids, this.logits);
+    g.release(
+      this.x,
+      this.xn,
+      this.q,
+      this.k,
+      this.v,
+      this.att,
+      this.gate,
+      this.up,
+      this.tmp,
+      this.ids,
+      this.logits,
+    );
     g.release(...this.kCache, ...this.vCache);
   }
 }

@@ -77,6 +77,10 @@ export function linear(
   override?: LinearOverride,
 ): void {
   const N = w.rows, K = w.cols;
+  if (N > 0 && w.chunks.length === 0) {
+    // Released, or a linear held sparse (GpuBlock.sparse): recording nothing would leave y stale.
+    throw new Error(`linear: the ${N}x${K} weight has no data on the GPU (released, or held sparse)`);
+  }
   const opts = chooseLinear(gpu, M, K, w, !!bias, override);
   const pipe = gpu.pipeline(linearKey(opts), () => linearWgsl(opts));
   if (opts.variant === "texture") {

@@ -8,17 +8,25 @@
  * 3. Sequential pass: block l's activation statistics come from running the still-dense block l
  *    on the outputs of the already-pruned blocks 0..l-1; its 7 linears are pruned, then its
  *    outputs are recomputed with the pruned weights and feed block l+1. Magnitude pruning needs
- *    no statistics, so it skips the propagation.
+ *    no statistics, so it skips the propagation. SparseGPT gathers one Hessian per linear input
+ *    (q/k/v share one, gate/up another) in the same forward pass, factors each once, and prunes
+ *    and updates the linears that read it (src/ops/sparsegpt.ts).
  *
  * Memory: only the current block's weights, its statistics, and the calibration activations
  * (one buffer per window, inputs and outputs) live on the GPU.
  * @module
  */
-import { ArgumentError } from "../errors.ts";
+import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { readMatrix } from "../gpu/matrix.ts";
 import { type LinearName, LINEARS, linearShape } from "../model/config.ts";
-import { ForwardRunner, GpuModel, GROUP_LINEARS, type LinearInputGroup } from "../model/forward.ts";
+import {
+  ForwardRunner,
+  GpuModel,
+  GROUP_LINEARS,
+  type LinearInputGroup,
+  type LinearInputObserver,
+} from "../model/forward.ts";
 import { linearWeight } from "../model/names.ts";
 import type { WeightSource } from "../model/weights.ts";
 import {
@@ -32,6 +40,17 @@ import {
   wandaRowMask,
 } from "../ops/prune_ops.ts";
 import {
+  checkSparseGPTOptions,
+  factorHessian,
+  type Hessian,
+  type InverseFactor,
+  newHessian,
+  releaseHessian,
+  releaseInverseFactor,
+  sparsegptPrune,
+  updateHessian,
+} from "../ops/sparsegpt.ts";
+import {
   depthAllocation,
   dlpAllocation,
   outlierRatio,
@@ -41,7 +60,15 @@ import {
   uniformAllocation,
 } from "./allocation.ts";
 
-export const METHODS = ["dense", "magnitude", "wanda", "owl-magnitude", "owl-wanda"] as const;
+export const METHODS = [
+  "dense",
+  "magnitude",
+  "wanda",
+  "owl-magnitude",
+  "owl-wanda",
+  "sparsegpt",
+  "owl-sparsegpt",
+] as const;
 export type Method = typeof METHODS[number];
 export const ALLOCATIONS = ["uniform", "owl", "depth", "dlp"] as const;
 export type Allocation = typeof ALLOCATIONS[number];
@@ -63,6 +90,10 @@ export interface PruneOptions {
   alpha?: number;
   /** Mixed N:M rounding (OWL with an N:M pattern). */
   nmRounding?: "reference" | "mass-preserving";
+  /** SparseGPT damping, a fraction of the mean Hessian diagonal (default 0.01). */
+  percdamp?: number;
+  /** SparseGPT columns per block (lazy batch update), 1..256 (default 128). */
+  blocksize?: number;
   /** Calibration windows, each seqlen tokens. */
   calibration: ArrayLike<number>[];
   onProgress?: (phase: string, done: number, total: number) => void;
@@ -86,6 +117,24 @@ export interface PruneResult {
   counts: { name: string; pruned: number; expected: number; numel: number }[];
   /** Mean N of a mixed N:M allocation (when used). */
   meanN?: number;
+  /** SparseGPT: every Hessian whose factorisation needed more damping than asked for. */
+  dampingRetries?: DampingRetry[];
+}
+
+/** One Hessian that was not positive definite at the requested damping (SparseGPT). */
+export interface DampingRetry {
+  block: number;
+  /** Which linears read it: "qkv", "o", "gateup" or "down". */
+  input: LinearInputGroup;
+  /** How many times percdamp was multiplied by 10. */
+  retries: number;
+  /** The percdamp that worked. */
+  percdamp: number;
+}
+
+/** SparseGPT and OWL + SparseGPT. */
+export function isSparseGPT(method: Method): boolean {
+  return method === "sparsegpt" || method === "owl-sparsegpt";
 }
 
 /** The allocation rule a method uses when none is given. */
@@ -105,6 +154,15 @@ export function validatePruneOptions(o: PruneOptions): void {
       throw new ArgumentError(`bad N:M pattern ${n}:${m}: need integers 0 <= N <= M, M >= 1`);
     }
   }
+  if (isSparseGPT(o.method)) {
+    const pd = o.percdamp ?? 0.01;
+    if (!(Number.isFinite(pd) && pd >= 0)) {
+      throw new ArgumentError(`--percdamp must be a number >= 0, got ${pd}`);
+    }
+    // Shape-independent checks: the blocksize range, and N:M against the blocksize.
+    const nm = o.pattern.kind === "nm" ? { n: o.pattern.n, m: o.pattern.m } : undefined;
+    checkSparseGPTOptions(null, 1, nm ? nm.m : 1, { sparsity: o.sparsity, blocksize: o.blocksize, nm });
+  }
   const alloc = o.allocation ?? defaultAllocation(o.method);
   if (o.method.startsWith("owl-") && alloc !== "owl") {
     throw new ArgumentError(
@@ -120,6 +178,14 @@ function groupOf(lin: LinearName): LinearInputGroup {
     if (GROUP_LINEARS[g].includes(lin)) return g;
   }
   throw new Error(`no input group for ${lin}`);
+}
+
+/** A pruned weight that is NaN or infinite: never returned, so never saved. */
+function nonFinite(name: string, i: number, cols: number, v: number): UnsupportedError {
+  return new UnsupportedError(
+    `pruned weight ${name}[${Math.floor(i / cols)}][${i % cols}] is ${v}: the pruner produced a non-finite ` +
+      "value, so nothing is saved. For SparseGPT raise --percdamp or use more calibration samples (--nsamples)",
+  );
 }
 
 /** Runs the walk over a model; one instance per prune. */
@@ -150,8 +216,16 @@ class Walker {
     });
   }
 
-  /** outs[w] = block l (inps[w]) for every window, accumulating statistics when given. */
-  async runBlock(l: number, stats: Stats | null, phase: string): Promise<void> {
+  /**
+   * outs[w] = block l (inps[w]) for every window, accumulating statistics when given: Wanda's
+   * `stats`, or `observe` (SparseGPT's Hessians), which takes precedence.
+   */
+  async runBlock(
+    l: number,
+    stats: Stats | null,
+    phase: string,
+    observe?: LinearInputObserver,
+  ): Promise<void> {
     const { gpu, runner } = this;
     const T = this.seqlen, C = this.model.config;
     const bytes = T * C.dim * 4;
@@ -161,7 +235,7 @@ class Walker {
         l,
         T,
         0,
-        stats ? (g, x, t, cIn) => updateScalerRow(gpu, x, stats[g], t, cIn, w, 1) : undefined,
+        observe ?? (stats ? (g, x, t, cIn) => updateScalerRow(gpu, x, stats[g], t, cIn, w, 1) : undefined),
       );
       gpu.copy(runner.x, 0, this.outs[w], 0, bytes);
       if (w % 8 === 7) await gpu.sync(); // keep the queue short and the progress honest
@@ -195,7 +269,59 @@ class Walker {
     this.gpu.release(...Object.values(s));
   }
 
+  /** SparseGPT: block l's Hessians (one per linear input) from one calibration pass. */
+  async hessians(l: number): Promise<Record<LinearInputGroup, Hessian>> {
+    const c = this.model.config;
+    const hs = {} as Record<LinearInputGroup, Hessian>;
+    try {
+      for (const g of Object.keys(GROUP_LINEARS) as LinearInputGroup[]) {
+        hs[g] = newHessian(this.gpu, linearShape(c, GROUP_LINEARS[g][0])[1]);
+      }
+      await this.runBlock(l, null, "calibrate", (g, x, t) => updateHessian(this.gpu, hs[g], x, t));
+      return hs;
+    } catch (e) {
+      for (const h of Object.values(hs)) releaseHessian(this.gpu, h);
+      throw e;
+    }
+  }
+
+  /** Factors handed out by `factors`, until `releaseFactors` (or `release`, on errors). */
+  private liveFactors: InverseFactor[] = [];
+
+  /** SparseGPT: the damped inverse factor of each Hessian (the Hessians are released). */
+  async factors(
+    l: number,
+    hs: Record<LinearInputGroup, Hessian>,
+    percdamp: number | undefined,
+    retries: DampingRetry[],
+  ): Promise<Record<LinearInputGroup, InverseFactor>> {
+    const fs = {} as Record<LinearInputGroup, InverseFactor>;
+    const groups = Object.keys(hs) as LinearInputGroup[];
+    try {
+      for (const g of groups) {
+        const f = fs[g] = await factorHessian(this.gpu, hs[g], {
+          percdamp,
+          label: `block ${l}'s ${g} input`,
+        });
+        this.liveFactors.push(f);
+        releaseHessian(this.gpu, hs[g]);
+        if (f.retries > 0) retries.push({ block: l, input: g, retries: f.retries, percdamp: f.percdamp });
+      }
+      return fs;
+    } catch (e) {
+      for (const g of groups) releaseHessian(this.gpu, hs[g]);
+      this.releaseFactors();
+      throw e;
+    }
+  }
+
+  releaseFactors(): void {
+    for (const f of this.liveFactors) releaseInverseFactor(this.gpu, f);
+    this.liveFactors = [];
+  }
+
   release(): void {
+    this.releaseFactors();
     this.runner.release();
     this.gpu.release(...this.inps, ...this.outs);
   }
@@ -208,6 +334,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
   const L = c.nLayers;
   const alloc = opts.allocation ?? defaultAllocation(opts.method);
   const isWanda = opts.method === "wanda" || opts.method === "owl-wanda";
+  const sgpt = isSparseGPT(opts.method);
   if (opts.pattern.kind === "nm") {
     for (const lin of LINEARS) {
       const cIn = linearShape(c, lin)[1];
@@ -216,6 +343,14 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
           `N:M pattern ${opts.pattern.n}:${opts.pattern.m} does not divide C_in = ${cIn} of ${lin}`,
         );
       }
+    }
+  }
+  if (sgpt) {
+    // Shape checks (N:M fit, llvmpipe's loop limit) before any work.
+    const nm = opts.pattern.kind === "nm" ? { n: opts.pattern.n, m: opts.pattern.m } : undefined;
+    for (const lin of LINEARS) {
+      const [rows, cols] = linearShape(c, lin);
+      checkSparseGPTOptions(gpu, rows, cols, { sparsity: opts.sparsity, blocksize: opts.blocksize, nm });
     }
   }
   const T = opts.calibration[0].length;
@@ -291,7 +426,9 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     const counts: PruneResult["counts"] = [];
     let zeros = 0, total = 0;
     const needStats = isWanda && opts.method !== "dense";
-    if (needStats) walker.embedAll();
+    const needProp = needStats || sgpt; // block l+1's inputs come from the pruned block l
+    const dampingRetries: DampingRetry[] = [];
+    if (needProp) walker.embedAll();
     progress("prune", 0, L);
     for (let l = 0; l < L; l++) {
       const block = await model.loadBlock(l);
@@ -302,13 +439,20 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
         sq = await walker.sqrtScalers(stats);
         walker.releaseStats(stats);
       }
+      const factors = sgpt
+        ? await walker.factors(l, await walker.hessians(l), opts.percdamp, dampingRetries)
+        : null;
       for (const lin of LINEARS) {
         const w = block.linears[lin];
         const [rows, cols] = linearShape(c, lin);
         let expected = 0;
         if (opts.method !== "dense") {
           let mask;
-          if (nPerBlock) {
+          if (factors) {
+            const nm = nPerBlock ? { n: nPerBlock[l], m: (opts.pattern as { m: number }).m } : undefined;
+            const sparsity = sparsities[l], blocksize = opts.blocksize;
+            ({ mask, expected } = sparsegptPrune(gpu, w, factors[groupOf(lin)], { sparsity, blocksize, nm }));
+          } else if (nPerBlock) {
             mask = await nmMask(
               gpu,
               w,
@@ -328,17 +472,21 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
           const m = await readMask(gpu, mask, rows, cols);
           let pruned = 0;
           for (let i = 0; i < m.length; i++) pruned += m[i];
-          applyMask(gpu, w, mask);
+          if (!factors) applyMask(gpu, w, mask); // SparseGPT zeroed (and updated) W itself
           releaseMask(gpu, mask);
           counts.push({ name: linearWeight(l, lin), pruned, expected, numel: rows * cols });
         }
         const data = await readMatrix(gpu, w);
-        for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++;
+        for (let i = 0; i < data.length; i++) {
+          if (data[i] === 0) zeros++;
+          else if (!Number.isFinite(data[i])) throw nonFinite(linearWeight(l, lin), i, cols, data[i]);
+        }
         total += data.length;
         weights.set(linearWeight(l, lin), data);
       }
       if (sq) walker.releaseStats(sq);
-      if (needStats) {
+      walker.releaseFactors();
+      if (needProp) {
         await walker.runBlock(l, null, "propagate"); // outputs of the PRUNED block feed block l+1
         walker.swap();
       }
@@ -350,7 +498,14 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       outlier_ratio: needLod ? D[index] : null,
       sparsity: opts.method === "dense" ? 0 : s,
     }));
-    return { blocks, weights, realisedSparsity: zeros / total, counts, meanN };
+    return {
+      blocks,
+      weights,
+      realisedSparsity: zeros / total,
+      counts,
+      meanN,
+      ...(sgpt ? { dampingRetries } : {}),
+    };
   } finally {
     walker.release();
     model.release();

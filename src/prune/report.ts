@@ -27,6 +27,12 @@ export interface PruneReport {
   settings: Record<string, unknown>;
   /** Mixed N:M: the realised mean N over blocks. */
   mean_n?: number;
+  /** `--save-sparse`: the sparse file's name in the output directory. */
+  sparse_file?: string;
+  /** `--save-sparse`: bytes of the pruned linears' sparse arrays in that file (bitmaps, offsets, values). */
+  sparse_bytes?: number;
+  /** `--save-sparse`: bytes the same linears take dense in f32. */
+  dense_linear_bytes?: number;
 }
 
 function fmt(x: number | null | undefined, digits: number): string {
@@ -56,6 +62,13 @@ export function reportMarkdown(r: PruneReport, chartFile = "report.svg"): string
     `| perplexity dense | ${fmt(r.ppl_dense, 3)} |`,
     `| perplexity pruned | ${fmt(r.ppl, 3)} |`,
     `| KL(dense, pruned) per token | ${fmt(r.kl, 5)} nats |`,
+    ...(r.sparse_bytes !== undefined && r.dense_linear_bytes
+      ? [
+        `| sparse linears (${r.sparse_file}) | ${r.sparse_bytes} B, ${
+          fmt(100 * r.sparse_bytes / r.dense_linear_bytes, 1)
+        }% of ${r.dense_linear_bytes} B dense f32 |`,
+      ]
+      : []),
     `| time | ${fmt(r.seconds, 1)} s |`,
     `| adapter | ${r.adapter} |`,
     "",

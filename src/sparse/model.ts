@@ -9,14 +9,14 @@
  */
 import { dirname, join, resolve } from "node:path";
 import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
-import type { ModelConfig } from "../model/config.ts";
+import type { DType, ModelConfig } from "../model/config.ts";
 import { f32ToBytes } from "../model/dtype.ts";
 import { hfConfigJson, interleavedToHalf } from "../model/export.ts";
 import { expectedTensors, hfModelConfig } from "../model/hf.ts";
 import { FileByteSource } from "../model/bytes.ts";
-import { linearBias, linearWeight, LM_HEAD } from "../model/names.ts";
+import { EMBED, linearBias, linearWeight, LM_HEAD } from "../model/names.ts";
 import { tmpSuffix } from "../model/safetensors.ts";
-import type { WeightSource } from "../model/weights.ts";
+import type { TensorInfo, WeightSource } from "../model/weights.ts";
 import {
   bitmapWords,
   nmIndexBytesPerRow,
@@ -40,6 +40,12 @@ export interface SaveSparseOptions {
   dtype?: SparseValueDType;
   /** Store a weight as N:M (`keep` of every `group` columns) instead of unstructured. */
   nm?: (name: string) => { keep: number; group: number } | undefined;
+  /**
+   * Store every weight as N:M with groups of this many columns (when `nm` gives nothing for it),
+   * keeping as many slots per group as the weight's fullest group has nonzeros (a 2:4-pruned
+   * weight: 2). For weights pruned with an N:M pattern; the GPU kernels run N:M faster.
+   */
+  nmGroup?: number;
   /** More files for the directory (a tokenizer), by plain file name. */
   extraFiles?: Record<string, Uint8Array>;
 }
@@ -87,6 +93,114 @@ async function isDirectory(path: string): Promise<boolean | undefined> {
   }
 }
 
+/** What {@linkcode planSparseModel} prepares: the file's entries (packed lazily) and their sizes. */
+export interface SparseModelPlan {
+  config: ModelConfig;
+  dtype: SparseValueDType;
+  entries: SparseFileEntry[];
+  /** Bytes of the sparse weights' arrays in the file. */
+  sparseBytes: number;
+  /** Bytes the same weights take dense in f32. */
+  denseF32Bytes: number;
+  sparseNames: string[];
+}
+
+/** Most nonzeros in any group of `group` columns of a row-major [rows, cols] matrix (at least 1). */
+export function maxNonzerosPerGroup(w: Float32Array, rows: number, cols: number, group: number): number {
+  let most = 1;
+  for (let r = 0; r < rows; r++) {
+    for (let g0 = 0; g0 < cols; g0 += group) {
+      let n = 0;
+      const end = r * cols + Math.min(cols, g0 + group);
+      for (let i = r * cols + g0; i < end; i++) if (w[i] !== 0) n++;
+      if (n > most) most = n;
+    }
+  }
+  return most;
+}
+
+/**
+ * Check the weights and the options and size the file of {@linkcode saveSparseModel} without
+ * writing anything (the weights are counted, not packed: packing happens when the file is
+ * written, one weight at a time). Throws ArgumentError on a weight that is not a tensor of the
+ * model or has the wrong size.
+ */
+export function planSparseModel(
+  source: WeightSource,
+  weightsByName: Map<string, Float32Array> | Record<string, Float32Array>,
+  opts: SaveSparseOptions = {},
+): SparseModelPlan {
+  const weights = weightsByName instanceof Map ? weightsByName : new Map(Object.entries(weightsByName));
+  const c = source.config;
+  const dtype = opts.dtype ?? "f32";
+  const permute = ropeRowNames(c);
+  const tensors = expectedTensors(c).filter((t) => !(t.name === LM_HEAD && c.tiedEmbeddings));
+  const known = new Set(tensors.map((t) => t.name));
+  for (const name of weights.keys()) {
+    if (!known.has(name)) throw new ArgumentError(`saveSparseModel: ${name} is not a tensor of this model`);
+  }
+  const read = async (name: string, shape: number[]): Promise<Float32Array> => {
+    let w = weights.get(name) ?? await source.readF32(name);
+    if (permute.has(name)) w = interleavedToHalf(w, shape[0], shape[1] ?? 1, c.headDim);
+    return w;
+  };
+  const pack = (
+    w: Float32Array,
+    rows: number,
+    cols: number,
+    nm?: { keep: number; group: number },
+  ): SparseMatrix =>
+    nm ? packNM(w, rows, cols, nm.keep, nm.group, dtype) : packUnstructured(w, rows, cols, dtype);
+  const entries: SparseFileEntry[] = [];
+  let sparseBytes = 0, denseF32Bytes = 0;
+  for (const { name, shape } of tensors) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const given = weights.get(name);
+    if (given && given.length !== n) {
+      throw new ArgumentError(`saveSparseModel: ${name} has ${given.length} values, [${shape}] needs ${n}`);
+    }
+    if (given) {
+      const [rows, cols] = shape;
+      const nm = opts.nm?.(name) ??
+        (opts.nmGroup
+          ? { keep: maxNonzerosPerGroup(given, rows, cols, opts.nmGroup), group: opts.nmGroup }
+          : undefined);
+      const layout = layoutFor(given, rows, cols, dtype, nm); // a row permutation keeps the count
+      const vb = dtype === "f16" ? 2 : 4;
+      sparseBytes += layout.format === "unstructured"
+        ? (rows + 1) * 4 + rows * bitmapWords(cols) * 4 + layout.nnz! * vb
+        : nmIndexBytesPerRow(cols, nm!.keep, nm!.group) * rows +
+          rows * Math.ceil(cols / nm!.group) * nm!.keep * vb;
+      denseF32Bytes += rows * cols * 4;
+      entries.push({ name, layout, matrix: async () => pack(await read(name, shape), rows, cols, nm) });
+    } else {
+      entries.push({
+        name,
+        dtype,
+        shape,
+        data: async () => {
+          const w = await read(name, shape);
+          if (w.length !== n) {
+            throw new ArgumentError(`saveSparseModel: ${name} has ${w.length} values, [${shape}] needs ${n}`);
+          }
+          return f32ToBytes(w, dtype);
+        },
+      });
+    }
+  }
+  return { config: c, dtype, entries, sparseBytes, denseF32Bytes, sparseNames: [...weights.keys()] };
+}
+
+/**
+ * Write `model.sparse.safetensors` of a plan at `path` (streamed, one weight packed at a time,
+ * renamed into place when complete); returns the file's size in bytes. With this, a caller that
+ * writes its own directory (the prune CLI's Hugging Face export) adds the sparse file to it.
+ */
+export async function writeSparseModelFile(path: string, plan: SparseModelPlan): Promise<number> {
+  await writeSparseSafetensors(path, plan.entries, { format: "pt" });
+  return (await Deno.stat(path)).size;
+}
+
 /**
  * Write a sparse model directory at `dir`: the tensors of `source`, with the weights in
  * `weightsByName` (pruned, zeros = pruned, in the source's row order) stored sparse.
@@ -103,15 +217,8 @@ export async function saveSparseModel(
   weightsByName: Map<string, Float32Array> | Record<string, Float32Array>,
   opts: SaveSparseOptions = {},
 ): Promise<SparseModelSummary> {
-  const weights = weightsByName instanceof Map ? weightsByName : new Map(Object.entries(weightsByName));
-  const c = source.config;
-  const dtype = opts.dtype ?? "f32";
-  const permute = ropeRowNames(c);
-  const tensors = expectedTensors(c).filter((t) => !(t.name === LM_HEAD && c.tiedEmbeddings));
-  const known = new Set(tensors.map((t) => t.name));
-  for (const name of weights.keys()) {
-    if (!known.has(name)) throw new ArgumentError(`saveSparseModel: ${name} is not a tensor of this model`);
-  }
+  const plan = planSparseModel(source, weightsByName, opts);
+  const c = source.config, dtype = plan.dtype;
   for (const name of Object.keys(opts.extraFiles ?? {})) {
     if (
       name.includes("/") || name.includes("\\") || name === "." || name === ".." || name === "config.json" ||
@@ -120,40 +227,6 @@ export async function saveSparseModel(
       throw new ArgumentError(
         `saveSparseModel: extra file name ${JSON.stringify(name)} is not a plain, free file name`,
       );
-    }
-  }
-  const read = async (name: string, shape: number[]): Promise<Float32Array> => {
-    let w = weights.get(name) ?? await source.readF32(name);
-    const n = shape.reduce((a, b) => a * b, 1);
-    if (w.length !== n) {
-      throw new ArgumentError(`saveSparseModel: ${name} has ${w.length} values, [${shape}] needs ${n}`);
-    }
-    if (permute.has(name)) w = interleavedToHalf(w, shape[0], shape[1] ?? 1, c.headDim);
-    return w;
-  };
-  const pack = (
-    w: Float32Array,
-    rows: number,
-    cols: number,
-    nm?: { keep: number; group: number },
-  ): SparseMatrix =>
-    nm ? packNM(w, rows, cols, nm.keep, nm.group, dtype) : packUnstructured(w, rows, cols, dtype);
-  const entries: SparseFileEntry[] = [];
-  let sparseBytes = 0, denseF32Bytes = 0;
-  for (const { name, shape } of tensors) {
-    if (weights.has(name)) {
-      const [rows, cols] = shape;
-      const nm = opts.nm?.(name);
-      const layout = layoutFor(weights.get(name)!, rows, cols, dtype, nm); // a row permutation keeps the count
-      const vb = dtype === "f16" ? 2 : 4;
-      sparseBytes += layout.format === "unstructured"
-        ? (rows + 1) * 4 + rows * bitmapWords(cols) * 4 + layout.nnz! * vb
-        : nmIndexBytesPerRow(cols, nm!.keep, nm!.group) * rows +
-          rows * Math.ceil(cols / nm!.group) * nm!.keep * vb;
-      denseF32Bytes += rows * cols * 4;
-      entries.push({ name, layout, matrix: async () => pack(await read(name, shape), rows, cols, nm) });
-    } else {
-      entries.push({ name, dtype, shape, data: async () => f32ToBytes(await read(name, shape), dtype) });
     }
   }
   const out = resolve(dir);
@@ -176,11 +249,10 @@ export async function saveSparseModel(
   try {
     const cfg = { ...hfConfigJson(c, dtype), owlgpu_sparse: SPARSE_MODEL_FILE };
     await Deno.writeTextFile(join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
-    await writeSparseSafetensors(join(tmp, SPARSE_MODEL_FILE), entries, { format: "pt" });
+    const fileBytes = await writeSparseModelFile(join(tmp, SPARSE_MODEL_FILE), plan);
     for (const [name, bytes] of Object.entries(opts.extraFiles ?? {})) {
       await Deno.writeFile(join(tmp, name), bytes);
     }
-    const fileBytes = (await Deno.stat(join(tmp, SPARSE_MODEL_FILE))).size;
     if (await isDirectory(out) === undefined) await Deno.rename(tmp, out);
     else {
       const old = out + ".old" + tmpSuffix();
@@ -193,12 +265,13 @@ export async function saveSparseModel(
       }
       await Deno.remove(old, { recursive: true });
     }
+    const { sparseBytes, denseF32Bytes } = plan;
     return {
       sparseBytes,
       denseF32Bytes,
       ratio: denseF32Bytes ? sparseBytes / denseF32Bytes : 0,
       fileBytes,
-      sparseNames: [...weights.keys()],
+      sparseNames: plan.sparseNames,
     };
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
@@ -207,11 +280,16 @@ export async function saveSparseModel(
   }
 }
 
-/** A loaded sparse model directory; tensors are read on demand. */
-export interface SparseModel {
+/**
+ * A loaded sparse model directory; tensors are read on demand. It is a WeightSource (sparse
+ * weights unpacked to dense f32 by `readF32`), so the same object gives the dense tensors and the
+ * sparse linears: `GpuModel.loadSparse(gpu, model)` runs the linears with the sparse kernels,
+ * `GpuModel.load(gpu, model)` runs the same weights dense.
+ */
+export interface SparseModel extends WeightSource {
   /** From config.json (rotate-half RoPE). */
-  config: ModelConfig;
-  file: SparseSafetensorsFile;
+  readonly config: ModelConfig;
+  readonly file: SparseSafetensorsFile;
   /** Weights stored sparse. */
   sparseNames(): string[];
   isSparse(name: string): boolean;
@@ -221,7 +299,9 @@ export interface SparseModel {
   close(): void;
 }
 
-/** Open a directory written by {@linkcode saveSparseModel}. */
+const FILE_DTYPE: Record<string, DType | undefined> = { F32: "f32", F16: "f16", BF16: "bf16" };
+
+/** Open a directory written by {@linkcode saveSparseModel} (or by `prune --save-sparse`). */
 export async function loadSparseModel(dir: string): Promise<SparseModel> {
   const cfgPath = join(dir, "config.json");
   let json: Record<string, unknown>;
@@ -232,14 +312,62 @@ export async function loadSparseModel(dir: string): Promise<SparseModel> {
   }
   const config = hfModelConfig(json, cfgPath);
   const file = await SparseSafetensorsFile.open(await FileByteSource.open(join(dir, SPARSE_MODEL_FILE)));
-  return {
-    config,
-    file,
-    sparseNames: () => file.sparseNames(),
-    isSparse: (name) => file.isSparse(name),
-    readSparse: (name) => file.readSparse(name),
-    readF32: async (name) =>
-      file.isSparse(name) ? unpackSparse(await file.readSparse(name)) : file.readF32(name),
-    close: () => file.close(),
-  };
+  try {
+    const tensors = expectedTensors(config).filter((t) => !(t.name === LM_HEAD && config.tiedEmbeddings));
+    const dense = new Set(file.denseNames());
+    const infos = new Map<string, TensorInfo>();
+    for (const t of tensors) {
+      if (file.isSparse(t.name)) {
+        const l = file.layout(t.name);
+        if (l.rows !== t.shape[0] || l.cols !== t.shape[1]) {
+          throw new ModelFormatError(
+            `${file.name}: sparse ${t.name} is ${l.rows}x${l.cols}, config.json says [${t.shape}]`,
+          );
+        }
+        infos.set(t.name, { name: t.name, dtype: l.dtype, shape: t.shape });
+      } else if (dense.has(t.name)) {
+        const a = file.array(t.name);
+        const dtype = FILE_DTYPE[a.dtype];
+        if (!dtype || JSON.stringify(a.shape) !== JSON.stringify(t.shape)) {
+          throw new ModelFormatError(
+            `${file.name}: ${t.name} is ${a.dtype} [${a.shape}], config.json says a float [${t.shape}]`,
+          );
+        }
+        infos.set(t.name, { name: t.name, dtype, shape: t.shape });
+      } else {
+        throw new ModelFormatError(`${file.name}: tensor ${t.name} is missing`);
+      }
+    }
+    // The storage dtype of the block linears: the sparse values' (what prune --save-sparse wrote).
+    const first = tensors.find((t) => t.shape.length === 2 && t.name !== EMBED && t.name !== LM_HEAD);
+    const dtype: DType = first ? infos.get(first.name)!.dtype : "f32";
+    const info = (name: string): TensorInfo => {
+      const i = infos.get(name);
+      if (!i) throw new ModelFormatError(`${file.name}: no tensor named ${name}`);
+      return i;
+    };
+    const readF32 = async (name: string) => {
+      info(name);
+      return file.isSparse(name) ? unpackSparse(await file.readSparse(name)) : file.readF32(name);
+    };
+    return {
+      config,
+      dtype,
+      description: resolve(dir),
+      file,
+      tensorNames: () => [...infos.keys()],
+      has: (name) => infos.has(name),
+      info,
+      readRaw: async (name) =>
+        file.isSparse(name) ? f32ToBytes(await readF32(name), info(name).dtype) : file.readRaw(name),
+      sparseNames: () => file.sparseNames(),
+      isSparse: (name) => file.isSparse(name),
+      readSparse: (name) => file.readSparse(name),
+      readF32,
+      close: () => file.close(),
+    };
+  } catch (e) {
+    file.close();
+    throw e;
+  }
 }

@@ -9,7 +9,9 @@
  * 3. Sequential pass: block l's statistics come from the still-dense block l run on the outputs of
  *    the already-pruned blocks 0..l-1; its 7 linears are pruned (Wanda per row, magnitude per
  *    matrix, or N:M) with the `prune_ref.ts` oracles; its outputs are recomputed with the pruned
- *    weights and feed block l+1.
+ *    weights and feed block l+1. SparseGPT: block l's Hessians (one per linear input, a running
+ *    average per window, {@linkcode refHessianUpdate}) from the same pass, then
+ *    {@linkcode refSparseGPT} per linear (which also UPDATES the kept weights).
  *
  * Numerics: activations, the `scaler_row` statistics and the outlier mean are float64. Scores are
  * what the contract scores are: `f32(|W| * f32(sqrt(r)))` ({@linkcode refWandaScores},
@@ -35,12 +37,14 @@ import {
 import type { RefLayer, RefModel } from "./forward_ref.ts";
 import { refAttention, refLinear, refRmsnorm, refRope } from "./kernels_ref.ts";
 import {
+  refHessianUpdate,
   refMagnitudeMask,
   refNMMask,
   refOutlierCount,
   refOutlierCountGivenMean,
   refRowMask,
   refScalerRowUpdate,
+  refSparseGPT,
   refSqrtScaler,
   refWandaScores,
 } from "./prune_ref.ts";
@@ -108,7 +112,7 @@ export function refHead(m: RefModel, x: Float64Array, T: number): Float64Array {
 
 /** Options of {@linkcode refPrune}: the fields of the pipeline's `PruneOptions` it needs. */
 export interface RefPruneOptions {
-  method: "dense" | "magnitude" | "wanda" | "owl-magnitude" | "owl-wanda";
+  method: "dense" | "magnitude" | "wanda" | "owl-magnitude" | "owl-wanda" | "sparsegpt" | "owl-sparsegpt";
   /** Default: "owl" for owl-* methods, "uniform" otherwise (as the pipeline). */
   allocation?: "uniform" | "owl" | "depth" | "dlp";
   sparsity: number;
@@ -120,13 +124,18 @@ export interface RefPruneOptions {
   /** DLP range; default 0.15 (the pipeline's). */
   alpha?: number;
   nmRounding?: "reference" | "mass-preserving";
+  /** SparseGPT damping; default 0.01 (the pipeline's). */
+  percdamp?: number;
+  /** SparseGPT block size; default 128 (the pipeline's). */
+  blocksize?: number;
 }
 
 /** How a linear's mask was chosen, for telling genuine mask differences from near-ties. */
 export type MaskRule =
   | { kind: "row"; k: number }
   | { kind: "matrix"; count: number }
-  | { kind: "nm"; n: number; m: number };
+  | { kind: "nm"; n: number; m: number }
+  | { kind: "sparsegpt" };
 
 /** One pruned linear of {@linkcode RefPruneResult}. */
 export interface RefLinearResult {
@@ -135,7 +144,8 @@ export interface RefLinearResult {
   cols: number;
   /** 1 = pruned, row-major [rows, cols]. */
   mask: Uint8Array;
-  /** The scores the mask was chosen from: Wanda scores (f32) or |W|. */
+  /** The scores the mask was chosen from: Wanda scores (f32) or |W| (SparseGPT: empty, its
+   * scores come from the weights as updated block by block). */
   scores: Float32Array;
   rule: MaskRule;
   /** Pruned entries (the mask's popcount) and what the floor rule asks for. */
@@ -164,6 +174,26 @@ function newStats(m: RefModel): Stats {
   const c = m.config;
   const mk = (lin: LinearName) => ({ r: new Float64Array(linearShape(c, lin)[1]), n: 0 });
   return { qkv: mk("q"), o: mk("o"), gateup: mk("gate"), down: mk("down") };
+}
+
+type Hessians = Record<RefInputGroup, { H: Float64Array; n: number }>;
+
+function newHessians(m: RefModel): Hessians {
+  const c = m.config;
+  const mk = (lin: LinearName) => {
+    const n = linearShape(c, lin)[1];
+    return { H: new Float64Array(n * n), n: 0 };
+  };
+  return { qkv: mk("q"), o: mk("o"), gateup: mk("gate"), down: mk("down") };
+}
+
+/** Fold one window's linear inputs into the running Hessians (batch of one sequence). */
+function accumulateHessians(hs: Hessians, inputs: RefBlockInputs): void {
+  for (const g of Object.keys(hs) as RefInputGroup[]) {
+    const u = refHessianUpdate(hs[g].H, hs[g].n, inputs[g], 1);
+    hs[g].H = u.H;
+    hs[g].n = u.nSamples;
+  }
 }
 
 /** Fold one window's linear inputs into the running `scaler_row` (batch of one sequence). */
@@ -212,6 +242,7 @@ export function refPrune(model: RefModel, calibration: number[][], opts: RefPrun
   if (calibration.some((w) => w.length !== T)) throw new Error("calibration windows must have equal length");
   const alloc = opts.allocation ?? (opts.method.startsWith("owl-") ? "owl" : "uniform");
   const isWanda = opts.method === "wanda" || opts.method === "owl-wanda";
+  const sgpt = opts.method === "sparsegpt" || opts.method === "owl-sparsegpt";
 
   // 1. LOD pass, dense propagation.
   let D: number[] | null = null, meanScores: number[] | null = null;
@@ -255,8 +286,45 @@ export function refPrune(model: RefModel, calibration: number[][], opts: RefPrun
   const pruned = cloneModel(model);
   const linears = new Map<string, RefLinearResult>();
   if (opts.method === "dense") return { D, meanScores, sparsities: sparsities.map(() => 0), linears, pruned };
-  let xs = isWanda ? calibration.map((ids) => refEmbed(model, ids)) : [];
+  let xs = isWanda || sgpt ? calibration.map((ids) => refEmbed(model, ids)) : [];
   for (let l = 0; l < L; l++) {
+    if (sgpt) {
+      // Hessians of the still-dense block l on the outputs of the pruned blocks 0..l-1.
+      const hs = newHessians(model);
+      for (const x of xs) accumulateHessians(hs, refBlockForward(model, l, x, T).inputs);
+      for (const lin of LINEARS) {
+        const [rows, cols] = linearShape(c, lin);
+        const bs = opts.blocksize ?? 128;
+        const nm = nPerBlock && pat.kind === "nm" ? { prunen: nPerBlock[l], prunem: pat.m } : {};
+        const r = refSparseGPT(model.layers[l][lin], rows, cols, hs[REF_GROUP_OF[lin]].H, {
+          sparsity: sparsities[l],
+          blocksize: bs,
+          percdamp: opts.percdamp ?? 0.01,
+          ...nm,
+        });
+        let expected = 0;
+        if (nPerBlock && pat.kind === "nm") expected = rows * (cols / pat.m) * nPerBlock[l];
+        else {for (let i1 = 0; i1 < cols; i1 += bs) {
+            expected += Math.floor(rows * Math.min(bs, cols - i1) * sparsities[l]);
+          }}
+        pruned.layers[l][lin] = r.W;
+        const name = linearWeight(l, lin);
+        const count = r.mask.reduce((a, b) => a + b, 0);
+        const rule: MaskRule = { kind: "sparsegpt" };
+        linears.set(name, {
+          name,
+          rows,
+          cols,
+          mask: r.mask,
+          scores: new Float32Array(0),
+          rule,
+          pruned: count,
+          expected,
+        });
+      }
+      xs = xs.map((x) => refBlockForward(pruned, l, x, T).out);
+      continue;
+    }
     let scores: Record<LinearName, Float32Array> | null = null;
     if (isWanda) {
       // Statistics of the still-dense block l on the outputs of the pruned blocks 0..l-1.

@@ -1,0 +1,16 @@
+import * as esbuild from "esbuild";
+import { nodeShims } from "./scripts/build.ts";
+await esbuild.build({ entryPoints: ["examples/web/dbg.ts"], bundle: true, format: "esm", outfile: "examples/web/dbg.js", plugins: [nodeShims], logLevel: "warning" });
+await esbuild.stop();
+import { chromium } from "playwright-core";
+import { serveDemo } from "./src/cli/serve_main.ts";
+const server = await serveDemo({ port: 0 });
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: (Deno.env.get("CARGS") ?? "--enable-unsafe-webgpu").split(" ") });
+const page = await browser.newPage();
+const t0 = performance.now();
+page.on("console", (m) => console.log(((performance.now() - t0) / 1000).toFixed(1), m.text()));
+page.on("pageerror", (e) => console.log("pageerror", e.message));
+await page.goto(server.url + "dbg.html?mode=" + (Deno.args[0] ?? ""));
+await page.waitForSelector("body[data-done]", { timeout: 300_000 });
+await browser.close();
+await server.close();

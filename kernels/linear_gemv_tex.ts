@@ -1,0 +1,102 @@
+/**
+ * Dense GEMV for CPU adapters with the sparse kernels' techniques: Y[m, colOffset + r] = sum_k
+ * X[m, k] * W[r, k] (+ bias[colOffset + r]), W read through `textureLoad` from persistent
+ * textures (rgba32float, or rgba16float for f16 weights: the same shader, textureLoad returns f32),
+ * X from a 64 KiB uniform slot (at most GEMV_TEX_SLOT_FLOATS columns), f32 accumulation.
+ *
+ * Why (ARCHITECTURE.md): on lavapipe a storage load is a per-lane, per-component loop with bounds
+ * checks, a texel fetch one 16-byte load per lane, and a uniform load with a per-lane index a
+ * branch-free gather.
+ *
+ * Weight layout (built once at upload by src/ops/gemv_tex.ts), per texture piece: rows in blocks
+ * of GEMV_TEX_LANES * rt rows (a SIMD batch of 8 lanes, `rt` rows each); block b, texel column k
+ * (4 weights), lane l, row i of the lane is texel `((b * kvp + k) * 8 + l) * rt + i` of a flat
+ * layout (GEMV_TEX_WIDTH texels a texture row, texel t at (t % width, t / width)), so the 8 lanes
+ * of a batch read one contiguous 128 * rt-byte run per step and each lane's rt texels share a
+ * texture row. `kvp` = ceil(K / 4) rounded up to the unroll `uk`; padding texels (columns past K,
+ * rows past N) are zero, and the slot's columns past K are zeroed by the launcher.
+ *
+ * Uniforms: rows (of the piece), kvp, yBase (m * ldY + colOffset of the piece's first row),
+ * bBase (bias index of that row). Bindings: 0 uniforms, 1 X slot, 2 W texture, 3 Y, 4 bias.
+ * Loop steps per invocation: kvp / uk + 1 <= 4097, under lavapipe's 65535.
+ * @module
+ */
+import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
+
+/** Lanes of a weight block (one lavapipe SIMD batch). */
+export const GEMV_TEX_LANES = 8;
+/** Texels per texture row (flat layout). */
+export const GEMV_TEX_WIDTH = 1024;
+/** f32 columns of X in one uniform slot (64 KiB). */
+export const GEMV_TEX_SLOT_FLOATS = 16384;
+export const GEMV_TEX_SLOT_BYTES = GEMV_TEX_SLOT_FLOATS * 4;
+
+export interface GemvTexOptions {
+  /** Rows per lane (register tile): a power of two, 1..32. */
+  rt: number;
+  /** Texel columns per loop iteration (unroll): 1, 2 or 4. */
+  uk: number;
+  bias: boolean;
+  /** Invocations per workgroup, a multiple of GEMV_TEX_LANES. */
+  workgroupSize: number;
+}
+
+export function gemvTexKey(o: GemvTexOptions): string {
+  return `gemvtex/r${o.rt}/u${o.uk}/b${+o.bias}/wg${o.workgroupSize}`;
+}
+
+/** Rows of one weight block. */
+export function gemvTexBlockRows(rt: number): number {
+  return GEMV_TEX_LANES * rt;
+}
+
+/** Workgroups for a piece of `rows` rows. */
+export function gemvTexWorkgroups(o: GemvTexOptions, rows: number): number {
+  return Math.ceil(Math.ceil(rows / o.rt) / o.workgroupSize);
+}
+
+export function gemvTexWgsl(o: GemvTexOptions): string {
+  const { rt, uk } = o;
+  if (!(rt >= 1 && rt <= 32 && (rt & (rt - 1)) === 0)) throw new Error(`gemvTex: rt ${rt} not a power of 2 <= 32`);
+  if (![1, 2, 4].includes(uk)) throw new Error(`gemvTex: uk ${uk} not 1, 2 or 4`);
+  if (o.workgroupSize % GEMV_TEX_LANES !== 0) throw new Error("gemvTex: workgroup size not a multiple of 8");
+  const step = GEMV_TEX_LANES * rt; // texels between one k and the next for a lane
+  const accs = Array.from({ length: rt }, (_, i) => `var a${i} = 0.0;`).join("\n  ");
+  const body: string[] = [];
+  for (let q = 0; q < uk; q++) {
+    body.push(`{ let x = XS[k + ${q}u]; let t = t0 + ${q * step}u;`);
+    body.push(`  let c = vec2<i32>(i32(t & ${GEMV_TEX_WIDTH - 1}u), i32(t >> ${Math.log2(GEMV_TEX_WIDTH)}u));`);
+    for (let i = 0; i < rt; i++) {
+      const at = i === 0 ? "c" : `c + vec2<i32>(${i}, 0)`;
+      body.push(`  a${i} += dot(x, textureLoad(Wt, ${at}, 0));`);
+    }
+    body.push("}");
+  }
+  const store: string[] = [];
+  for (let i = 0; i < rt; i++) {
+    const b = o.bias ? ` + B[u.bBase + r + ${i}u]` : "";
+    store.push(`if (r + ${i}u < u.rows) { Y[u.yBase + r + ${i}u] = a${i}${b}; }`);
+  }
+  return `struct U { rows: u32, kvp: u32, yBase: u32, bBase: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<uniform> XS: array<vec4<f32>, ${GEMV_TEX_SLOT_FLOATS / 4}>;
+@group(0) @binding(2) var Wt: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+${o.bias ? "@group(0) @binding(4) var<storage, read> B: array<f32>;" : ""}
+@compute @workgroup_size(${o.workgroupSize})
+fn main(${WORKGROUP_ID_ARGS}) {
+  ${LINEAR_WID}
+  let g = wid * ${o.workgroupSize}u + lid;
+  let blk = g / ${GEMV_TEX_LANES}u;
+  let lane = g % ${GEMV_TEX_LANES}u;
+  let r = blk * ${step}u + lane * ${rt}u;
+  if (r >= u.rows) { return; }
+  ${accs}
+  var t0 = (blk * u.kvp * ${GEMV_TEX_LANES}u + lane) * ${rt}u;
+  for (var k = 0u; k < u.kvp; k += ${uk}u) {
+    ${body.join("\n    ")}
+    t0 += ${uk * step}u;
+  }
+  ${store.join("\n  ")}
+}`;
+}

@@ -1,0 +1,218 @@
+/**
+ * Dense GEMV for CPU adapters (kernels/linear_gemv_tex.ts): W uploaded once into persistent
+ * textures (rgba32float for f32 weights, rgba16float for f16), X copied per call into a 64 KiB
+ * uniform slot (so K <= 16384; {@linkcode gemvTexSupported}), a register tile of `rt` rows per
+ * lane. The storage GEMV (src/ops/linear.ts) stays the general path; this one is for weights a
+ * caller keeps resident in this form (the benchmarks' dense baseline on CPU adapters, say).
+ *
+ * A texture holds at most GEMV_TEX_WIDTH x maxTextureDimension2D texels (8192 rows on lavapipe:
+ * 128 MiB of f32), so a weight is split into row pieces of whole weight blocks, one dispatch each.
+ * @module
+ */
+import { packUniforms } from "../../kernels/common.ts";
+import {
+  GEMV_TEX_SLOT_BYTES,
+  GEMV_TEX_SLOT_FLOATS,
+  GEMV_TEX_WIDTH,
+  gemvTexBlockRows,
+  gemvTexKey,
+  type GemvTexOptions,
+  gemvTexWgsl,
+  gemvTexWorkgroups,
+} from "../../kernels/linear_gemv_tex.ts";
+import type { GpuDType } from "../../kernels/common.ts";
+import { ArgumentError, UnsupportedError } from "../errors.ts";
+import type { Binding, Gpu } from "../gpu/device.ts";
+
+/**
+ * Default register tile and unroll. Measured on lavapipe (2 shared cores, 11008x4096 f32, medians of 9
+ * interleaved runs): rt 4 / uk 1 61 ms, 4/2 40, 4/4 35, 8/2 27, 8/4 26, 16/1 30, 16/2 28, 32/1 62;
+ * the storage 1x8 tile 65-84 ms.
+ */
+export const GEMV_TEX_DEFAULT_RT = 8;
+export const GEMV_TEX_DEFAULT_UK = 4;
+
+export interface GemvTexPiece {
+  /** First weight row of the piece. */
+  rowStart: number;
+  rows: number;
+  tex: GPUTexture;
+  view: GPUTextureView;
+}
+
+/** A dense [rows, cols] weight in the texture layout of kernels/linear_gemv_tex.ts. */
+export interface GpuTexMatrix {
+  rows: number;
+  cols: number;
+  dtype: GpuDType;
+  /** Rows per lane and texel columns per loop iteration the layout was built for. */
+  rt: number;
+  uk: number;
+  /** Texel columns per row: ceil(cols / 4) rounded up to `uk`. */
+  kvp: number;
+  pieces: GemvTexPiece[];
+  /** Bytes of all textures (padding included). */
+  bytes: number;
+}
+
+export interface UploadGemvTexOptions {
+  /** Weight dtype on the GPU (f16 needs `gpu.f16`; rgba16float). Default f32. */
+  dtype?: GpuDType;
+  label?: string;
+  rt?: number;
+  uk?: number;
+  /** At most this many rows per texture piece (rounded down to whole blocks; tests force pieces). */
+  maxPieceRows?: number;
+}
+
+/** Whether a [*, K] weight can run here: X must fit the 64 KiB uniform slot. */
+export function gemvTexSupported(K: number): boolean {
+  return Number.isInteger(K) && K >= 1 && K <= GEMV_TEX_SLOT_FLOATS;
+}
+
+/**
+ * Upload a row-major f32 [rows, cols] matrix once into the texture layout (host reorder; f16
+ * rounds to nearest even). Throws UnsupportedError when cols > 16384.
+ */
+export function uploadGemvTex(
+  gpu: Gpu,
+  data: Float32Array,
+  rows: number,
+  cols: number,
+  opts: UploadGemvTexOptions = {},
+): GpuTexMatrix {
+  if (!gemvTexSupported(cols)) {
+    throw new UnsupportedError(`gemvTex: ${cols} columns exceed the ${GEMV_TEX_SLOT_FLOATS}-column uniform slot`);
+  }
+  if (data.length !== rows * cols) throw new ArgumentError(`gemvTex: ${data.length} values for ${rows}x${cols}`);
+  const dtype = opts.dtype ?? "f32";
+  if (dtype === "f16" && !gpu.f16) throw new UnsupportedError("gemvTex: f16 weights need shader-f16");
+  const rt = opts.rt ?? GEMV_TEX_DEFAULT_RT, uk = opts.uk ?? GEMV_TEX_DEFAULT_UK;
+  const kv = Math.ceil(cols / 4), kvp = Math.ceil(kv / uk) * uk;
+  const blockRows = gemvTexBlockRows(rt);
+  const blockTexels = blockRows * kvp;
+  const maxTexels = GEMV_TEX_WIDTH * gpu.device.limits.maxTextureDimension2D;
+  let blocksPerPiece = Math.floor(maxTexels / blockTexels);
+  if (opts.maxPieceRows !== undefined) {
+    blocksPerPiece = Math.min(blocksPerPiece, Math.max(1, Math.floor(opts.maxPieceRows / blockRows)));
+  }
+  if (blocksPerPiece < 1) throw new UnsupportedError(`gemvTex: a ${blockRows}-row block does not fit a texture`);
+  const label = opts.label ?? "gemvtex";
+  const texelBytes = dtype === "f16" ? 8 : 16;
+  const pieces: GemvTexPiece[] = [];
+  let bytes = 0;
+  for (let r0 = 0; r0 < rows; r0 += blocksPerPiece * blockRows) {
+    const n = Math.min(blocksPerPiece * blockRows, rows - r0);
+    const blocks = Math.ceil(n / blockRows);
+    const height = Math.max(1, Math.ceil((blocks * blockTexels) / GEMV_TEX_WIDTH));
+    const host = new Float32Array(height * GEMV_TEX_WIDTH * 4);
+    for (let b = 0; b < blocks; b++) {
+      for (let j = 0; j < blockRows; j++) {
+        const row = r0 + b * blockRows + j;
+        if (row >= r0 + n) break;
+        const l = Math.floor(j / rt), i = j % rt;
+        const src = row * cols;
+        for (let k = 0; k < kv; k++) {
+          const t = ((b * kvp + k) * 8 + l) * rt + i;
+          const c = 4 * k, w = Math.min(4, cols - c);
+          for (let e = 0; e < w; e++) host[4 * t + e] = data[src + c + e];
+        }
+      }
+    }
+    const tex = gpu.device.createTexture({
+      label: `${label}[${r0}:${r0 + n}]`,
+      size: [GEMV_TEX_WIDTH, height],
+      format: dtype === "f16" ? "rgba16float" : "rgba32float",
+      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+    });
+    gpu.flush(); // like Gpu.write: never overtake recorded work
+    const upload = dtype === "f16" ? new Float16Array(host) : host;
+    gpu.device.queue.writeTexture({ texture: tex }, upload, { bytesPerRow: GEMV_TEX_WIDTH * texelBytes }, [
+      GEMV_TEX_WIDTH,
+      height,
+    ]);
+    pieces.push({ rowStart: r0, rows: n, tex, view: tex.createView() });
+    bytes += height * GEMV_TEX_WIDTH * texelBytes;
+  }
+  return { rows, cols, dtype, rt, uk, kvp, pieces, bytes };
+}
+
+export function releaseGemvTex(gpu: Gpu, m: GpuTexMatrix | undefined): void {
+  if (!m) return;
+  if (m.pieces.length) gpu.flush(); // recorded work may still read them
+  for (const p of m.pieces) p.tex.destroy();
+  m.pieces = [];
+}
+
+/** The uniform X slot per device (64 KiB, UNIFORM | COPY_DST), kept for the device's life. */
+const slots = new WeakMap<Gpu, GPUBuffer>();
+
+function slotBuffer(gpu: Gpu): GPUBuffer {
+  let b = slots.get(gpu);
+  if (!b) {
+    b = gpu.device.createBuffer({
+      label: "gemvtex-x-slot",
+      size: GEMV_TEX_SLOT_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    slots.set(gpu, b);
+  }
+  return b;
+}
+
+/** Free the uniform X slot kept for this device. */
+export function releaseGemvTexScratch(gpu: Gpu): void {
+  const b = slots.get(gpu);
+  if (!b) return;
+  gpu.flush();
+  b.destroy();
+  slots.delete(gpu);
+}
+
+/** Force kernel options (tests, benchmarks). */
+export interface GemvTexOverride {
+  workgroupSize?: number;
+}
+
+export function gemvTexOptions(w: GpuTexMatrix, bias: boolean, o: GemvTexOverride = {}): GemvTexOptions {
+  return { rt: w.rt, uk: w.uk, bias, workgroupSize: o.workgroupSize ?? 8 };
+}
+
+/**
+ * Record Y[m, :] = X[m, :] W^T (+ bias) for m < M (one X copy and one dispatch per piece per
+ * activation row: meant for M = 1) into the current batch. Y row stride is w.rows.
+ * @param x f32 [M, K]; @param y f32 [M, N]; @param bias f32 [N].
+ */
+export function gemvTex(
+  gpu: Gpu,
+  x: GPUBuffer,
+  w: GpuTexMatrix,
+  y: GPUBuffer,
+  M = 1,
+  bias?: GPUBuffer,
+  override?: GemvTexOverride,
+): void {
+  if (!Number.isInteger(M) || M < 1) throw new ArgumentError(`gemvTex: M must be a positive integer, got ${M}`);
+  if (w.rows > 0 && w.pieces.length === 0) throw new Error("gemvTex: the weight was released");
+  const K = w.cols, N = w.rows;
+  const opts = gemvTexOptions(w, !!bias, override);
+  const pipe = gpu.pipeline(gemvTexKey(opts), () => gemvTexWgsl(opts));
+  const slot = slotBuffer(gpu);
+  const used = w.kvp * 16;
+  const slotBinding: Binding = { buffer: slot, offset: 0, size: GEMV_TEX_SLOT_BYTES };
+  for (let m = 0; m < M; m++) {
+    gpu.copy(x, m * K * 4, slot, 0, K * 4);
+    // Columns past K meet zero weights, but stale X there could be Inf or NaN.
+    if (used > K * 4) gpu.commandEncoder().clearBuffer(slot, K * 4, used - K * 4);
+    for (const p of w.pieces) {
+      const bindings: Binding[] = [slotBinding, p.view as unknown as Binding, y];
+      if (bias) bindings.push(bias);
+      gpu.dispatch(
+        pipe,
+        bindings,
+        packUniforms([p.rows, w.kvp, m * N + p.rowStart, p.rowStart]),
+        gemvTexWorkgroups(opts, p.rows),
+      );
+    }
+  }
+}
