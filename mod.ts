@@ -349,3 +349,23 @@ export {
   sparseLayoutOf,
   SparseSafetensorsFile,
 } from "./src/sparse/file.ts";
+export {
+  GEMV_TEX_SLOT_FLOATS,
+  GEMV_TEX_WIDTH,
+  gemvTexKey,
+  type GemvTexOptions,
+  gemvTexWgsl,
+  gemvTexWorkgroups,
+} from "./kernels/linear_gemv_tex.ts";
+export {
+  gemvTex,
+  gemvTexOptions,
+  type GemvTexOverride,
+  type GemvTexPiece,
+  gemvTexSupported,
+  type GpuTexMatrix,
+  releaseGemvTex,
+  releaseGemvTexScratch,
+  uploadGemvTex,
+  type UploadGemvTexOptions,
+} from "./src/ops/gemv_tex.ts";

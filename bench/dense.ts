@@ -2,6 +2,11 @@
  * Dense suite: buffer-copy baseline, then GEMV (batch 1) and GEMM throughput for stories15M's
  * and LLaMA-7B's linear shapes, f32 and f16 weights, each as a fraction of the copy bandwidth.
  * Bandwidth counts bytes read + bytes written (a copy of B bytes moves 2B).
+ *
+ * On CPU adapters the GEMV shapes also get `gemv-tex` rows (src/ops/gemv_tex.ts: W resident in
+ * textures, X in a uniform slot; shape `NxK tex`): the faster dense GEMV there. Every row also
+ * carries `ofMemcpy`, its GB/s over copyBufferToBuffer's read + write GB/s (one-way: twice that);
+ * the `tex` rows print it in their shape (`b2b`).
  * @module
  */
 import { packUniforms } from "../kernels/common.ts";
@@ -10,6 +15,7 @@ import type { GpuDType } from "../kernels/common.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 import { releaseMatrix, uploadMatrix } from "../src/gpu/matrix.ts";
 import { linear } from "../src/ops/linear.ts";
+import { gemvTex, gemvTexSupported, releaseGemvTex, uploadGemvTex } from "../src/ops/gemv_tex.ts";
 import { timeKernel, type Timing } from "./timing.ts";
 
 export interface DenseRow {
@@ -22,6 +28,8 @@ export interface DenseRow {
   gflops: number;
   /** gbps / copy bandwidth. */
   ofCopy: number;
+  /** gbps / copyBufferToBuffer's (read + write) bandwidth. */
+  ofMemcpy?: number;
 }
 
 /** Copy bandwidth in GB/s (max of copyBufferToBuffer and a copy shader). */
@@ -87,6 +95,35 @@ export async function benchLinear(
   }
 }
 
+/** The texture GEMV (CPU adapters, K <= 16384): W uploaded once into textures, timed per call. */
+export async function benchGemvTex(
+  gpu: Gpu,
+  N: number,
+  K: number,
+  dtype: GpuDType,
+  reps: number,
+): Promise<DenseRow> {
+  const w = uploadGemvTex(gpu, new Float32Array(N * K).fill(0.01), N, K, { dtype });
+  const x = gpu.upload(new Float32Array(K).fill(1), "x"), y = gpu.buffer(N * 4, "y");
+  try {
+    const t = await timeKernel(gpu, () => gemvTex(gpu, x, w, y, 1), { reps });
+    const bytes = N * K * (dtype === "f16" ? 2 : 4) + (K + N) * 4;
+    return {
+      kind: "gemv",
+      shape: `${N}x${K} tex`,
+      dtype,
+      ms: t.ms,
+      timing: t.source,
+      gbps: bytes / (t.ms * 1e6),
+      gflops: (2 * N * K) / (t.ms * 1e6),
+      ofCopy: 0,
+    };
+  } finally {
+    releaseGemvTex(gpu, w);
+    gpu.release(x, y);
+  }
+}
+
 export const STORIES_SHAPES: [number, number][] = [[288, 288], [768, 288], [288, 768], [32000, 288]];
 export const LLAMA7B_SHAPES: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008]];
 
@@ -100,7 +137,10 @@ export async function benchDense(gpu: Gpu, opts: { quick?: boolean } = {}): Prom
   const gemmM = gpu.isCpu ? 64 : 512;
   const shapes = opts.quick ? [[11008, 4096]] as [number, number][] : [...STORIES_SHAPES, ...LLAMA7B_SHAPES];
   for (const dtype of dtypes) {
-    for (const [N, K] of shapes) rows.push(await benchLinear(gpu, 1, N, K, dtype, 7));
+    for (const [N, K] of shapes) {
+      rows.push(await benchLinear(gpu, 1, N, K, dtype, 7));
+      if (gpu.isCpu && gemvTexSupported(K)) rows.push(await benchGemvTex(gpu, N, K, dtype, 7));
+    }
   }
   for (const dtype of dtypes) {
     for (const [N, K] of shapes) {
@@ -108,6 +148,10 @@ export async function benchDense(gpu: Gpu, opts: { quick?: boolean } = {}): Prom
       rows.push(await benchLinear(gpu, gemmM, N, K, dtype, gpu.isCpu && N * K > 1e7 ? 2 : 5));
     }
   }
-  for (const r of rows) r.ofCopy = r.gbps / copyBw;
+  for (const r of rows) {
+    r.ofCopy = r.gbps / copyBw;
+    r.ofMemcpy = r.gbps / rows[0].gbps;
+    if (r.shape.endsWith(" tex")) r.shape += ` ${(100 * r.ofMemcpy).toFixed(0)}% b2b`;
+  }
   return rows;
 }

@@ -14,6 +14,11 @@
  * timePair); `ideal_speedup` = bytes the dense kernel moves / bytes the sparse one moves
  * (weights + X + Y; the sparse side counts every GPU buffer or texture of the matrix, padding
  * and row offsets included); `gbps` = sparse bytes / ms_sparse.
+ *
+ * Dense baseline of the GEMV rows on CPU adapters: the faster of our two dense GEMVs (picked per
+ * shape and dtype from 3 interleaved runs each, named in `dense_kernel` and the row's last column),
+ * the storage 1x8 tile (src/ops/linear.ts) or `gemv-tex` (src/ops/gemv_tex.ts: W in textures, X in
+ * a uniform slot, the sparse kernels' techniques), so the speed-ups are not a technique difference.
  * @module
  */
 import type { GpuDType } from "../kernels/common.ts";
@@ -21,6 +26,13 @@ import type { Gpu } from "../src/gpu/device.ts";
 import { releaseMatrix, uploadMatrix } from "../src/gpu/matrix.ts";
 import { linear } from "../src/ops/linear.ts";
 import { sparseLinear } from "../src/ops/sparse.ts";
+import {
+  gemvTex,
+  gemvTexSupported,
+  type GpuTexMatrix,
+  releaseGemvTex,
+  uploadGemvTex,
+} from "../src/ops/gemv_tex.ts";
 import { packNM, packUnstructured, type SparseMatrix } from "../src/sparse/format.ts";
 import { releaseSparse, uploadSparse } from "../src/sparse/upload.ts";
 
@@ -46,6 +58,8 @@ export interface SparseBenchRow {
   timing: "timestamp" | "wall";
   /** Why this row was shrunk (CPU adapters), if it was. */
   note?: string;
+  /** Dense kernel timed: the storage linear, or the texture GEMV (CPU adapters, the faster one). */
+  dense_kernel?: "storage" | "gemv-tex";
 }
 
 export interface SparseBenchOptions {
@@ -241,6 +255,11 @@ async function benchShape(
   const x = gpu.upload(X, "x"), y = gpu.buffer(maxM * N * 4, "y");
   const denseW = randomWeights(N, K, 0, 1);
   const dense = dtypes.map((dt) => uploadMatrix(gpu, denseW, N, K, `dense-${dt}`, dt));
+  // CPU adapters: the texture GEMV too; each GEMV row times the faster dense kernel (picked once).
+  const tex: (GpuTexMatrix | undefined)[] = gpu.isCpu && gemvTexSupported(K)
+    ? dtypes.map((dt) => uploadGemvTex(gpu, denseW, N, K, { dtype: dt, label: `dense-tex-${dt}` }))
+    : [];
+  const gemvPick: ("storage" | "gemv-tex")[] = [];
   try {
     for (const level of levels) {
       const W = level === "2:4" ? random24(N, K, 11) : randomWeights(N, K, level, Math.round(level * 1000));
@@ -255,13 +274,25 @@ async function benchShape(
           for (const M of Ms) {
             const io = (M * K + M * N) * 4;
             const bytesDense = N * K * vb + io, bytesSparse = w.bytes + io;
-            const runDense = () => linear(gpu, x, dense[di], y, M);
+            const runStorage = () => linear(gpu, x, dense[di], y, M);
+            const t = tex[di];
+            const runTex = t ? () => gemvTex(gpu, x, t, y, 1) : undefined;
             const runSparse = () => sparseLinear(gpu, x, w, y, M);
             const what = `${M}x${N}x${K} ${dtype} ${level}`;
+            if (M === 1 && runTex && !gemvPick[di]) {
+              await checkSamples(gpu, runTex, y, X, denseW, M, N, K, dtype, `dense gemv-tex ${what}`);
+              const p = await timePair(clock, runStorage, runTex, 3);
+              gemvPick[di] = p.ratio > 1 ? "gemv-tex" : "storage";
+              log(
+                `dense GEMV ${N}x${K} ${dtype}: storage ${p.a.toFixed(1)} ms, gemv-tex ${p.b.toFixed(1)} ms`,
+              );
+            }
+            const denseKernel = M === 1 && runTex && gemvPick[di] === "gemv-tex" ? "gemv-tex" : "storage";
+            const runDense = denseKernel === "gemv-tex" ? runTex! : runStorage;
             await checkSamples(gpu, runDense, y, X, denseW, M, N, K, dtype, `dense ${what}`);
             await checkSamples(gpu, runSparse, y, X, W, M, N, K, dtype, `sparse ${what}`);
             const r = M === 1 ? reps : Math.max(3, Math.ceil(reps / 2));
-            const t = await timePair(clock, runDense, runSparse, r);
+            const tp = await timePair(clock, runDense, runSparse, r);
             const row: SparseBenchRow = {
               kind: M === 1 ? "gemv" : "gemm",
               shape: `${N}x${K}`,
@@ -269,17 +300,18 @@ async function benchShape(
               format: level === "2:4" ? "2:4" : "unstructured",
               dtype,
               sparsity: level === "2:4" ? 0.5 : level,
-              ms_dense: t.a,
-              ms_sparse: t.b,
-              speedup: t.ratio,
+              ms_dense: tp.a,
+              ms_sparse: tp.b,
+              speedup: tp.ratio,
               ideal_speedup: bytesDense / bytesSparse,
-              gbps: bytesSparse / (t.b * 1e6),
+              gbps: bytesSparse / (tp.b * 1e6),
               bytes_dense: bytesDense,
               bytes_sparse: bytesSparse,
               reps: r,
               timing: gpu.timestamps ? "timestamp" : "wall",
             };
             if (note) row.note = note;
+            if (gpu.isCpu) row.dense_kernel = denseKernel;
             rows.push(row);
             log(sparseRowLine(row));
           }
@@ -290,13 +322,14 @@ async function benchShape(
     }
   } finally {
     for (const d of dense) releaseMatrix(gpu, d);
+    for (const d of tex) releaseGemvTex(gpu, d);
     gpu.release(x, y);
   }
   return rows;
 }
 
 export function sparseTableHead(): string {
-  return "kind  shape        M   format        dtype  sparsity  ms_dense  ms_sparse  speedup  ideal   GB/s";
+  return "kind  shape        M   format        dtype  sparsity  ms_dense  ms_sparse  speedup  ideal   GB/s  dense";
 }
 
 export function sparseRowLine(r: SparseBenchRow): string {
@@ -312,7 +345,8 @@ export function sparseRowLine(r: SparseBenchRow): string {
     (r.speedup.toFixed(2) + "x").padStart(8),
     (r.ideal_speedup.toFixed(2) + "x").padStart(6),
     r.gbps.toFixed(2).padStart(6),
-  ].join(" ");
+    r.dense_kernel ? ` ${r.dense_kernel}` : "",
+  ].join(" ").trimEnd();
 }
 
 /** Run the suite (see the module doc); `log` gets each row as it is measured. */

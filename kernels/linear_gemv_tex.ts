@@ -57,7 +57,9 @@ export function gemvTexWorkgroups(o: GemvTexOptions, rows: number): number {
 
 export function gemvTexWgsl(o: GemvTexOptions): string {
   const { rt, uk } = o;
-  if (!(rt >= 1 && rt <= 32 && (rt & (rt - 1)) === 0)) throw new Error(`gemvTex: rt ${rt} not a power of 2 <= 32`);
+  if (!(rt >= 1 && rt <= 32 && (rt & (rt - 1)) === 0)) {
+    throw new Error(`gemvTex: rt ${rt} not a power of 2 <= 32`);
+  }
   if (![1, 2, 4].includes(uk)) throw new Error(`gemvTex: uk ${uk} not 1, 2 or 4`);
   if (o.workgroupSize % GEMV_TEX_LANES !== 0) throw new Error("gemvTex: workgroup size not a multiple of 8");
   const step = GEMV_TEX_LANES * rt; // texels between one k and the next for a lane
@@ -65,7 +67,9 @@ export function gemvTexWgsl(o: GemvTexOptions): string {
   const body: string[] = [];
   for (let q = 0; q < uk; q++) {
     body.push(`{ let x = XS[k + ${q}u]; let t = t0 + ${q * step}u;`);
-    body.push(`  let c = vec2<i32>(i32(t & ${GEMV_TEX_WIDTH - 1}u), i32(t >> ${Math.log2(GEMV_TEX_WIDTH)}u));`);
+    body.push(
+      `  let c = vec2<i32>(i32(t & ${GEMV_TEX_WIDTH - 1}u), i32(t >> ${Math.log2(GEMV_TEX_WIDTH)}u));`,
+    );
     for (let i = 0; i < rt; i++) {
       const at = i === 0 ? "c" : `c + vec2<i32>(${i}, 0)`;
       body.push(`  a${i} += dot(x, textureLoad(Wt, ${at}, 0));`);

@@ -502,20 +502,27 @@ for (const [name, { fx, opts, twice }] of sparsegptCases()) {
   });
 }
 
-Deno.test("pipeline: a non-finite pruned weight is a clear error (never returned, so never saved)", async () => {
-  const m = outlierModel(CFG_ODD, 11);
-  m.layers[1].up[5] = NaN; // spreads through SparseGPT's updates of its row
+Deno.test("pipeline: non-finite values are clear errors, and never returned (so never saved)", async () => {
+  const run = (m: RefModel) =>
+    prune(gpu, memorySource(m), {
+      method: "sparsegpt",
+      sparsity: 0.5,
+      pattern: UNSTRUCTURED,
+      ...OWL,
+      calibration: ODD.calib,
+    });
+  // A NaN weight of the last block's down projection: its Hessians are finite, the OBS pass
+  // spreads the NaN along the row, and the check before returning stops it.
+  const last = outlierModel(CFG_ODD, 11);
+  last.layers[2].down[5] = NaN;
   await assert.rejects(
-    () =>
-      prune(gpu, memorySource(m), {
-        method: "sparsegpt",
-        sparsity: 0.5,
-        pattern: UNSTRUCTURED,
-        ...OWL,
-        calibration: ODD.calib,
-      }),
-    /pruned weight model\.layers\.1\.mlp\.up_proj\.weight\[0\]\[\d+\] is NaN.*nothing is saved/,
+    () => run(last),
+    /pruned weight model\.layers\.2\.mlp\.down_proj\.weight\[0\]\[\d+\] is NaN.*nothing is saved/,
   );
+  // A NaN in block 1's up projection makes the down projection's calibration inputs NaN.
+  const mid = outlierModel(CFG_ODD, 11);
+  mid.layers[1].up[5] = NaN;
+  await assert.rejects(() => run(mid), /Hessian of block 1's down input holds non-finite values/);
 });
 
 Deno.test("pipeline: no GPU buffer outlives the runs", async () => {

@@ -82,9 +82,13 @@ export function uploadGemvTex(
   opts: UploadGemvTexOptions = {},
 ): GpuTexMatrix {
   if (!gemvTexSupported(cols)) {
-    throw new UnsupportedError(`gemvTex: ${cols} columns exceed the ${GEMV_TEX_SLOT_FLOATS}-column uniform slot`);
+    throw new UnsupportedError(
+      `gemvTex: ${cols} columns exceed the ${GEMV_TEX_SLOT_FLOATS}-column uniform slot`,
+    );
   }
-  if (data.length !== rows * cols) throw new ArgumentError(`gemvTex: ${data.length} values for ${rows}x${cols}`);
+  if (data.length !== rows * cols) {
+    throw new ArgumentError(`gemvTex: ${data.length} values for ${rows}x${cols}`);
+  }
   const dtype = opts.dtype ?? "f32";
   if (dtype === "f16" && !gpu.f16) throw new UnsupportedError("gemvTex: f16 weights need shader-f16");
   const rt = opts.rt ?? GEMV_TEX_DEFAULT_RT, uk = opts.uk ?? GEMV_TEX_DEFAULT_UK;
@@ -96,7 +100,9 @@ export function uploadGemvTex(
   if (opts.maxPieceRows !== undefined) {
     blocksPerPiece = Math.min(blocksPerPiece, Math.max(1, Math.floor(opts.maxPieceRows / blockRows)));
   }
-  if (blocksPerPiece < 1) throw new UnsupportedError(`gemvTex: a ${blockRows}-row block does not fit a texture`);
+  if (blocksPerPiece < 1) {
+    throw new UnsupportedError(`gemvTex: a ${blockRows}-row block does not fit a texture`);
+  }
   const label = opts.label ?? "gemvtex";
   const texelBytes = dtype === "f16" ? 8 : 16;
   const pieces: GemvTexPiece[] = [];
@@ -192,7 +198,9 @@ export function gemvTex(
   bias?: GPUBuffer,
   override?: GemvTexOverride,
 ): void {
-  if (!Number.isInteger(M) || M < 1) throw new ArgumentError(`gemvTex: M must be a positive integer, got ${M}`);
+  if (!Number.isInteger(M) || M < 1) {
+    throw new ArgumentError(`gemvTex: M must be a positive integer, got ${M}`);
+  }
   if (w.rows > 0 && w.pieces.length === 0) throw new Error("gemvTex: the weight was released");
   const K = w.cols, N = w.rows;
   const opts = gemvTexOptions(w, !!bias, override);
