@@ -369,3 +369,48 @@ export {
   uploadGemvTex,
   type UploadGemvTexOptions,
 } from "./src/ops/gemv_tex.ts";
+export { hessianKey, type HessianOptions, hessianWgsl, hessianWorkgroups } from "./kernels/hessian.ts";
+export {
+  CHOL_NB,
+  CHOL_ROW_WG,
+  choleskyKey,
+  type CholeskyPass,
+  type CholeskyTileOptions,
+  choleskyTileWgsl,
+  choleskyTileWorkgroups,
+  choleskyWgsl,
+} from "./kernels/cholesky.ts";
+export {
+  lazyKey,
+  type LazyOptions,
+  lazyWgsl,
+  lazyWorkgroups,
+  SGPT_MAX_BLOCK,
+  SGPT_MAX_M,
+  sparsegptKey,
+  sparsegptObsKey,
+  sparsegptObsWgsl,
+  type SparseGPTPass,
+  sparsegptWgsl,
+} from "./kernels/sparsegpt.ts";
+export {
+  checkSparseGPTOptions,
+  factorHessian,
+  type FactorOptions,
+  type Hessian,
+  type HessianAllocOptions,
+  type InverseFactor,
+  newHessian,
+  readHessian,
+  readInverseFactorU,
+  releaseHessian,
+  releaseInverseFactor,
+  sparsegptExpected,
+  type SparseGPTKernelOptions,
+  sparsegptPrune,
+  type SparseGPTPruneOptions,
+  updateHessian,
+  uploadHessian,
+} from "./src/ops/sparsegpt.ts";
+export { generate, type GenerateOptions, type GenerateResult } from "./src/generate/generate.ts";
+export { argmax, Sampler, type SamplerOptions, seededRandom } from "./src/generate/sampler.ts";
