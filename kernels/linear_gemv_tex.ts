@@ -1,8 +1,9 @@
 /**
  * Dense GEMV for CPU adapters with the sparse kernels' techniques: Y[m, colOffset + r] = sum_k
  * X[m, k] * W[r, k] (+ bias[colOffset + r]), W read through `textureLoad` from persistent
- * textures (rgba32float, or rgba16float for f16 weights: the same shader, textureLoad returns f32),
- * X from a 64 KiB uniform slot (at most GEMV_TEX_SLOT_FLOATS columns), f32 accumulation.
+ * textures (rgba32float, or for f16 weights rgba16float with the same shader, or `packed`: 8 halves
+ * to an rgba32uint texel, unpack2x16float; one 16-byte fetch then brings 8 weights, ~1.8x faster
+ * on lavapipe), X from a 64 KiB uniform slot (at most GEMV_TEX_SLOT_FLOATS columns), f32 accumulation.
  *
  * Why (ARCHITECTURE.md): on lavapipe a storage load is a per-lane, per-component loop with bounds
  * checks, a texel fetch one 16-byte load per lane, and a uniform load with a per-lane index a
@@ -10,10 +11,10 @@
  *
  * Weight layout (built once at upload by src/ops/gemv_tex.ts), per texture piece: rows in blocks
  * of GEMV_TEX_LANES * rt rows (a SIMD batch of 8 lanes, `rt` rows each); block b, texel column k
- * (4 weights), lane l, row i of the lane is texel `((b * kvp + k) * 8 + l) * rt + i` of a flat
+ * (4 weights, 8 when packed), lane l, row i of the lane is texel `((b * kvp + k) * 8 + l) * rt + i` of a flat
  * layout (GEMV_TEX_WIDTH texels a texture row, texel t at (t % width, t / width)), so the 8 lanes
  * of a batch read one contiguous 128 * rt-byte run per step and each lane's rt texels share a
- * texture row. `kvp` = ceil(K / 4) rounded up to the unroll `uk`; padding texels (columns past K,
+ * texture row. `kvp` = ceil(K / 4) (packed: K / 8) rounded up to the unroll `uk`; padding texels (columns past K,
  * rows past N) are zero, and the slot's columns past K are zeroed by the launcher.
  *
  * Uniforms: rows (of the piece), kvp, yBase (m * ldY + colOffset of the piece's first row),
@@ -39,10 +40,15 @@ export interface GemvTexOptions {
   bias: boolean;
   /** Invocations per workgroup, a multiple of GEMV_TEX_LANES. */
   workgroupSize: number;
+  /**
+   * f16 weights packed 8 to an rgba32uint texel (two halves a word, low half first; unpacked with
+   * unpack2x16float), instead of 4 to an rgba32float or rgba16float texel.
+   */
+  packed: boolean;
 }
 
 export function gemvTexKey(o: GemvTexOptions): string {
-  return `gemvtex/r${o.rt}/u${o.uk}/b${+o.bias}/wg${o.workgroupSize}`;
+  return `gemvtex/r${o.rt}/u${o.uk}/b${+o.bias}/p${+o.packed}/wg${o.workgroupSize}`;
 }
 
 /** Rows of one weight block. */
@@ -66,13 +72,21 @@ export function gemvTexWgsl(o: GemvTexOptions): string {
   const accs = Array.from({ length: rt }, (_, i) => `var a${i} = 0.0;`).join("\n  ");
   const body: string[] = [];
   for (let q = 0; q < uk; q++) {
-    body.push(`{ let x = XS[k + ${q}u]; let t = t0 + ${q * step}u;`);
+    body.push(
+      o.packed
+        ? `{ let x0 = XS[2u * (k + ${q}u)]; let x1 = XS[2u * (k + ${q}u) + 1u]; let t = t0 + ${q * step}u;`
+        : `{ let x = XS[k + ${q}u]; let t = t0 + ${q * step}u;`,
+    );
     body.push(
       `  let c = vec2<i32>(i32(t & ${GEMV_TEX_WIDTH - 1}u), i32(t >> ${Math.log2(GEMV_TEX_WIDTH)}u));`,
     );
     for (let i = 0; i < rt; i++) {
       const at = i === 0 ? "c" : `c + vec2<i32>(${i}, 0)`;
-      body.push(`  a${i} += dot(x, textureLoad(Wt, ${at}, 0));`);
+      body.push(
+        o.packed
+          ? `  { let w = textureLoad(Wt, ${at}, 0); a${i} += dot(x0, vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y))) + dot(x1, vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w))); }`
+          : `  a${i} += dot(x, textureLoad(Wt, ${at}, 0));`,
+      );
     }
     body.push("}");
   }
@@ -84,7 +98,7 @@ export function gemvTexWgsl(o: GemvTexOptions): string {
   return `struct U { rows: u32, kvp: u32, yBase: u32, bBase: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<uniform> XS: array<vec4<f32>, ${GEMV_TEX_SLOT_FLOATS / 4}>;
-@group(0) @binding(2) var Wt: texture_2d<f32>;
+@group(0) @binding(2) var Wt: texture_2d<${o.packed ? "u32" : "f32"}>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 ${o.bias ? "@group(0) @binding(4) var<storage, read> B: array<f32>;" : ""}
 @compute @workgroup_size(${o.workgroupSize})

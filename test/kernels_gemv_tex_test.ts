@@ -73,7 +73,8 @@ Deno.test("gemvTex: the widest X a slot holds; wider is refused", async () => {
 });
 
 Deno.test("gemvTex: a stale slot does not leak past K", async () => {
-  // Fill the slot with Inf (columns 37.. of a 64-wide X), then run K = 37 (uk 4: 48 columns read).
+  // Fill the slot with Inf (columns 37.. of a 64-wide X), then run K = 37 (uk 4: 48 columns read;
+  // packed f16: 64).
   const X = new Float32Array(64).fill(Infinity);
   const w = uploadGemvTex(gpu, new Float32Array(8 * 64), 8, 64);
   const x = gpu.upload(X, "x"), y = gpu.buffer(8 * 4, "y");
@@ -82,14 +83,27 @@ Deno.test("gemvTex: a stale slot does not leak past K", async () => {
   releaseGemvTex(gpu, w);
   gpu.release(x, y);
   await check(203, 37, 70, { rt: 8, uk: 4 });
+  if (gpu.f16) {
+    const w16 = uploadGemvTex(gpu, new Float32Array(8 * 64), 8, 64);
+    const x16 = gpu.upload(X, "x"), y16 = gpu.buffer(8 * 4, "y");
+    gemvTex(gpu, x16, w16, y16, 1);
+    await gpu.sync();
+    releaseGemvTex(gpu, w16);
+    gpu.release(x16, y16);
+    await check(203, 37, 71, { rt: 8, uk: 4, dtype: "f16" });
+  }
 });
 
 Deno.test({
-  name: "gemvTex: f16 weights (rgba16float)",
+  name: "gemvTex: f16 weights (packed in rgba32uint, and rgba16float)",
   ignore: !gpu.f16,
   fn: async () => {
-    await check(203, 37, 80, { dtype: "f16", bias: true });
-    await check(300, 258, 81, { dtype: "f16", rt: 4, uk: 2, maxPieceRows: 100, pieces: 4, M: 2 });
+    for (const packed of [true, false]) {
+      await check(203, 37, 80, { dtype: "f16", packed, bias: true }); // K % 8 = 5
+      await check(300, 258, 81, { dtype: "f16", packed, rt: 4, uk: 2, maxPieceRows: 100, pieces: 4, M: 2 });
+      await check(5, 61, 82, { dtype: "f16", packed, rt: 32, uk: 1 });
+      await check(9, 16384, 83, { dtype: "f16", packed, bias: true });
+    }
   },
 });
 
