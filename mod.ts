@@ -320,10 +320,13 @@ export {
   type UploadSparseOptions,
 } from "./src/sparse/upload.ts";
 export {
+  SPARSE_DELTA_BLOCK,
+  SPARSE_DELTA_GROUP,
   SPARSE_GROUP,
   SPARSE_SLOT_FLOATS,
   SPARSE_TEX_WIDTH,
   type SparseFormat,
+  type SparseGpuLayout,
   sparseLinearKey,
   type SparseLinearOptions,
   sparseLinearWgsl,

@@ -57,11 +57,11 @@ Deno.test("linear: default choice on uneven shapes, vec4 and scalar K", async ()
   }
 });
 
-Deno.test("linear: every version forced (tile 4x4 GPU-style, big CPU tiles, texture, rowlane, wgreduce)", async () => {
+Deno.test("linear: every version forced (tile 4x4 GPU-style, CPU storage tiles, texture, rowlane, wgreduce)", async () => {
   const forced: LinearOverride[] = [
     { variant: "tile", tm: 4, tn: 4 },
     { variant: "tile", tm: 16, tn: 8 },
-    { variant: "tile", tm: 32, tn: 64 },
+    { variant: "tile", tm: 16, tn: 64 },
     { variant: "rowlane" },
     { variant: "wgreduce" },
   ];

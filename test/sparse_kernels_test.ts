@@ -14,7 +14,8 @@ import {
 } from "../src/ops/sparse.ts";
 import { packNM, packUnstructured, type SparseMatrix, unpackSparse } from "../src/sparse/format.ts";
 import { releaseSparse, uploadSparse } from "../src/sparse/upload.ts";
-import { UnsupportedError } from "../src/errors.ts";
+import type { SparseGpuLayout } from "../kernels/sparse_linear.ts";
+import { ArgumentError, UnsupportedError } from "../src/errors.ts";
 import { assertClose, randomArray, refLinear, rng } from "./ref/kernels_ref.ts";
 
 const gpu = await Gpu.create();
@@ -50,12 +51,23 @@ async function check(
   s: SparseMatrix,
   M: number,
   seed: number,
-  o: { override?: SparseLinearOverride; chunkRows?: number; bias?: boolean; texture?: boolean } = {},
+  o: {
+    override?: SparseLinearOverride;
+    chunkRows?: number;
+    bias?: boolean;
+    texture?: boolean;
+    layout?: SparseGpuLayout;
+  } = {},
 ): Promise<void> {
   const N = s.rows, K = s.cols;
   const X = randomArray(M * K, seed), b = randomArray(N, seed + 1);
-  const w = uploadSparse(gpu, s, { maxRowsPerChunk: o.chunkRows, label: "w", texture: o.texture });
+  // The delta layout (the CPU default in a texture) has only the lane + ubo readers.
+  const ubo = o.override?.variant !== "wg" && o.override?.x !== "storage" &&
+    (gpu.isCpu || o.override?.x === "ubo");
+  const layout = o.layout ?? (ubo ? undefined : "groups");
+  const w = uploadSparse(gpu, s, { maxRowsPerChunk: o.chunkRows, label: "w", texture: o.texture, layout });
   if (o.texture !== undefined) assert.equal(w.texture, o.texture);
+  if (o.layout && s.format === "unstructured") assert.equal(w.layout, o.layout);
   if (o.chunkRows) assert(w.chunks.length > 1 || N <= o.chunkRows);
   const x = gpu.upload(X, "x"), y = gpu.buffer(M * N * 4, "y");
   gpu.write(y, new Float32Array(M * N).fill(NaN)); // every output must be written
@@ -85,8 +97,12 @@ Deno.test("sparse unstructured: every version, f32 and f16 values, uneven shapes
       const s = packUnstructured(randomSparse(N, K, N * 31 + K), N, K, dtype);
       for (const override of VERSIONS) {
         for (const texture of [false, true]) {
-          for (const M of [1, 3, 9]) await check(s, M, M + N, { override, texture });
+          for (const M of [1, 3, 9]) await check(s, M, M + N, { override, texture, layout: "groups" });
         }
+      }
+      for (const tm of [1, 4] as const) { // the delta layout: lane + ubo only
+        const override = { variant: "lane" as const, x: "ubo" as const, tm };
+        for (const M of [1, 3, 9]) await check(s, M, M + N, { override, texture: true, layout: "delta" });
       }
     }
   }
@@ -130,10 +146,21 @@ Deno.test("sparse: X wider than one uniform slot (column segments), density 0 to
   for (const dtype of dtypes) {
     const s = packUnstructured(randomSparse(11, 4100, 21, 0.9), 11, 4100, dtype);
     await check(s, 5, 1, { override: { x: "ubo", variant: "lane", tm: 4 } });
+    await check(s, 5, 9, { override: { x: "ubo", variant: "lane", tm: 4 }, texture: true, layout: "groups" });
+    await check(s, 1, 10, {
+      override: { x: "ubo", variant: "lane", tm: 1 },
+      texture: true,
+      layout: "groups",
+    });
     await check(s, 5, 7, { override: { x: "ubo", variant: "lane", tm: 4 }, texture: false });
     await check(s, 1, 2, { override: { x: "ubo", variant: "lane", tm: 1 }, bias: true });
     const wide = packUnstructured(randomSparse(5, 16390, 22, 0.5), 5, 16390, dtype);
     await check(wide, 1, 3, { override: { x: "ubo", variant: "lane", tm: 1 }, bias: true });
+    await check(wide, 1, 13, {
+      override: { x: "ubo", variant: "lane", tm: 1 },
+      texture: true,
+      layout: "groups",
+    });
     await check(wide, 2, 4, { override: { x: "ubo", variant: "lane", tm: 4 }, chunkRows: 2 });
     // 3-column groups: segments of 4095 columns end on a group boundary.
     const nm = packNM(randomNM(6, 4103, 1, 3, 23), 6, 4103, 1, 3, dtype);
@@ -142,6 +169,49 @@ Deno.test("sparse: X wider than one uniform slot (column segments), density 0 to
     const nm24 = packNM(randomNM(4, 16392, 2, 4, 24), 4, 16392, 2, 4, dtype);
     await check(nm24, 1, 6, { override: { x: "ubo", variant: "lane", tm: 1 } });
   }
+});
+
+/** Rows that exercise the delta layout: long gaps (escapes), block edges, empty and full blocks. */
+function gappy(rows: number, cols: number, seed: number): Float32Array {
+  const W = randomArray(rows * cols, seed);
+  const r = rng(seed + 5);
+  for (let i = 0; i < rows; i++) {
+    const kind = i % 5;
+    for (let c = 0; c < cols; c++) {
+      const edge = c % 4096 === 0 || c % 4096 === 4095 || c === cols - 1;
+      const keep = kind === 0
+        ? edge || c % 997 === 0 // gaps of 255-997: one to three escapes
+        : kind === 1
+        ? c >= 4096 && c < 8192 // one full block, the others empty
+        : kind === 2
+        ? false // empty row
+        : kind === 3
+        ? c === 256 || c === 511 || c === 767 + 255 || c === cols - 1 // gaps of exactly 256, 255, 511
+        : r() < 0.1;
+      if (!keep) W[i * cols + c] = 0;
+    }
+  }
+  return W;
+}
+
+Deno.test("sparse delta layout: escapes, several blocks per slot, segments, chunks", async () => {
+  for (const dtype of dtypes) {
+    for (const [N, K] of [[11, 9000], [7, 4096], [6, 16390], [5, 257]]) {
+      const s = packUnstructured(gappy(N, K, N + K), N, K, dtype);
+      for (const tm of [1, 4] as const) {
+        const override = { variant: "lane" as const, x: "ubo" as const, tm };
+        await check(s, tm === 1 ? 1 : 6, K, { override, texture: true, layout: "delta", bias: true });
+        await check(s, 2, K + 1, { override, texture: true, layout: "delta", chunkRows: 3 });
+      }
+    }
+  }
+  // Other versions refuse the delta layout.
+  const s = packUnstructured(gappy(3, 40, 1), 3, 40, "f32");
+  const w = uploadSparse(gpu, s, { texture: true, layout: "delta" });
+  const b = gpu.buffer(4 * 40 * 3, "b");
+  assert.throws(() => sparseLinear(gpu, b, w, b, 1, undefined, { variant: "wg" }), ArgumentError);
+  releaseSparse(gpu, w);
+  gpu.release(b);
 });
 
 Deno.test("sparse: more activation rows than one turn of uniform slots", async () => {

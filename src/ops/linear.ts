@@ -51,7 +51,9 @@ export function chooseLinear(
     if (gpu.isCpu && M === 1) {
       tn = 8;
     } else if (gpu.isCpu) {
-      tm = M <= 8 ? 8 : M <= 16 ? 16 : 32;
+      // The storage fallback (f16 W or scalar K): 16x64, not 32x64, because the 32x64 tile takes
+      // 15 s to compile on lavapipe with a warm machine and over a minute cold, for ~2x the speed.
+      tm = M <= 8 ? 8 : 16;
       tn = 64;
       wg = 8;
     } else {

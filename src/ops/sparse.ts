@@ -4,7 +4,8 @@
  * - CPU adapters (lavapipe): `lane` + `ubo`, one invocation per weight row, X copied into 64 KiB
  *   uniform slots first (one small dispatch); `tm` = 1 for M = 1, else 4 activation rows per
  *   invocation (one dispatch per 4 rows and column segment); weights from textures when
- *   uploaded so (uploadSparse's default there). Measured on lavapipe, 11008x4096 f32 GEMV at
+ *   uploaded so (uploadSparse's default there), unstructured weights in the byte-delta layout
+ *   (uploadSparse's default there; only this version reads it). Measured on lavapipe, 11008x4096 f32 GEMV at
  *   70%: X gathered from a uniform slot 24 ms, from storage 41 ms; weight groups from a texture
  *   17-25 ms, from storage 27-29; the dense GEMV 55-125 ms (ARCHITECTURE.md).
  * - GPUs: `wg` (a workgroup per weight row, coalesced group loads, shared-memory reduction) for
@@ -13,6 +14,8 @@
  */
 import { CPU_LOOP_LIMIT, packUniforms } from "../../kernels/common.ts";
 import {
+  SPARSE_DELTA_BLOCK,
+  SPARSE_DELTA_GROUP,
   SPARSE_GROUP,
   SPARSE_PACKX_WG,
   SPARSE_SLOT_BYTES,
@@ -49,8 +52,13 @@ export function chooseSparseLinear(
   bias: boolean,
   o: SparseLinearOverride = {},
 ): SparseLinearOptions {
-  const variant = o.variant ?? (gpu.isCpu || M > 1 ? "lane" : "wg");
-  const x: SparseXSource = variant === "wg" ? "storage" : o.x ?? (gpu.isCpu ? "ubo" : "storage");
+  const delta = w.format === "unstructured" && w.layout === "delta";
+  // The delta layout has one reader, lane + ubo (columns are only known walking a block).
+  const variant = o.variant ?? (gpu.isCpu || M > 1 || delta ? "lane" : "wg");
+  const x: SparseXSource = variant === "wg" ? "storage" : o.x ?? (gpu.isCpu || delta ? "ubo" : "storage");
+  if (delta && (variant !== "lane" || x !== "ubo")) {
+    throw new ArgumentError(`sparseLinear: the delta layout runs lane + ubo only, not ${variant} + ${x}`);
+  }
   const tm: 1 | 4 = variant === "wg" ? 1 : o.tm ?? (M === 1 ? 1 : 4);
   const nm = w.format === "nm";
   const segmented = x === "ubo" && w.cols > sparseSlotCols(tm, nm ? w.group : 1);
@@ -63,6 +71,7 @@ export function chooseSparseLinear(
     segmented,
     bias,
     wtex: w.texture,
+    layout: delta ? "delta" : "groups",
     keep: nm ? w.keep : 0,
     group: nm ? w.group : 0,
     workgroupSize: variant === "wg" || x === "storage" ? 64 : 8,
@@ -118,7 +127,14 @@ export function sparseLinear(
   const opts = chooseSparseLinear(gpu, M, w, !!bias, override);
   // Mesa's loop limit (ARCHITECTURE.md): a row's units must fit one invocation's 65535 steps.
   // Unstructured rows (<= 65536 u16 columns) always do; only very wide N:M rows can fail.
-  const units = w.format === "nm" ? w.idxStride : Math.ceil(K / SPARSE_GROUP[w.dtype]);
+  // delta: per block of a slot at most 4096 entries + 16 escapes = 257 groups, plus a step.
+  const units = w.format === "nm"
+    ? w.idxStride
+    : w.layout === "delta"
+    ? Math.ceil(Math.min(K, sparseSlotCols(opts.tm)) / SPARSE_DELTA_BLOCK) * (Math.ceil(
+      (SPARSE_DELTA_BLOCK + 16) / SPARSE_DELTA_GROUP,
+    ) + 2)
+    : Math.ceil(K / SPARSE_GROUP[w.dtype]);
   if (gpu.isCpu && sparseLoopSteps(opts, units) > CPU_LOOP_LIMIT) {
     throw new UnsupportedError(
       `sparseLinear: rows of ${units} units exceed lavapipe's ${CPU_LOOP_LIMIT}-step loop limit for ${opts.variant}`,
@@ -176,7 +192,7 @@ export function sparseLinear(
             c0,
             c1,
             s > 0 ? 1 : 0,
-            w.idxStride,
+            w.layout === "delta" ? w.blocks : w.idxStride,
           ]);
           gpu.dispatch(pipe, [slot, ...weightBindings(c)], u, sparseLinearWorkgroups(opts, c.rows, M));
         }

@@ -13,6 +13,17 @@
  *   and a `data` buffer of values (`idxStride * 32 / bits` per row: f32, or f16 pairs in u32),
  *   padded with zeros.
  *
+ * - unstructured, `delta` layout (the default on CPU adapters; always in a texture): columns in
+ *   blocks of SPARSE_DELTA_BLOCK (4096); per chunk a `ptr` buffer (u32 [rows * blocks + 1]: entry
+ *   r * blocks + b is the first group of block b of row r, relative to the chunk, the next entry
+ *   its end) and groups of SPARSE_DELTA_GROUP (16) entries, each a value and a u8 delta: f32 5
+ *   texels (16 value words, then 4 words of 4 deltas, lowest byte first), f16 3 texels (8 words of
+ *   two f16, low half first, then the 4 delta words). A block's running column starts at the
+ *   block's first column; each entry adds its delta (the first may be 0). A gap over 255 columns
+ *   takes escape entries (delta 255, value 0); a block's last group is padded with delta 0, value
+ *   0. So an entry's column is always a real column of the block, and 5 (f32) or 3 (f16) bytes
+ *   carry a kept weight instead of 6 or 4; no column limit.
+ *
  * With `texture` (the default on CPU adapters) the `data` words go into an rgba32uint texture
  * instead of a storage buffer (flat layout, SPARSE_TEX_WIDTH texels a row, zero-padded to a whole
  * row), uploaded once: lavapipe fetches a texel per lane with one 16-byte load, a storage vec4
@@ -20,7 +31,14 @@
  * @module
  */
 import type { GpuDType } from "../../kernels/common.ts";
-import { SPARSE_GROUP, SPARSE_TEX_WIDTH } from "../../kernels/sparse_linear.ts";
+import {
+  deltaGroupTexels,
+  SPARSE_DELTA_BLOCK,
+  SPARSE_DELTA_GROUP,
+  SPARSE_GROUP,
+  SPARSE_TEX_WIDTH,
+  type SparseGpuLayout,
+} from "../../kernels/sparse_linear.ts";
 import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import {
@@ -58,6 +76,10 @@ export interface GpuSparseMatrix {
   idxStride: number;
   /** Groups / values live in textures (CPU adapters: a texel fetch is one 16-byte load per lane). */
   texture: boolean;
+  /** Unstructured layout ("groups" for nm). */
+  layout: SparseGpuLayout;
+  /** delta layout: column blocks per row (0 otherwise). */
+  blocks: number;
   chunks: GpuSparseChunk[];
   /** Bytes of every buffer of this matrix. */
   bytes: number;
@@ -71,6 +93,11 @@ export interface UploadSparseOptions {
   maxRowsPerChunk?: number;
   /** Keep groups / values in textures (default: on CPU adapters). */
   texture?: boolean;
+  /**
+   * Unstructured layout: "delta" (byte deltas, texture only, read by the lane + ubo versions) or
+   * "groups" (CSR groups, every version). Default: "delta" when in a texture on a CPU adapter.
+   */
+  layout?: SparseGpuLayout;
 }
 
 /** Largest column count of the unstructured GPU layout (u16 columns). */
@@ -141,6 +168,120 @@ function toF16Bits(v: Float32Array | Float16Array): Uint16Array {
   return new Uint16Array(h.buffer, h.byteOffset, h.length);
 }
 
+/** Most bytes of one chunk's weight words: the binding limit, and in a texture its capacity. */
+function chunkBytes(gpu: Gpu, texture: boolean): number {
+  const tex = SPARSE_TEX_WIDTH * 16 * gpu.device.limits.maxTextureDimension2D;
+  return texture ? Math.min(gpu.maxBinding, tex) : gpu.maxBinding;
+}
+
+/** Words per group of the delta layout. */
+export function deltaGroupWords(dtype: GpuDType): number {
+  return deltaGroupTexels(dtype) * 4;
+}
+
+function uploadDelta(
+  gpu: Gpu,
+  s: UnstructuredSparse,
+  dtype: GpuDType,
+  label: string,
+  maxRows: number,
+): { chunks: GpuSparseChunk[]; bytes: number; blocks: number } {
+  const BLK = SPARSE_DELTA_BLOCK, G = SPARSE_DELTA_GROUP, gw = deltaGroupWords(dtype);
+  const nb = Math.max(1, Math.ceil(s.cols / BLK));
+  const words = bitmapWords(s.cols), wpb = BLK / 32;
+  const f32 = dtype === "f32" ? toF32(s.values) : null;
+  const f16 = dtype === "f16" ? toF16Bits(s.values) : null;
+  // Pass 1: groups of every (row, block), checking the bitmap against the row offsets.
+  const ng = new Uint32Array(s.rows * nb);
+  for (let r = 0; r < s.rows; r++) {
+    for (let b = 0; b < nb; b++) {
+      let prev = b * BLK, entries = 0;
+      for (let w = b * wpb; w < Math.min(words, (b + 1) * wpb); w++) {
+        let m = s.bitmap[r * words + w];
+        while (m !== 0) {
+          const c = w * 32 + 31 - Math.clz32(m & -m);
+          m &= m - 1;
+          entries += 1 + (c - prev > 255 ? Math.floor((c - prev - 1) / 255) : 0); // escapes
+          prev = c;
+        }
+      }
+      ng[r * nb + b] = Math.ceil(entries / G);
+    }
+  }
+  const rowGroups = (r: number) => {
+    let g = 0;
+    for (let b = 0; b < nb; b++) g += ng[r * nb + b];
+    return g;
+  };
+  const plan = planChunks(s.rows, (r) => rowGroups(r) * gw * 4 + nb * 4, chunkBytes(gpu, true), maxRows);
+  const chunks: GpuSparseChunk[] = [];
+  let bytes = 0;
+  for (const [r0, r1] of plan) {
+    const ptr = new Uint32Array((r1 - r0) * nb + 1);
+    for (let i = 0; i < (r1 - r0) * nb; i++) ptr[i + 1] = ptr[i] + ng[r0 * nb + i];
+    const data = new Uint32Array(Math.max(1, ptr[(r1 - r0) * nb] * gw));
+    const dval = dtype === "f32" ? 16 : 8; // first delta word of a group
+    for (let r = r0; r < r1; r++) {
+      let e = s.rowOffsets[r]; // next value of the row
+      for (let b = 0; b < nb; b++) {
+        let q = ptr[(r - r0) * nb + b] * G; // entry index within the chunk
+        let prev = b * BLK;
+        const put = (d: number, bits: number) => {
+          const base = Math.floor(q / G) * gw, k = q % G;
+          if (f32) data[base + k] = bits;
+          else data[base + (k >> 1)] |= bits << (16 * (k & 1));
+          data[base + dval + (k >> 2)] |= d << (8 * (k & 3));
+          q++;
+        };
+        for (let w = b * wpb; w < Math.min(words, (b + 1) * wpb); w++) {
+          let m = s.bitmap[r * words + w];
+          while (m !== 0) {
+            const c = w * 32 + 31 - Math.clz32(m & -m);
+            m &= m - 1;
+            while (c - prev > 255) {
+              put(255, 0);
+              prev += 255;
+            }
+            if (e >= s.rowOffsets[r + 1]) {
+              throw new ArgumentError(`${label}: row ${r} has more bitmap bits than values`);
+            }
+            put(c - prev, f32 ? f32Bits(f32[e]) : f16![e]);
+            e++;
+            prev = c;
+          }
+        }
+        // The rest of the block's last group stays zero: delta 0, value 0.
+      }
+      if (e !== s.rowOffsets[r + 1]) {
+        throw new ArgumentError(
+          `${label}: row ${r} has ${e - s.rowOffsets[r]} bitmap bits but ${
+            s.rowOffsets[r + 1] - s.rowOffsets[r]
+          } values`,
+        );
+      }
+    }
+    const placed = placeWords(gpu, data, `${label}.data[${r0}:${r1}]`, true);
+    chunks.push({
+      rowStart: r0,
+      rows: r1 - r0,
+      ptr: gpu.upload(ptr, `${label}.ptr[${r0}:${r1}]`),
+      data: null,
+      tex: placed.tex,
+      texView: placed.texView,
+      idx: null,
+    });
+    bytes += ptr.byteLength + placed.bytes;
+  }
+  return { chunks, bytes, blocks: nb };
+}
+
+const f32View = new Float32Array(1);
+const u32View = new Uint32Array(f32View.buffer);
+function f32Bits(v: number): number {
+  f32View[0] = v;
+  return u32View[0];
+}
+
 function uploadUnstructured(
   gpu: Gpu,
   s: UnstructuredSparse,
@@ -156,7 +297,7 @@ function uploadUnstructured(
   }
   const G = SPARSE_GROUP[dtype], gw = groupWords(dtype);
   const groupsOf = (r: number) => Math.ceil((s.rowOffsets[r + 1] - s.rowOffsets[r]) / G);
-  const plan = planChunks(s.rows, (r) => groupsOf(r) * gw * 4 + 4, gpu.maxBinding, maxRows);
+  const plan = planChunks(s.rows, (r) => groupsOf(r) * gw * 4 + 4, chunkBytes(gpu, texture), maxRows);
   const f32 = dtype === "f32" ? toF32(s.values) : null;
   const f16 = dtype === "f16" ? toF16Bits(s.values) : null;
   const cols = new Uint32Array(s.cols);
@@ -234,7 +375,7 @@ function uploadNM(
   const idxBytes = nmIndexBytesPerRow(s.cols, s.keep, s.group);
   const vb = dtype === "f32" ? 4 : 2;
   const rowBytes = idxStride * 4 + idxStride * vpw * vb;
-  const plan = planChunks(s.rows, () => rowBytes, gpu.maxBinding, maxRows);
+  const plan = planChunks(s.rows, () => rowBytes, chunkBytes(gpu, texture), maxRows);
   const f32 = dtype === "f32" ? toF32(s.values) : null;
   const f16 = dtype === "f16" ? toF16Bits(s.values) : null;
   const chunks: GpuSparseChunk[] = [];
@@ -284,6 +425,27 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
   if (dtype !== "f16" && dtype !== "f32") throw new ArgumentError(`${label}: bad dtype ${dtype}`);
   const maxRows = opts.maxRowsPerChunk ?? Infinity;
   const texture = opts.texture ?? gpu.isCpu;
+  const layout = opts.layout ?? (texture && gpu.isCpu ? "delta" : "groups");
+  if (layout === "delta" && !texture) {
+    throw new ArgumentError(`${label}: the delta layout lives in a texture`);
+  }
+  if (s.format === "unstructured" && layout === "delta") {
+    const { chunks, bytes, blocks } = uploadDelta(gpu, s, dtype, label, maxRows);
+    return {
+      format: "unstructured",
+      rows: s.rows,
+      cols: s.cols,
+      dtype,
+      keep: 0,
+      group: 0,
+      idxStride: 0,
+      texture,
+      layout,
+      blocks,
+      chunks,
+      bytes,
+    };
+  }
   if (s.format === "unstructured") {
     const { chunks, bytes } = uploadUnstructured(gpu, s, dtype, label, maxRows, texture);
     return {
@@ -295,6 +457,8 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
       group: 0,
       idxStride: 0,
       texture,
+      layout: "groups",
+      blocks: 0,
       chunks,
       bytes,
     };
@@ -309,6 +473,8 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
     group: s.group,
     idxStride,
     texture,
+    layout: "groups",
+    blocks: 0,
     chunks,
     bytes,
   };
