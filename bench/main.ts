@@ -19,7 +19,7 @@
  *   CPU adapters unless `--decode-blocks N`); tokens/s of each and the speed-up, written to
  *   `bench/results/decode-<adapter>.json`. `--decode-only` skips the sparse kernel rows.
  *
- * Flags: --quick (fewer dense shapes, no LLaMA-7B block), --suite dense|prune|sparse|all (default all),
+ * Flags: --quick (fewer dense shapes, no LLaMA-7B block, no SparseGPT block), --suite dense|prune|sparse|all (default all),
  * --sparse (same as --suite sparse, full sparse suite),
  * --llama7b-block / --no-llama7b-block (force the LLaMA-7B block on or off), --styles cpu,gpu
  * (prune kernel versions to time; default the adapter's own), --json FILE (also write all rows
@@ -34,6 +34,7 @@ import { runCli } from "../src/cli/run.ts";
 import { benchDecode, decodeRowLine, decodeTableHead } from "./decode.ts";
 import { benchDense, type DenseRow } from "./dense.ts";
 import { benchPruneKernels, type PruneBenchRow } from "./prune_kernels.ts";
+import { benchSparseGPT, sparsegptTable } from "./sparsegpt.ts";
 import { benchSparse, sparseChartSvg, sparseTableHead } from "./sparse.ts";
 
 /** One decoder block shape of the prune suite. */
@@ -181,6 +182,12 @@ async function main(args: string[]) {
       );
       await writeJson(`bench/results/prune-${slug}.json`, { ...meta, prune: results });
       all.prune = results;
+      if (!values.quick) {
+        const sg = await benchSparseGPT(gpu);
+        console.log(`\n== SparseGPT, one block at 50% (${adapter}; wall seconds)\n${sparsegptTable(sg)}`);
+        await writeJson(`bench/results/sparsegpt-${slug}.json`, { ...meta, sparsegpt: [sg] });
+        all.sparsegpt = [sg];
+      }
     }
 
     if (suite === "all" || suite === "sparse") {
