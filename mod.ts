@@ -224,6 +224,7 @@ export {
 export {
   exportHuggingFace,
   type ExportOptions,
+  exportTensors,
   hfConfigJson,
   interleavedToHalf,
 } from "./src/model/export.ts";

@@ -8,20 +8,29 @@
  * when done `#report-json` holds report.json; `#gen[data-state]` likewise for generation.
  * @module
  */
-import { ALLOCATIONS, type Allocation, Gpu, type Method, METHODS, OwlError, reportJson, reportSvg } from "../../mod.ts";
+import {
+  type Allocation,
+  ALLOCATIONS,
+  Gpu,
+  type Method,
+  METHODS,
+  OwlError,
+  reportJson,
+  reportSvg,
+} from "../../mod.ts";
 import {
   type DemoRun,
   type DemoSettings,
   fetchBytes,
   fetchText,
   generateText,
+  type LoadedModel,
   loadEmbedded,
   loadLlama2c,
-  type LoadedModel,
   parsePattern,
+  pruneAndEvaluate,
   prunedConfigJson,
   prunedSafetensors,
-  pruneAndEvaluate,
   SERVED,
   tokenizeText,
 } from "./owlgpu_web.ts";
@@ -231,7 +240,10 @@ async function onRun(ev: Event): Promise<void> {
   delete result.dataset.error;
   gen.dataset.state = "idle";
   const t0 = performance.now();
-  const timer = setInterval(() => setText("elapsed", `${((performance.now() - t0) / 1000).toFixed(0)} s`), 500);
+  const timer = setInterval(
+    () => setText("elapsed", `${((performance.now() - t0) / 1000).toFixed(0)} s`),
+    500,
+  );
   try {
     run?.demo.release();
     run = undefined;
@@ -271,6 +283,7 @@ async function onGenerate(ev: Event): Promise<void> {
   $<HTMLButtonElement>("generate").disabled = true;
   $<HTMLButtonElement>("run").disabled = true;
   gen.dataset.state = "running";
+  setText("elapsed", "");
   try {
     const opts = {
       maxTokens: num("max-tokens"),
@@ -280,10 +293,9 @@ async function onGenerate(ev: Event): Promise<void> {
     };
     const prompt = input("prompt").value;
     const sides = [["dense", current.demo.dense], ["pruned", current.demo.pruned]] as const;
-    for (const [side, model] of sides) {
-      const out = $(`gen-${side}-text`), stats = $(`gen-${side}-stats`);
-      out.textContent = "";
-      stats.textContent = "generating...";
+    for (const [side] of sides) {
+      $(`gen-${side}-text`).textContent = "";
+      $(`gen-${side}-stats`).textContent = "waiting...";
     }
     for (const [side, model] of sides) {
       const out = $(`gen-${side}-text`), stats = $(`gen-${side}-stats`);
@@ -318,7 +330,9 @@ async function onDownload(kind: string): Promise<void> {
     } else if (kind === "config") download("config.json", prunedConfigJson(model.source), "application/json");
     else if (kind === "report") download("report.json", reportJson(r), "application/json");
     else if (kind === "svg") download("report.svg", reportSvg(r), "image/svg+xml");
-    else if (kind === "tokenizer") download("tokenizer.bin", model.tokenizerBytes, "application/octet-stream");
+    else if (kind === "tokenizer") {
+      download("tokenizer.bin", model.tokenizerBytes, "application/octet-stream");
+    }
   } catch (e) {
     log.textContent = message(e);
     log.hidden = false;

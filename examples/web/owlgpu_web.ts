@@ -3,9 +3,8 @@
  * (src/cli/prune_main.ts) does with files and Deno's API, done here with bytes fetched over HTTP,
  * so the page's numbers are the CLI's numbers for the same settings. Uses no Deno API.
  *
- * Everything it takes from mod.ts is in `dist/owlgpu.js` too; `generate` (src/generate/) and
- * `exportTensors` (src/model/export.ts) are imported from their modules, as mod.ts does not
- * export them.
+ * Everything it takes from mod.ts is in `dist/owlgpu.js` too; `exportTensors`
+ * (src/model/export.ts) comes from its module, as mod.ts does not export it.
  * @module
  */
 import {
@@ -18,6 +17,8 @@ import {
   evaluatePerplexity,
   evalWindows,
   ForwardRunner,
+  generate,
+  type GenerateResult,
   type Gpu,
   GpuModel,
   hfConfigJson,
@@ -36,7 +37,6 @@ import {
   validatePruneOptions,
   type WeightSource,
 } from "../../mod.ts";
-import { generate, type GenerateResult } from "../../src/generate/generate.ts";
 import { exportTensors } from "../../src/model/export.ts";
 
 /** Names this module takes from mod.ts (test/browser_test.ts checks they are all in dist/owlgpu.js). */
@@ -49,6 +49,7 @@ export const MOD_IMPORTS: readonly string[] = [
   "evaluatePerplexity",
   "evalWindows",
   "ForwardRunner",
+  "generate",
   "GpuModel",
   "hfConfigJson",
   "LINEARS",
@@ -268,7 +269,10 @@ export async function pruneAndEvaluate(
             Object.fromEntries(LINEARS.map((lin) => [lin, pruned.weights.get(linearWeight(l, lin))!])),
           );
         }
-        const r = await evaluatePerplexity(runner, evalW, { reference: denseRunner, onProgress: evalProgress });
+        const r = await evaluatePerplexity(runner, evalW, {
+          reference: denseRunner,
+          onProgress: evalProgress,
+        });
         ppl = r.ppl;
         pplDense = r.referencePpl!;
         kl = r.kl!;
@@ -339,7 +343,10 @@ function exportDtype(source: WeightSource): "f32" | "f16" {
  * model.safetensors of the pruned model, byte for byte what `deno task prune` saves in its
  * output directory (Hugging Face names and RoPE row order, zeros where pruned).
  */
-export function prunedSafetensors(source: WeightSource, weights: Map<string, Float32Array>): Promise<Uint8Array> {
+export function prunedSafetensors(
+  source: WeightSource,
+  weights: Map<string, Float32Array>,
+): Promise<Uint8Array> {
   const tensors = exportTensors(source, { dtype: exportDtype(source), override: (n) => weights.get(n) });
   return encodeSafetensors(tensors, { format: "pt" });
 }

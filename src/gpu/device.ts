@@ -78,7 +78,9 @@ export class Gpu {
         "WebGPU is not available in this runtime (navigator.gpu is missing). Use Deno 2 or a browser with WebGPU.",
       );
     }
-    const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" });
+    const adapter = await gpu.requestAdapter({
+      powerPreference: options.powerPreference ?? "high-performance",
+    });
     if (!adapter) {
       throw new GpuUnavailableError(
         "no WebGPU adapter found. On a machine without a GPU install Mesa's software Vulkan driver: " +
@@ -172,7 +174,11 @@ export class Gpu {
     let p = this.pipelines.get(key);
     if (!p) {
       const module = this.device.createShaderModule({ label: key, code: wgsl() });
-      p = this.device.createComputePipeline({ label: key, layout: "auto", compute: { module, entryPoint: "main" } });
+      p = this.device.createComputePipeline({
+        label: key,
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+      });
       this.pipelines.set(key, p);
     }
     return p;
@@ -189,7 +195,12 @@ export class Gpu {
    * is given; storage bindings follow in order. `workgroups` is a linear count, folded into a
    * 2-D grid when it exceeds the per-dimension limit (kernels linearise with num_workgroups).
    */
-  dispatch(pipeline: GPUComputePipeline, bindings: Binding[], uniforms: ArrayBufferView | null, workgroups: number): void {
+  dispatch(
+    pipeline: GPUComputePipeline,
+    bindings: Binding[],
+    uniforms: ArrayBufferView | null,
+    workgroups: number,
+  ): void {
     if (workgroups <= 0) return;
     if (uniforms && this.uniformSlots === UNIFORM_ARENA_SLOTS) this.flush();
     const entries: GPUBindGroupEntry[] = [];
@@ -252,7 +263,13 @@ export class Gpu {
     if (!this.encoder) return;
     const enc = this.commandEncoder();
     if (this.uniformSlots > 0) {
-      this.device.queue.writeBuffer(this.uniformArena, 0, this.uniformData, 0, this.uniformSlots * UNIFORM_SLOT);
+      this.device.queue.writeBuffer(
+        this.uniformArena,
+        0,
+        this.uniformData,
+        0,
+        this.uniformSlots * UNIFORM_SLOT,
+      );
     }
     this.device.queue.submit([enc.finish()]);
     this.encoder = null;

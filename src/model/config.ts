@@ -5,7 +5,11 @@
  */
 
 /** Architectures we load. All are LLaMA-style decoders; Qwen2 adds q/k/v biases. */
-export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"] as const;
+export const SUPPORTED_ARCHITECTURES = [
+  "LlamaForCausalLM",
+  "MistralForCausalLM",
+  "Qwen2ForCausalLM",
+] as const;
 export type Architecture = typeof SUPPORTED_ARCHITECTURES[number];
 
 /**

@@ -31,7 +31,9 @@ export async function checkWritableParent(path: string, what: string): Promise<v
   const probe = tmpName(resolve(path));
   const info = await Deno.stat(parent).catch(() => undefined);
   if (!info) throw new OutputError(`cannot write the ${what} ${path}: directory ${parent} does not exist`);
-  if (!info.isDirectory) throw new OutputError(`cannot write the ${what} ${path}: ${parent} is not a directory`);
+  if (!info.isDirectory) {
+    throw new OutputError(`cannot write the ${what} ${path}: ${parent} is not a directory`);
+  }
   try {
     await Deno.mkdir(probe);
   } catch (e) {
