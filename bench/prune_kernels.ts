@@ -11,6 +11,7 @@
 import type { Gpu } from "../src/gpu/device.ts";
 import { type GpuMatrix, releaseMatrix, uploadMatrix } from "../src/gpu/matrix.ts";
 import { type KernelStyle, outlierCount, releaseMask, wandaRowMask } from "../src/ops/prune_ops.ts";
+import { median } from "./sparse.ts";
 
 export interface PruneBenchRow {
   name: string;
@@ -29,12 +30,6 @@ export interface PruneBenchOptions {
   styles?: KernelStyle[];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 async function wallMs(reps: number, run: () => Promise<void>): Promise<number> {
   await run(); // warm-up (compiles the pipelines)
   const ms: number[] = [];
@@ -47,7 +42,7 @@ async function wallMs(reps: number, run: () => Promise<void>): Promise<number> {
 }
 
 /** Deterministic values in [-scale, scale) without a big host array per call (LCG). */
-function randomValues(n: number, seed: number, scale: number): Float32Array {
+export function randomValues(n: number, seed: number, scale: number): Float32Array {
   const a = new Float32Array(n);
   let x = seed >>> 0;
   for (let i = 0; i < n; i++) {

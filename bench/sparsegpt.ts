@@ -20,6 +20,7 @@ import {
   sparsegptPrune,
   updateHessian,
 } from "../src/ops/sparsegpt.ts";
+import { randomValues } from "./prune_kernels.ts";
 
 export interface SparseGPTBenchRow {
   shape: string;
@@ -42,21 +43,11 @@ export const LLAMA7B_SPARSEGPT: SparseGPTBlockShape = { dim: 4096, hidden: 11008
 /** 1/4 of LLaMA-7B's widths and 1/64 of its calibration tokens: a few tens of seconds on lavapipe. */
 export const CPU_SPARSEGPT: SparseGPTBlockShape = { dim: 1024, hidden: 2752, seqs: 8, tokens: 512 };
 
-function lcgValues(n: number, seed: number, scale: number): Float32Array {
-  const a = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    a[i] = (x / 2 ** 32 * 2 - 1) * scale;
-  }
-  return a;
-}
-
 async function runBlock(gpu: Gpu, s: SparseGPTBlockShape): Promise<Omit<SparseGPTBenchRow, "note">> {
   const { dim, hidden, seqs, tokens } = s;
   // One random calibration batch per input width, reused for every sequence (the cost is the same).
-  const xDim = gpu.upload(lcgValues(tokens * dim, 11, 1), "x-dim");
-  const xHid = gpu.upload(lcgValues(tokens * hidden, 12, 1), "x-hidden");
+  const xDim = gpu.upload(randomValues(tokens * dim, 11, 1), "x-dim");
+  const xHid = gpu.upload(randomValues(tokens * hidden, 12, 1), "x-hidden");
   const widths = { qkv: dim, o: dim, gateup: dim, down: hidden } as const;
   const inputs = { qkv: xDim, o: xDim, gateup: xDim, down: xHid } as const;
   const groups = Object.keys(widths) as (keyof typeof widths)[];
@@ -85,7 +76,7 @@ async function runBlock(gpu: Gpu, s: SparseGPTBlockShape): Promise<Omit<SparseGP
     ["down", dim, hidden],
   ];
   for (const [i, [g, rows, cols]] of linears.entries()) {
-    const w = uploadMatrix(gpu, lcgValues(rows * cols, 100 + i, 0.05), rows, cols, `w${i}`, "f32");
+    const w = uploadMatrix(gpu, randomValues(rows * cols, 100 + i, 0.05), rows, cols, `w${i}`, "f32");
     const { mask } = sparsegptPrune(gpu, w, fs[g], { sparsity: 0.5, blocksize: 128 });
     await gpu.sync();
     releaseMask(gpu, mask);
