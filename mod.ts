@@ -140,7 +140,7 @@ export {
   outlierWorkgroups,
 } from "./kernels/outliers.ts";
 export { RMSNORM_WG, rmsnormWgsl } from "./kernels/rmsnorm.ts";
-// kernels/rope.ts's RopeLayout is the same type as the model's (exported below from config.ts).
+// RopeLayout (the model's, defined in kernels/rope.ts) is exported below from config.ts.
 export { ROPE_WG, ropeTables, ropeWgsl } from "./kernels/rope.ts";
 export {
   MASK_BITS,
@@ -279,6 +279,7 @@ export {
   type Allocation,
   ALLOCATIONS,
   type BlockReport,
+  type DampingRetry,
   defaultAllocation,
   type Method,
   METHODS,
@@ -347,6 +348,8 @@ export {
 export {
   type DenseFileTensor,
   encodeSparseSafetensors,
+  type FileArray,
+  type FileDType,
   type SparseFileEntry,
   type SparseFileTensor,
   type SparseLayout,

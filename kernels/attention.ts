@@ -14,20 +14,29 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/** Compile-time options of the attention kernel (one pipeline per distinct set; see the module doc). */
 export interface AttentionOptions {
+  /** Head dimension HD, baked into the shader (accumulators live in registers); a multiple of 4. */
   headDim: number;
+  /** Consecutive queries per invocation (TQ); they share every K/V load. */
   tq: number;
+  /** Invocations per workgroup. */
   workgroupSize: number;
 }
 
+/** Pipeline cache key of {@linkcode attentionWgsl} for these options. */
 export function attentionKey(o: AttentionOptions): string {
   return `attention/hd${o.headDim}/tq${o.tq}/wg${o.workgroupSize}`;
 }
 
+/**
+ * Workgroups to dispatch for T queries over nHeads heads (one invocation per head and tile of `tq` queries).
+ */
 export function attentionWorkgroups(o: AttentionOptions, T: number, nHeads: number): number {
   return Math.ceil((nHeads * Math.ceil(T / o.tq)) / o.workgroupSize);
 }
 
+/** WGSL of the causal grouped-query attention kernel. Bindings and uniforms: see the module doc. */
 export function attentionWgsl(o: AttentionOptions): string {
   const V = o.headDim / 4;
   const L: string[] = [];

@@ -35,18 +35,25 @@ export const CHOL_NB = 32;
 /** Workgroup size of the per-row kernels (diag, damp, trsm, panel). */
 export const CHOL_ROW_WG = 64;
 
+/**
+ * The single-version passes of the blocked Cholesky and triangular inverse (see the module doc); the tiled
+ * passes `syrk` and `trmm` take {@linkcode CholeskyTileOptions}.
+ */
 export type CholeskyPass = "diag" | "damp" | "potrf" | "trsm" | "trtri" | "panel" | "scale";
 
 /** Tiled passes (syrk, trmm): tile sizes by adapter. */
 export interface CholeskyTileOptions {
+  /** Which tiled pass. */
   pass: "syrk" | "trmm";
   /** Tile rows. */
   tm: number;
   /** Tile columns (syrk only; trmm always writes NB columns). */
   tn: number;
+  /** Invocations per workgroup. */
   workgroupSize: number;
 }
 
+/** Pipeline cache key of a Cholesky pass (a plain pass or a tiled pass with its tile sizes). */
 export function choleskyKey(o: CholeskyPass | CholeskyTileOptions): string {
   return typeof o === "string"
     ? `cholesky/${o}`

@@ -25,6 +25,10 @@ export const CPU_LOOP_LIMIT = 65535;
 /** Builtins + a `wid` (linear workgroup index) for kernels dispatched with Gpu.dispatch. */
 export const WORKGROUP_ID_ARGS =
   "@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32";
+/**
+ * WGSL statement that computes `wid`, the linear workgroup index, from {@linkcode WORKGROUP_ID_ARGS} (the
+ * runtime folds large 1-D dispatches to 2-D).
+ */
 export const LINEAR_WID = "let wid = wgid.x + wgid.y * nwg.x;";
 
 /** Pack a uniform block of u32 and f32 fields (each 4 bytes) in declaration order. */

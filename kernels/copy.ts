@@ -7,8 +7,13 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/** Invocations per workgroup of the copy kernel. */
 export const COPY_WG = 64;
 
+/**
+ * WGSL of the vec4 buffer copy, each invocation copying `perThread` consecutive vec4s. Bindings: see the
+ * module doc.
+ */
 export function copyWgsl(perThread: number): string {
   return `
 struct U { n: u32 }

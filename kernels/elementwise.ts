@@ -7,9 +7,12 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/** The element-wise operations: `add` (residual add) and `swiglu` (SiLU-gated product). */
 export type ElementwiseOp = "add" | "swiglu";
+/** Invocations per workgroup of the element-wise kernels (one per element). */
 export const ELEMENTWISE_WG = 256;
 
+/** WGSL of the element-wise kernel for `op`. Contract: see the module doc. */
 export function elementwiseWgsl(op: ElementwiseOp): string {
   const expr = op === "add" ? "A[i] + B[i]" : "A[i] / (1.0 + exp(-A[i])) * B[i]";
   return `

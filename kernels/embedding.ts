@@ -7,8 +7,13 @@
  */
 import { enableF16, type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/** Invocations per workgroup of the embedding lookup (one per output element). */
 export const EMBEDDING_WG = 256;
 
+/**
+ * WGSL of the embedding lookup for a table stored as `dtype`, run once per row chunk of the table. Contract:
+ * see the module doc.
+ */
 export function embeddingWgsl(dtype: GpuDType): string {
   return `${enableF16(dtype)}
 struct U { T: u32, dim: u32, rowStart: u32, rows: u32 }

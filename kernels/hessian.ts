@@ -23,6 +23,7 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/** Compile-time options of the Hessian accumulation kernel (tile shape and load width). */
 export interface HessianOptions {
   /** Tile rows (multiple of 4). */
   tm: number;
@@ -30,9 +31,11 @@ export interface HessianOptions {
   tn: number;
   /** 4 when n % 4 == 0 (vec4 loads), else 1. */
   vec: 1 | 4;
+  /** Invocations per workgroup. */
   workgroupSize: number;
 }
 
+/** Pipeline cache key of {@linkcode hessianWgsl} for these options. */
 export function hessianKey(o: HessianOptions): string {
   return `sparsegpt/hessian/v${o.vec}/${o.tm}x${o.tn}/wg${o.workgroupSize}`;
 }
@@ -42,6 +45,10 @@ export function hessianWorkgroups(o: HessianOptions, rc: number, n: number): num
   return Math.ceil((Math.ceil(rc / o.tm) * Math.ceil(n / o.tn)) / o.workgroupSize);
 }
 
+/**
+ * WGSL of the Hessian update `H <- H * ratio + scale * X^T X` on one row chunk of the reversed Hessian.
+ * Bindings: see the module doc.
+ */
 export function hessianWgsl(o: HessianOptions): string {
   const { tm, tn } = o;
   if (tm % 4 || tn % 4) throw new Error("hessian tiles must be multiples of 4");

@@ -26,19 +26,25 @@
  */
 import { enableF16, type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/** Compile-time options of the linear kernels: the version, weight dtype, load width, bias and tile shape. */
 export interface LinearOptions {
+  /** Kernel version: `tile` or `texture` (GEMM), `rowlane` or `wgreduce` (GEMV); see the module doc. */
   variant: "tile" | "texture" | "rowlane" | "wgreduce";
+  /** Storage dtype of W. */
   wDtype: GpuDType;
   /** 4 when K % 4 == 0, else 1. */
   vec: 1 | 4;
+  /** Whether the kernel adds a bias (and binds the bias buffer). */
   bias: boolean;
   /** Rows of Y per invocation (tile and texture). */
   tm: number;
   /** Columns of Y per invocation (tile and texture). */
   tn: number;
+  /** Invocations per workgroup. */
   workgroupSize: number;
 }
 
+/** Pipeline cache key of {@linkcode linearWgsl} for these options. */
 export function linearKey(o: LinearOptions): string {
   return `linear/${o.variant}/${o.wDtype}/v${o.vec}/b${+o.bias}/${o.tm}x${o.tn}/wg${o.workgroupSize}`;
 }

@@ -32,11 +32,15 @@ export const GEMV_TEX_WIDTH = 1024;
 export const GEMV_TEX_SLOT_FLOATS = 16384;
 export const GEMV_TEX_SLOT_BYTES = GEMV_TEX_SLOT_FLOATS * 4;
 
+/**
+ * Compile-time options of the texture GEMV kernel (register tile, unroll, bias, workgroup size and packing).
+ */
 export interface GemvTexOptions {
   /** Rows per lane (register tile): a power of two, 1..32. */
   rt: number;
   /** Texel columns per loop iteration (unroll): 1, 2 or 4. */
   uk: number;
+  /** Whether the kernel adds a bias (binding 4). */
   bias: boolean;
   /** Invocations per workgroup, a multiple of GEMV_TEX_LANES. */
   workgroupSize: number;
@@ -47,6 +51,7 @@ export interface GemvTexOptions {
   packed: boolean;
 }
 
+/** Pipeline cache key of {@linkcode gemvTexWgsl} for these options. */
 export function gemvTexKey(o: GemvTexOptions): string {
   return `gemvtex/r${o.rt}/u${o.uk}/b${+o.bias}/p${+o.packed}/wg${o.workgroupSize}`;
 }
@@ -61,6 +66,10 @@ export function gemvTexWorkgroups(o: GemvTexOptions, rows: number): number {
   return Math.ceil(Math.ceil(rows / o.rt) / o.workgroupSize);
 }
 
+/**
+ * WGSL of the texture GEMV kernel over one texture piece of the weights. Bindings and layout: see the module
+ * doc.
+ */
 export function gemvTexWgsl(o: GemvTexOptions): string {
   const { rt, uk } = o;
   if (!(rt >= 1 && rt <= 32 && (rt & (rt - 1)) === 0)) {

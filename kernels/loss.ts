@@ -22,6 +22,10 @@
  */
 import { CPU_LOOP_LIMIT, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/**
+ * The evaluation losses: `nll` (next-token negative log-likelihood) and `kl` (KL divergence from reference
+ * logits).
+ */
 export type LossKind = "nll" | "kl";
 /** Lanes per workgroup (one workgroup per row). */
 export const LOSS_WG = 256;
@@ -33,6 +37,7 @@ export function lossWorkgroups(R: number): number {
   return R;
 }
 
+/** WGSL of the per-row loss kernel for `kind`, one workgroup per logits row. Bindings: see the module doc. */
 export function lossWgsl(kind: LossKind): string {
   const kl = kind === "kl";
   const vars = kl ? ["mp", "sp", "tp", "mq", "sq"] : ["mp", "sp"];

@@ -37,22 +37,34 @@
 import { enableF16, type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 import { scoreWgsl } from "./rowmask.ts";
 
+/**
+ * Version of the `hist` pass: `lane` (private histograms, CPU adapters) or `wg` (workgroup-shared histogram,
+ * GPUs).
+ */
 export type MagnitudeHistVariant = "lane" | "wg";
+/**
+ * The passes of the radix select: `hist` (digit histogram), `eq` (ties per segment) and `write` (mask words).
+ */
 export type MagnitudePass = "hist" | "eq" | "write";
 
+/** Compile-time options of a magnitude-mask pass. */
 export interface MagnitudeOptions {
+  /** Which pass of the radix select. */
   pass: MagnitudePass;
   /** `hist` only. */
   variant: MagnitudeHistVariant;
+  /** Storage dtype of W. */
   wDtype: GpuDType;
 }
 
+/** Invocations per workgroup of the `lane` hist version and of the `eq` and `write` passes. */
 export const MAGNITUDE_LANE_WG = 8;
 /** Elements per `lane` hist invocation. */
 export const MAGNITUDE_HIST_SEG = 8192;
 const WG = 256;
 const ITEMS = 16;
 
+/** Pipeline cache key of {@linkcode magnitudeWgsl} for these options. */
 export function magnitudeKey(o: MagnitudeOptions): string {
   return `magnitude/${o.pass}/${o.pass === "hist" ? o.variant : "-"}/${o.wDtype}`;
 }

@@ -11,12 +11,17 @@
  */
 import { enableF16, type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/** Invocations per workgroup of the mask-apply kernel (one per mask word). */
 export const MASK_APPLY_WG = 64;
 
+/** Pipeline cache key of {@linkcode maskApplyWgsl} for this weight dtype. */
 export function maskApplyKey(wDtype: GpuDType): string {
   return `mask-apply/${wDtype}`;
 }
 
+/**
+ * WGSL of the kernel that zeroes the masked weights of one row chunk in place. Bindings: see the module doc.
+ */
 export function maskApplyWgsl(wDtype: GpuDType): string {
   return `${enableF16(wDtype)}
 struct U { rows: u32, cols: u32, wordsPerRow: u32, rowStart: u32 }

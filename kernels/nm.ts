@@ -20,18 +20,23 @@
 import { enableF16, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 import { scoreBindingCount, scoreKey, type ScoreSource, scoreWgsl } from "./rowmask.ts";
 
+/** Compile-time options of the N:M mask kernel (N itself is a uniform). */
 export interface NMOptions {
+  /** The score: Wanda (`abs(W * sqrtR)`) or magnitude (`abs(W)`), with the weight dtype. */
   source: ScoreSource;
   /** Group length, 1..16. */
   M: number;
 }
 
+/** Invocations per workgroup of the N:M mask kernel (one per mask word). */
 export const NM_WG = 64;
 
+/** Pipeline cache key of {@linkcode nmWgsl} for these options. */
 export function nmKey(o: NMOptions): string {
   return `nm/${scoreKey(o.source)}/m${o.M}`;
 }
 
+/** WGSL of the N:M mask kernel for one row chunk. Bindings: see the module doc. */
 export function nmWgsl(o: NMOptions): string {
   const { M } = o;
   const loads: string[] = [];

@@ -26,23 +26,34 @@
 import { enableF16, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 import { scoreBindingCount, scoreKey, type ScoreSource, scoreWgsl } from "./rowmask.ts";
 
+/**
+ * Version of the outlier kernels: `lane` (contiguous runs per invocation, CPU adapters) or `wg` (coalesced
+ * workgroup tiles, GPUs).
+ */
 export type OutlierVariant = "lane" | "wg";
+/** The outlier passes: `sum` (partial sums of the scores) and `count` (scores above a threshold). */
 export type OutlierPass = "sum" | "count";
 
+/** Compile-time options of an outlier-statistics kernel. */
 export interface OutlierOptions {
+  /** Kernel version. */
   variant: OutlierVariant;
+  /** Which pass. */
   pass: OutlierPass;
+  /** The score (Wanda or magnitude) and the weight dtype. */
   source: ScoreSource;
   /** 4 when cols % 4 == 0, else 1. */
   vec: 1 | 4;
 }
 
+/** Invocations per workgroup of the `lane` version. */
 export const OUTLIER_LANE_WG = 8;
 /** Vector elements per `lane` invocation. */
 export const OUTLIER_LANE_SEG = 1024;
 const WG = 256;
 const ITEMS = 16;
 
+/** Pipeline cache key of {@linkcode outlierWgsl} for these options. */
 export function outlierKey(o: OutlierOptions): string {
   return `outliers/${o.variant}/${o.pass}/${scoreKey(o.source)}/v${o.vec}`;
 }
@@ -52,6 +63,7 @@ export function outlierPartials(variant: OutlierVariant, n: number): number {
   return variant === "wg" ? Math.ceil(n / (WG * ITEMS)) : Math.ceil(n / OUTLIER_LANE_SEG);
 }
 
+/** Workgroups of a dispatch over `n` vector elements of a weight chunk. */
 export function outlierWorkgroups(o: OutlierOptions, n: number): number {
   const p = outlierPartials(o.variant, n);
   return o.variant === "wg" ? p : Math.ceil(p / OUTLIER_LANE_WG);

@@ -6,8 +6,10 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/** Invocations per workgroup of the RMSNorm kernel (one per row). */
 export const RMSNORM_WG = 64;
 
+/** WGSL of the RMSNorm kernel. Contract: see the module doc. */
 export function rmsnormWgsl(): string {
   return `
 struct U { T: u32, dim: u32, eps: f32 }

@@ -9,9 +9,19 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/**
+ * How RoPE pairs the dimensions of a head.
+ * - `interleaved`: llama2.c / Meta original, rotates (x[2i], x[2i+1]).
+ * - `half`: Hugging Face "rotate_half", rotates (x[i], x[i + headDim/2]).
+ */
 export type RopeLayout = "interleaved" | "half";
+/** Invocations per workgroup of the RoPE kernel (one per rotated pair). */
 export const ROPE_WG = 256;
 
+/**
+ * WGSL of the in-place RoPE kernel for `layout`, with cos/sin read from host tables ({@linkcode ropeTables}).
+ * Contract: see the module doc.
+ */
 export function ropeWgsl(layout: RopeLayout): string {
   const pair = layout === "interleaved"
     ? "let a = base + 2u * i; let b = a + 1u;"

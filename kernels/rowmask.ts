@@ -53,6 +53,7 @@ export interface ScoreSource {
   wanda: boolean;
 }
 
+/** Pipeline cache key fragment for a score source (weight dtype and Wanda or magnitude). */
 export function scoreKey(s: ScoreSource): string {
   return `${s.wDtype}/${s.wanda ? "wanda" : "mag"}`;
 }
@@ -77,10 +78,17 @@ fn score(e: u32, j: u32) -> ${t} { return abs(${s.wanda ? `${w} * R[j]` : w}); }
 `;
 }
 
+/**
+ * Version of the row-mask kernel: `lane` (one invocation per row, CPU adapters) or `wg` (one workgroup per
+ * row, GPUs).
+ */
 export type RowMaskVariant = "lane" | "wg";
 
+/** Compile-time options of the row-mask kernel. */
 export interface RowMaskOptions {
+  /** Kernel version. */
   variant: RowMaskVariant;
+  /** The score (Wanda or magnitude) and the weight dtype. */
   source: ScoreSource;
   /** Bits per radix digit (`lane` only; `wg` always uses 8). */
   radixBits: 4 | 8;
@@ -88,6 +96,7 @@ export interface RowMaskOptions {
   vec: 1 | 4;
 }
 
+/** Invocations per workgroup of the `lane` version. */
 export const ROWMASK_LANE_WG = 8;
 const WG = 256;
 /**
@@ -97,6 +106,7 @@ const WG = 256;
  */
 const UNROLL = 8;
 
+/** Pipeline cache key of {@linkcode rowMaskWgsl} for these options. */
 export function rowMaskKey(o: RowMaskOptions): string {
   const lane = o.variant === "lane" ? `/r${o.radixBits}/v${o.vec}` : "";
   return `rowmask/${o.variant}/${scoreKey(o.source)}${lane}`;
@@ -114,6 +124,7 @@ export function rowMaskLaneIterations(cols: number, radixBits: 4 | 8): number {
   return passes * (Math.ceil(cols / UNROLL) + UNROLL + bins + 1) + maskWordsPerRow(cols) + 36;
 }
 
+/** Workgroups of a dispatch over `rows` rows of a weight chunk. */
 export function rowMaskWorkgroups(o: RowMaskOptions, rows: number): number {
   return o.variant === "wg" ? rows : Math.ceil(rows / ROWMASK_LANE_WG);
 }

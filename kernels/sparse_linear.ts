@@ -55,22 +55,38 @@
  */
 import { type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/**
+ * Sparse weight formats: `unstructured` (any pattern) or `nm` (N:M, a fixed count kept per group of columns).
+ */
 export type SparseFormat = "unstructured" | "nm";
+/**
+ * Version of the sparse linear kernel: `lane` (one invocation per weight row) or `wg` (a workgroup per weight
+ * row and activation row, GPU GEMV).
+ */
 export type SparseVariant = "lane" | "wg";
+/** Where the kernel reads X: `ubo` (a 64 KiB uniform slot, CPU adapters) or `storage` (a storage buffer). */
 export type SparseXSource = "ubo" | "storage";
 /** Unstructured GPU layout: CSR groups (u16 columns) or byte deltas (CPU adapters; see the module doc). */
 export type SparseGpuLayout = "groups" | "delta";
 
+/**
+ * Compile-time options of the sparse linear kernel (format, dtype, version, X source and layout flags); see
+ * the module doc.
+ */
 export interface SparseLinearOptions {
+  /** Weight format. */
   format: SparseFormat;
   /** Value dtype. */
   dtype: GpuDType;
+  /** Kernel version. */
   variant: SparseVariant;
+  /** Where X is read from. */
   x: SparseXSource;
   /** Activation rows per invocation (lane only; 1 or 4). */
   tm: 1 | 4;
   /** Column segments (lane + ubo only). */
   segmented: boolean;
+  /** Whether the kernel adds a bias (binding 5). */
   bias: boolean;
   /** Weight groups (unstructured) or values (nm) read from an rgba32uint texture, not storage. */
   wtex: boolean;
@@ -81,7 +97,9 @@ export interface SparseLinearOptions {
   layout: SparseGpuLayout;
   /** nm only (0 for unstructured): kept per group and group length. */
   keep: number;
+  /** nm only (0 for unstructured): the group length M. */
   group: number;
+  /** Invocations per workgroup. */
   workgroupSize: number;
 }
 
@@ -103,6 +121,7 @@ export function sparseIndexBits(group: number): 2 | 4 | 8 {
   return group <= 4 ? 2 : group <= 16 ? 4 : 8;
 }
 
+/** Pipeline cache key of {@linkcode sparseLinearWgsl} for these options. */
 export function sparseLinearKey(o: SparseLinearOptions): string {
   const nm = o.format === "nm" ? `/${o.keep}:${o.group}` : o.layout === "delta" ? "/delta" : "";
   const flags = `s${+o.segmented}/t${+o.wtex}/b${+o.bias}`;
@@ -490,6 +509,7 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
+/** Pipeline cache key of {@linkcode sparsePackXWgsl} for `tm` activation rows per slot. */
 export function sparsePackXKey(tm: 1 | 4): string {
   return `sparse/packx/tm${tm}`;
 }

@@ -51,8 +51,13 @@ export function selectLaneIterations(rows: number, bw: number): number {
     2 * 256;
 }
 
+/**
+ * The single-version SparseGPT passes: `ublk` (copy U's block rows), `gather` (copy W's block columns) and
+ * `select` (block threshold); see the module doc.
+ */
 export type SparseGPTPass = "ublk" | "gather" | "select";
 
+/** Pipeline cache key of {@linkcode sparsegptWgsl} for `pass`. */
 export function sparsegptKey(pass: SparseGPTPass): string {
   return `sparsegpt/${pass}`;
 }
@@ -277,16 +282,20 @@ fn main(${WORKGROUP_ID_ARGS}) {
 
 /** Tile sizes of the lazy update. */
 export interface LazyOptions {
+  /** Tile rows. */
   tm: number;
   /** Multiple of 4. */
   tn: number;
+  /** Invocations per workgroup. */
   workgroupSize: number;
 }
 
+/** Pipeline cache key of {@linkcode lazyWgsl} for these options. */
 export function lazyKey(o: LazyOptions): string {
   return `sparsegpt/lazy/${o.tm}x${o.tn}/wg${o.workgroupSize}`;
 }
 
+/** Workgroups of a lazy update over `rows` x `cols` weights (one invocation per TM x TN tile). */
 export function lazyWorkgroups(o: LazyOptions, rows: number, cols: number): number {
   return Math.ceil((Math.ceil(rows / o.tm) * Math.ceil(cols / o.tn)) / o.workgroupSize);
 }

@@ -21,17 +21,21 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
+/** Invocations per workgroup of the activation statistics kernel. */
 export const STATS_WG = 64;
 
+/** Compile-time options of the activation statistics kernel. */
 export interface StatsOptions {
   /** 4 when C % 4 == 0, else 1. */
   vec: 1 | 4;
 }
 
+/** Pipeline cache key of {@linkcode statsWgsl} for these options. */
 export function statsKey(o: StatsOptions): string {
   return `stats/scaler-row/v${o.vec}`;
 }
 
+/** WGSL of the in-place `scaler_row` running-mean update. Bindings: see the module doc. */
 export function statsWgsl(o: StatsOptions): string {
   const t = o.vec === 4 ? "vec4<f32>" : "f32";
   return `

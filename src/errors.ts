@@ -6,6 +6,10 @@
 
 /** Base class: every error owlgpu raises on purpose derives from it. */
 export class OwlError extends Error {
+  /**
+   * Create the error; `name` becomes the concrete class's name, and `options.cause` keeps the underlying
+   * error.
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;

@@ -9,7 +9,9 @@ import type { Gpu } from "../gpu/device.ts";
 import type { ForwardRunner } from "../model/forward.ts";
 import { loss } from "../ops/basic.ts";
 
+/** The result of {@linkcode evaluatePerplexity}. */
 export interface EvalResult {
+  /** Perplexity: exp of {@linkcode EvalResult.meanNll}. */
   ppl: number;
   /** Mean over windows of each window's mean NLL (nats). */
   meanNll: number;
@@ -17,14 +19,17 @@ export interface EvalResult {
   kl?: number;
   /** The reference model's own perplexity on the same windows (free: its logits are computed anyway). */
   referencePpl?: number;
+  /** Windows evaluated. */
   windows: number;
   /** Scored predictions: windows * (seqlen - 1). */
   tokens: number;
 }
 
+/** Options of {@linkcode evaluatePerplexity}. */
 export interface EvalOptions {
   /** Dense reference model for the KL divergence (same tokenizer and vocab). */
   reference?: ForwardRunner;
+  /** Called after each window with the windows done and the total. */
   onProgress?: (done: number, total: number) => void;
 }
 

@@ -7,6 +7,10 @@ import { ArgumentError } from "../errors.ts";
 import { ForwardRunner, type GpuModel } from "../model/forward.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
 
+/**
+ * Options of {@linkcode generate}: the sampler's settings plus the length limit, stop tokens and a token
+ * callback.
+ */
 export interface GenerateOptions extends SamplerOptions {
   /** New tokens to generate at most (stops early at the model's context or at `stopIds`). */
   maxTokens: number;
@@ -16,11 +20,13 @@ export interface GenerateOptions extends SamplerOptions {
   onToken?: (id: number) => void;
 }
 
+/** The result of {@linkcode generate}: the new tokens and the timings. */
 export interface GenerateResult {
   /** The new token ids (prompt excluded). */
   ids: number[];
   /** Seconds for the prompt pass, and for all the decode steps. */
   prefillSeconds: number;
+  /** Seconds for all the decode steps. */
   decodeSeconds: number;
   /** Decode throughput: tokens after the first / decode seconds. */
   tokensPerSecond: number;

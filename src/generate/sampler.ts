@@ -6,6 +6,7 @@
  */
 import { ArgumentError } from "../errors.ts";
 
+/** Options of a {@linkcode Sampler}. */
 export interface SamplerOptions {
   /** 0 = greedy (argmax, ties to the lower id). Default 1. */
   temperature?: number;
@@ -34,11 +35,21 @@ export function argmax(x: ArrayLike<number>): number {
   return best;
 }
 
+/**
+ * Picks next tokens from logits on the host: greedy at temperature 0, otherwise softmax sampling with nucleus
+ * (top-p) truncation, from a seeded generator so runs are reproducible.
+ */
 export class Sampler {
+  /** Softmax temperature (0 = greedy). */
   readonly temperature: number;
+  /** Nucleus mass kept (1 = all tokens). */
   readonly topP: number;
   private readonly random: () => number;
 
+  /**
+   * Create a sampler; throws {@linkcode ArgumentError} for a negative or non-finite temperature or a top-p
+   * outside (0, 1].
+   */
   constructor(opts: SamplerOptions = {}) {
     this.temperature = opts.temperature ?? 1;
     this.topP = opts.topP ?? 0.9;

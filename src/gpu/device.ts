@@ -9,6 +9,7 @@ import { GpuUnavailableError, UnsupportedError } from "../errors.ts";
 /** Environment switch that disables f16 kernels even where `shader-f16` exists. */
 export const FORCE_F32_ENV = "OWLGPU_FORCE_F32";
 
+/** Options of {@linkcode Gpu.create}. */
 export interface GpuOptions {
   /** Use f32 kernels even where `shader-f16` exists (also: OWLGPU_FORCE_F32=1). */
   forceF32?: boolean;
@@ -39,8 +40,11 @@ export class Gpu {
   readonly timestamps: boolean;
   /** A CPU implementation (lavapipe, SwiftShader): kernels pick CPU-friendly tilings. */
   readonly isCpu: boolean;
+  /** The adapter's description (or vendor, architecture and device), for reports and logs. */
   readonly adapterName: string;
+  /** The device's maxStorageBufferBindingSize in bytes: matrices are split in row chunks under it. */
   readonly maxBinding: number;
+  /** The device's maxBufferSize in bytes: larger buffers are refused. */
   readonly maxBuffer: number;
 
   private readonly pipelines = new Map<string, GPUComputePipeline>();
@@ -52,6 +56,7 @@ export class Gpu {
   private uniformSlots = 0;
   /** Dispatches recorded since the last submit (for tests and stats). */
   dispatchCount = 0;
+  /** Command buffers submitted so far (for tests and stats). */
   submitCount = 0;
 
   private constructor(readonly device: GPUDevice, info: GPUAdapterInfo, f16: boolean, timestamps: boolean) {
@@ -184,6 +189,7 @@ export class Gpu {
     return p;
   }
 
+  /** Compute pipelines in the cache (one per distinct kernel key). */
   get pipelineCount(): number {
     return this.pipelines.size;
   }
@@ -298,11 +304,19 @@ export class Gpu {
     return out;
   }
 
+  /**
+   * Read `count` f32 values (default: to the end) starting at element `offsetElems` of `src` back to the
+   * host, after submitting the pending work.
+   */
   async readF32(src: GPUBuffer, offsetElems = 0, count?: number): Promise<Float32Array> {
     const n = count ?? src.size / 4 - offsetElems;
     return new Float32Array(await this.read(src, offsetElems * 4, n * 4));
   }
 
+  /**
+   * Read `count` u32 values (default: to the end) starting at element `offsetElems` of `src` back to the
+   * host, after submitting the pending work.
+   */
   async readU32(src: GPUBuffer, offsetElems = 0, count?: number): Promise<Uint32Array> {
     const n = count ?? src.size / 4 - offsetElems;
     return new Uint32Array(await this.read(src, offsetElems * 4, n * 4));
@@ -314,6 +328,9 @@ export class Gpu {
     await this.device.queue.onSubmittedWorkDone();
   }
 
+  /**
+   * Submit the pending work, then destroy the uniform arena and the device; the Gpu is unusable afterwards.
+   */
   destroy(): void {
     this.flush();
     this.uniformArena.destroy();

@@ -7,16 +7,28 @@
 import type { GpuDType } from "../../kernels/common.ts";
 import type { Gpu } from "./device.ts";
 
+/** One row chunk of a {@linkcode GpuMatrix}: rows `rowStart .. rowStart + rows - 1` in their own buffer. */
 export interface MatrixChunk {
+  /** The chunk's values, row-major [rows, cols] in the matrix's dtype. */
   buffer: GPUBuffer;
+  /** First row of the matrix held by this chunk. */
   rowStart: number;
+  /** Rows in this chunk. */
   rows: number;
 }
 
+/**
+ * A row-major weight matrix on the GPU, split into row chunks that each fit one binding (see {@linkcode
+ * uploadMatrix}).
+ */
 export interface GpuMatrix {
+  /** Total rows. */
   rows: number;
+  /** Columns. */
   cols: number;
+  /** Storage dtype of the values. */
   dtype: GpuDType;
+  /** The row chunks, in row order. */
   chunks: MatrixChunk[];
 }
 
@@ -50,6 +62,7 @@ export function uploadMatrix(
   return { rows, cols, dtype, chunks };
 }
 
+/** Release every chunk's buffer and empty `chunks`; `undefined` is a no-op. */
 export function releaseMatrix(gpu: Gpu, m: GpuMatrix | undefined): void {
   if (!m) return;
   for (const c of m.chunks) gpu.release(c.buffer);

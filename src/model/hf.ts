@@ -25,7 +25,9 @@ const INDEX_FILE = "model.safetensors.index.json";
 
 /** A tensor the model needs: canonical name and shape. */
 export interface ExpectedTensor {
+  /** Canonical tensor name. */
   name: string;
+  /** Expected shape, outermost first. */
   shape: number[];
 }
 

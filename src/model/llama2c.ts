@@ -29,13 +29,19 @@ const F32 = 4;
 
 /** The seven header fields, as stored. */
 export interface Llama2cHeader {
+  /** Hidden size. */
   dim: number;
+  /** MLP intermediate size. */
   hiddenDim: number;
+  /** Decoder blocks. */
   nLayers: number;
+  /** Attention (query) heads. */
   nHeads: number;
+  /** Key/value heads. */
   nKvHeads: number;
   /** Negative when the file carries its own classifier (untied LM head). */
   vocabSize: number;
+  /** Maximum sequence length. */
   seqLen: number;
 }
 

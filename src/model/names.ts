@@ -15,8 +15,11 @@ const LINEAR_PATH: Record<LinearName, string> = {
   down: "mlp.down_proj",
 };
 
+/** Canonical name of the token embedding table [vocabSize, dim]. */
 export const EMBED = "model.embed_tokens.weight";
+/** Canonical name of the final RMSNorm weight [dim]. */
 export const FINAL_NORM = "model.norm.weight";
+/** Canonical name of the LM head (classifier) weight [vocabSize, dim]. */
 export const LM_HEAD = "lm_head.weight";
 
 /** Weight of a block linear, row-major [C_out, C_in]. */
@@ -29,10 +32,12 @@ export function linearBias(layer: number, lin: "q" | "k" | "v"): string {
   return `model.layers.${layer}.${LINEAR_PATH[lin]}.bias`;
 }
 
+/** RMSNorm weight before the attention of block `layer`. */
 export function attnNorm(layer: number): string {
   return `model.layers.${layer}.input_layernorm.weight`;
 }
 
+/** RMSNorm weight before the MLP of block `layer`. */
 export function mlpNorm(layer: number): string {
   return `model.layers.${layer}.post_attention_layernorm.weight`;
 }

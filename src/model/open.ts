@@ -11,7 +11,7 @@ import { openLlama2c } from "./llama2c.ts";
 import type { WeightSource } from "./weights.ts";
 
 /** The accepted forms of a model argument, for error messages and help texts. */
-export const MODEL_SPEC_FORMS =
+export const MODEL_SPEC_FORMS: string =
   `"${EMBEDDED_MODEL_NAME}" (the embedded model), a Hugging Face model directory (config.json + ` +
   `*.safetensors), or a llama2.c checkpoint file (.bin)`;
 

@@ -22,14 +22,19 @@ const METADATA_KEY = "__metadata__";
 export interface SafetensorsEntry extends TensorInfo {
   /** Absolute byte offset of the data in the file. */
   offset: number;
+  /** Byte length of the data. */
   byteLength: number;
 }
 
 /** A tensor to write: `data` is raw little-endian bytes, or a function that produces them when needed. */
 export interface SafetensorsTensor {
+  /** Tensor name. */
   name: string;
+  /** Storage dtype. */
   dtype: DType;
+  /** Row-major shape, outermost first. */
   shape: number[];
+  /** The raw bytes, or a function called when the writer reaches this tensor. */
   data: Uint8Array | (() => Uint8Array | Promise<Uint8Array>);
 }
 
@@ -154,6 +159,7 @@ export class SafetensorsFile {
     return [...this.entries.keys()];
   }
 
+  /** Whether the file holds a tensor named `name`. */
   has(name: string): boolean {
     return this.entries.has(name);
   }
@@ -176,6 +182,7 @@ export class SafetensorsFile {
     return bytesToF32(await this.readRaw(name), this.entry(name).dtype);
   }
 
+  /** Close the underlying byte source. */
   close(): void {
     this.src.close();
   }

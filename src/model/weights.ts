@@ -14,17 +14,26 @@ export interface ByteSource {
   readonly name: string;
   /** Read exactly `length` bytes at `offset`; rejects with ModelFormatError past the end. */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** Release the underlying file or buffer. */
   close(): void;
 }
 
+/** Name, storage dtype and shape of one tensor. */
 export interface TensorInfo {
+  /** Canonical tensor name. */
   name: string;
+  /** Storage dtype. */
   dtype: DType;
   /** Row-major shape, outermost first. */
   shape: number[];
 }
 
+/**
+ * A checkpoint as the rest of owlgpu sees it: its config and its tensors, served one at a time under
+ * canonical names (see `openWeights`).
+ */
 export interface WeightSource {
+  /** The model's hyperparameters. */
   readonly config: ModelConfig;
   /** Storage dtype of the block linears (what an exporter writes by default). */
   readonly dtype: DType;
@@ -32,11 +41,14 @@ export interface WeightSource {
   readonly description: string;
   /** Canonical names of every tensor this source serves. */
   tensorNames(): string[];
+  /** Whether this source serves a tensor named `name`. */
   has(name: string): boolean;
+  /** Name, storage dtype and shape of a tensor this source serves. */
   info(name: string): TensorInfo;
   /** Raw little-endian bytes as stored (f16/bf16 stay 2 bytes per value). */
   readRaw(name: string): Promise<Uint8Array>;
   /** Values converted to f32. */
   readF32(name: string): Promise<Float32Array>;
+  /** Release the underlying files. */
   close(): void;
 }

@@ -34,6 +34,10 @@ export function embedding(gpu: Gpu, ids: GPUBuffer, table: GpuMatrix, out: GPUBu
   }
 }
 
+/**
+ * Record y[t, :] = RMSNorm(x[t, :]) * w for T rows of `dim` (f32) into the current batch; throws {@linkcode
+ * UnsupportedError} when `dim` exceeds a CPU adapter's loop limit.
+ */
 export function rmsnorm(
   gpu: Gpu,
   x: GPUBuffer,

@@ -33,36 +33,49 @@ import type { Binding, Gpu } from "../gpu/device.ts";
 export const GEMV_TEX_DEFAULT_RT = 8;
 export const GEMV_TEX_DEFAULT_UK = 4;
 
+/** One texture of a {@linkcode GpuTexMatrix}: a run of whole weight blocks. */
 export interface GemvTexPiece {
   /** First weight row of the piece. */
   rowStart: number;
+  /** Weight rows in the piece. */
   rows: number;
+  /** The texture holding the piece's texels. */
   tex: GPUTexture;
+  /** The view bound to the kernel. */
   view: GPUTextureView;
 }
 
 /** A dense [rows, cols] weight in the texture layout of kernels/linear_gemv_tex.ts. */
 export interface GpuTexMatrix {
+  /** Weight rows (N). */
   rows: number;
+  /** Weight columns (K). */
   cols: number;
+  /** Weight dtype on the GPU. */
   dtype: GpuDType;
   /** Rows per lane and texel columns per loop iteration the layout was built for. */
   rt: number;
+  /** Texel columns per loop iteration (unroll) the layout was padded for. */
   uk: number;
   /** f16 weights 8 to an rgba32uint texel (see GemvTexOptions.packed). */
   packed: boolean;
   /** Texel columns per row: ceil(cols / per texel) rounded up to `uk`. */
   kvp: number;
+  /** The texture pieces, in row order. */
   pieces: GemvTexPiece[];
   /** Bytes of all textures (padding included). */
   bytes: number;
 }
 
+/** Options of {@linkcode uploadGemvTex}. */
 export interface UploadGemvTexOptions {
   /** Weight dtype on the GPU (f16 needs `gpu.f16`; rgba16float). Default f32. */
   dtype?: GpuDType;
+  /** Label of the textures (debugging). */
   label?: string;
+  /** Rows per lane, a power of two up to 32 (default 8). */
   rt?: number;
+  /** Texel columns per loop iteration: 1, 2 or 4 (default 4). */
   uk?: number;
   /** At most this many rows per texture piece (rounded down to whole blocks; tests force pieces). */
   maxPieceRows?: number;
@@ -153,6 +166,10 @@ export function uploadGemvTex(
   return { rows, cols, dtype, rt, uk, packed, kvp, pieces, bytes };
 }
 
+/**
+ * Destroy the matrix's textures (after submitting recorded work that may read them) and empty `pieces`;
+ * `undefined` is a no-op.
+ */
 export function releaseGemvTex(gpu: Gpu, m: GpuTexMatrix | undefined): void {
   if (!m) return;
   if (m.pieces.length) gpu.flush(); // recorded work may still read them
@@ -187,9 +204,11 @@ export function releaseGemvTexScratch(gpu: Gpu): void {
 
 /** Force kernel options (tests, benchmarks). */
 export interface GemvTexOverride {
+  /** Invocations per workgroup, a multiple of 8 (default 8). */
   workgroupSize?: number;
 }
 
+/** Kernel options for `w` (its layout's `rt`, `uk` and packing), with or without a bias. */
 export function gemvTexOptions(w: GpuTexMatrix, bias: boolean, o: GemvTexOverride = {}): GemvTexOptions {
   return { rt: w.rt, uk: w.uk, bias, workgroupSize: o.workgroupSize ?? 8, packed: w.packed };
 }

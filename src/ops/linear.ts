@@ -19,8 +19,11 @@ import type { GpuMatrix } from "../gpu/matrix.ts";
 
 /** Force a version (tests use this to cover every path on one adapter). */
 export interface LinearOverride {
+  /** Kernel version. */
   variant?: LinearOptions["variant"];
+  /** Tile rows (`tile` and `texture`). */
   tm?: number;
+  /** Tile columns (`tile` and `texture`). */
   tn?: number;
   /** `texture` version only: copy W into the scratch texture in pieces of at most this many rows. */
   texPieceRows?: number;

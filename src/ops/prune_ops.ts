@@ -47,16 +47,22 @@ import type { GpuMatrix } from "../gpu/matrix.ts";
 
 /** A prune mask on the GPU: bit-packed u32 [rows, wordsPerRow], 1 = pruned. */
 export interface PruneMask {
+  /** The mask words, u32 [rows * wordsPerRow]. */
   buffer: GPUBuffer;
+  /** Rows of the masked weight. */
   rows: number;
+  /** Columns of the masked weight. */
   cols: number;
+  /** u32 words per row: ceil(cols / 32). */
   wordsPerRow: number;
 }
 
 /** Kernel version: "cpu" (lavapipe-style) or "gpu"; default from `gpu.isCpu`. */
 export type KernelStyle = "cpu" | "gpu";
 
+/** Options shared by the prune-kernel launchers. */
 export interface PruneKernelOptions {
+  /** Kernel version; default from `gpu.isCpu`. */
   style?: KernelStyle;
 }
 
@@ -131,7 +137,9 @@ export function updateScalerRow(
 
 /** One linear of a block for the outlier count: its weight and its f32 sqrt(scaler_row). */
 export interface ScoredLinear {
+  /** The weight. */
   w: GpuMatrix;
+  /** sqrt of the input's `scaler_row`, f32 [cols]. */
   sqrtR: GPUBuffer;
 }
 
@@ -238,6 +246,7 @@ export async function outlierCount(
 
 // ---- row masks --------------------------------------------------------------------------------
 
+/** Options of the row-mask launchers. */
 export interface RowMaskKernelOptions extends PruneKernelOptions {
   /** Bits per radix digit of the "cpu" version (default 8). */
   radixBits?: 4 | 8;
@@ -315,6 +324,7 @@ export function rowMaskFromScores(
 
 // ---- magnitude (whole-matrix) masks ----------------------------------------------------------
 
+/** Options of {@linkcode magnitudeMask}. */
 export interface MagnitudeMaskOptions extends PruneKernelOptions {
   /** The reference's threshold: prune every |W| <= the value at sorted index floor(numel * s). */
   quirk?: boolean;

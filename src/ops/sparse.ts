@@ -37,8 +37,11 @@ import type { GpuSparseMatrix } from "../sparse/upload.ts";
 
 /** Force a version (tests cover every path on one adapter with these). */
 export interface SparseLinearOverride {
+  /** Kernel version. */
   variant?: SparseVariant;
+  /** Where the kernel reads X. */
   x?: SparseXSource;
+  /** Activation rows per invocation (lane only). */
   tm?: 1 | 4;
   /** Uniform-X m-tiles packed per turn (default: as many as one binding holds; tests force turns). */
   slotTiles?: number;

@@ -59,6 +59,7 @@ import type { KernelStyle, PruneMask } from "./prune_ops.ts";
 /** llvmpipe ends an invocation's loops after this many iterations (kernels/common.ts). */
 const LOOP_LIMIT = 65535;
 
+/** Options shared by the SparseGPT launchers. */
 export interface SparseGPTKernelOptions {
   /** Kernel tiling: "cpu" (lavapipe: big tiles) or "gpu"; default from `gpu.isCpu`. */
   style?: KernelStyle;
@@ -123,12 +124,15 @@ function releaseSquare(gpu: Gpu, m: GpuMatrix): void {
 
 /** The running Hessian of one linear input (C_in = n), reversed storage; see the module doc. */
 export interface Hessian {
+  /** Input channels (the Hessian is n x n). */
   n: number;
+  /** The reversed Hessian `J H J`, f32 [n, n] in row chunks. */
   mat: GpuMatrix;
   /** Sequences seen. */
   nSamples: number;
 }
 
+/** Options of {@linkcode newHessian}. */
 export interface HessianAllocOptions {
   /** Rows per chunk (rounded down to a multiple of 32); default: as many as a binding holds. */
   maxRowsPerChunk?: number;
@@ -142,6 +146,7 @@ export function newHessian(gpu: Gpu, n: number, opts: HessianAllocOptions = {}):
   return { n, mat: newSquare(gpu, n, `hessian${n}`, opts.maxRowsPerChunk), nSamples: 0 };
 }
 
+/** Free the Hessian's buffers; `undefined` is a no-op. */
 export function releaseHessian(gpu: Gpu, h: Hessian | undefined): void {
   if (h) releaseSquare(gpu, h.mat);
 }
@@ -243,11 +248,13 @@ export function uploadHessian(
 
 /** The damped inverse factor of a Hessian: what the OBS pass needs. */
 export interface InverseFactor {
+  /** Input channels. */
   n: number;
   /** X = L^-1 (lower) with J (H + damp I) J = L L^T; U = J X J. */
   mat: GpuMatrix;
   /** u32 [n], natural order: 1 where H_jj == 0 (dead input). */
   dead: GPUBuffer;
+  /** Number of dead inputs. */
   deadCount: number;
   /** The percdamp that succeeded (the requested one x 10^retries). */
   percdamp: number;
@@ -257,6 +264,7 @@ export interface InverseFactor {
   retries: number;
 }
 
+/** Options of {@linkcode factorHessian}. */
 export interface FactorOptions extends SparseGPTKernelOptions {
   /** Damping as a fraction of the mean diagonal (default 0.01). */
   percdamp?: number;
@@ -473,6 +481,7 @@ export async function factorHessian(gpu: Gpu, h: Hessian, opts: FactorOptions = 
   };
 }
 
+/** Free the factor's buffers (after submitting recorded work that may read them); `undefined` is a no-op. */
 export function releaseInverseFactor(gpu: Gpu, f: InverseFactor | undefined): void {
   if (!f) return;
   gpu.flush();
@@ -489,6 +498,7 @@ export async function readInverseFactorU(gpu: Gpu, f: InverseFactor): Promise<Fl
 
 // ---- OBS pass -----------------------------------------------------------------------------------
 
+/** Options of {@linkcode sparsegptPrune}. */
 export interface SparseGPTPruneOptions extends SparseGPTKernelOptions {
   /** Unstructured target sparsity in [0, 1); ignored with `nm`. */
   sparsity: number;

@@ -60,6 +60,7 @@ import {
   uniformAllocation,
 } from "./allocation.ts";
 
+/** The pruning methods {@linkcode prune} accepts (`dense` prunes nothing). */
 export const METHODS = [
   "dense",
   "magnitude",
@@ -69,20 +70,29 @@ export const METHODS = [
   "sparsegpt",
   "owl-sparsegpt",
 ] as const;
+/** One of {@linkcode METHODS}. */
 export type Method = typeof METHODS[number];
+/** The rules that turn a target sparsity into per-block sparsities (see allocation.ts). */
 export const ALLOCATIONS = ["uniform", "owl", "depth", "dlp"] as const;
+/** One of {@linkcode ALLOCATIONS}. */
 export type Allocation = typeof ALLOCATIONS[number];
 
 /** Unstructured, or N pruned in every M consecutive input columns. */
 export type Pattern = { kind: "unstructured" } | { kind: "nm"; n: number; m: number };
 
+/** Options of {@linkcode prune}. */
 export interface PruneOptions {
+  /** The pruning method. */
   method: Method;
   /** Default: "owl" for owl-* methods, "uniform" otherwise. */
   allocation?: Allocation;
+  /** Target sparsity: the fraction of the block linears' weights to prune. */
   sparsity: number;
+  /** Sparsity pattern. */
   pattern: Pattern;
+  /** OWL's outlier threshold: a score is an outlier when it exceeds M times its block's mean score. */
   owlM: number;
+  /** OWL's lambda: block sparsities spread over a range of width 2 * lambda around the target. */
   owlLambda: number;
   /** Depth schedule step (allocation "depth"). */
   beta?: number;
@@ -96,10 +106,13 @@ export interface PruneOptions {
   blocksize?: number;
   /** Calibration windows, each seqlen tokens. */
   calibration: ArrayLike<number>[];
+  /** Called as work completes, with the phase's name, the steps done and the total. */
   onProgress?: (phase: string, done: number, total: number) => void;
 }
 
+/** What the pruner decided for one decoder block. */
 export interface BlockReport {
+  /** Block index. */
   index: number;
   /** D_l in percent (OWL/DLP allocations), else null. */
   outlier_ratio: number | null;
@@ -107,7 +120,9 @@ export interface BlockReport {
   sparsity: number;
 }
 
+/** The result of {@linkcode prune}: the pruned weights and what was decided per block and per linear. */
 export interface PruneResult {
+  /** Per block, in order. */
   blocks: BlockReport[];
   /** Pruned weights by canonical tensor name, f32 [C_out, C_in]. */
   weights: Map<string, Float32Array>;
@@ -123,6 +138,7 @@ export interface PruneResult {
 
 /** One Hessian that was not positive definite at the requested damping (SparseGPT). */
 export interface DampingRetry {
+  /** Decoder block index. */
   block: number;
   /** Which linears read it: "qkv", "o", "gateup" or "down". */
   input: LinearInputGroup;

@@ -8,22 +8,33 @@ import type { BlockReport } from "./pipeline.ts";
 
 /** Everything a prune run reports (field names are the report.json keys). */
 export interface PruneReport {
+  /** The model argument (embedded name or resolved path). */
   model: string;
+  /** The pruning method. */
   method: string;
+  /** The allocation rule. */
   allocation: string;
+  /** The sparsity pattern ("unstructured" or "N:M"). */
   pattern: string;
+  /** Target sparsity (for N:M, n / m). */
   sparsity_target: number;
   /** Pruned weights / all weights of the pruned linears, counted from the masks. */
   sparsity_realised: number;
+  /** Perplexity of the dense model. */
   ppl_dense: number;
+  /** Perplexity of the pruned model. */
   ppl: number;
   /** Mean per-token KL(dense || pruned) on the evaluation windows, in nats. */
   kl: number;
+  /** Wall time of the run, in seconds. */
   seconds: number;
+  /** The WebGPU adapter's name. */
   adapter: string;
+  /** Per-block outlier ratio and sparsity. */
   blocks: BlockReport[];
   /** Per linear: weights pruned by its mask, and what the floor rule asks for. */
   linears: { name: string; pruned: number; expected: number; numel: number }[];
+  /** The run's other settings (OWL, depth and DLP parameters, calibration, evaluation, SparseGPT). */
   settings: Record<string, unknown>;
   /** Mixed N:M: the realised mean N over blocks. */
   mean_n?: number;

@@ -50,21 +50,29 @@ const MAX_HEADER_BYTES = 100_000_000;
 
 /** What the header says about a sparse weight; enough to size its arrays. */
 export interface SparseLayout {
+  /** Storage format of the weight. */
   format: "unstructured" | "nm";
+  /** Weight rows. */
   rows: number;
+  /** Weight columns. */
   cols: number;
+  /** Dtype of the stored values. */
   dtype: SparseValueDType;
   /** unstructured: stored values. */
   nnz?: number;
   /** nm: kept per group, group length. */
   keep?: number;
+  /** nm: group length. */
   group?: number;
 }
 
 /** A dense tensor to store as itself. */
 export interface DenseFileTensor {
+  /** Tensor name. */
   name: string;
+  /** Storage dtype. */
   dtype: "f32" | "f16" | "bf16";
+  /** Row-major shape, outermost first. */
   shape: number[];
   /** Little-endian bytes, or a function producing them when the writer reaches this tensor. */
   data: Uint8Array | (() => Uint8Array | Promise<Uint8Array>);
@@ -75,11 +83,15 @@ export interface DenseFileTensor {
  * weight's arrays, possibly more than once: it must return the same matrix each time).
  */
 export interface SparseFileTensor {
+  /** Weight name; its arrays are named after it (`name.values`, ...). */
   name: string;
+  /** The packed matrix, or a function producing it. */
   matrix: SparseMatrix | (() => SparseMatrix | Promise<SparseMatrix>);
+  /** The matrix's layout (required when `matrix` is a function). */
   layout?: SparseLayout;
 }
 
+/** A tensor to write to a sparse model file: dense or sparse. */
 export type SparseFileEntry = DenseFileTensor | SparseFileTensor;
 
 /** The layout of a packed matrix. */
@@ -321,11 +333,15 @@ export async function writeSparseSafetensors(
 
 /** One array of the file. */
 export interface FileArray {
+  /** Array name. */
   name: string;
+  /** Stored dtype. */
   dtype: FileDType;
+  /** Shape, outermost first. */
   shape: number[];
   /** Absolute byte offset in the file. */
   offset: number;
+  /** Byte length of the data. */
   byteLength: number;
 }
 
@@ -456,6 +472,7 @@ export class SparseSafetensorsFile {
     return new SparseSafetensorsFile(src, rest, arrays, sparse);
   }
 
+  /** The byte source's name (a path or a file name), used in error messages. */
   get name(): string {
     return this.src.name;
   }
@@ -473,16 +490,19 @@ export class SparseSafetensorsFile {
     return [...this.arrays.keys()].filter((n) => !parts.has(n));
   }
 
+  /** Whether `name` is a sparse weight of this file. */
   isSparse(name: string): boolean {
     return this.sparse.has(name);
   }
 
+  /** The header's layout of sparse weight `name`; {@linkcode ModelFormatError} when there is none. */
   layout(name: string): SparseLayout {
     const l = this.sparse.get(name);
     if (!l) throw new ModelFormatError(`${this.name}: no sparse weight named ${name}`);
     return l;
   }
 
+  /** Offset, dtype and shape of the array `name`; {@linkcode ModelFormatError} when there is none. */
   array(name: string): FileArray {
     const a = this.arrays.get(name);
     if (!a) throw new ModelFormatError(`${this.name}: no array named ${name}`);
@@ -577,6 +597,7 @@ export class SparseSafetensorsFile {
     throw new ModelFormatError(`${this.name}: ${name} is ${a.dtype}, not a float tensor`);
   }
 
+  /** Close the underlying byte source. */
   close(): void {
     this.src.close();
   }

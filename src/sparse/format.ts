@@ -27,25 +27,41 @@
  */
 import { ArgumentError } from "../errors.ts";
 
+/** Dtype of a sparse matrix's values. */
 export type SparseValueDType = "f32" | "f16";
+/** The values array of a sparse matrix (f32 or f16). */
 export type SparseValues = Float32Array | Float16Array;
 
+/**
+ * A matrix with any pattern of zeros on the host: a bitmap of kept entries, row offsets and the kept values
+ * in row-major order.
+ */
 export interface UnstructuredSparse {
+  /** Discriminant. */
   format: "unstructured";
+  /** Rows. */
   rows: number;
+  /** Columns. */
   cols: number;
+  /** Dtype of `values`. */
   dtype: SparseValueDType;
   /** `rows + 1` offsets into `values`. */
   rowOffsets: Uint32Array;
   /** `rows * bitmapWords(cols)` words, row-major. */
   bitmap: Uint32Array;
+  /** The kept values, row-major, in column order within a row. */
   values: SparseValues;
 }
 
+/** An N:M matrix on the host: `keep` values and their packed positions for every group of `group` columns. */
 export interface NMSparse {
+  /** Discriminant. */
   format: "nm";
+  /** Rows. */
   rows: number;
+  /** Columns. */
   cols: number;
+  /** Dtype of `values`. */
   dtype: SparseValueDType;
   /** Weights kept per group (the N of N:M). */
   keep: number;
@@ -57,6 +73,7 @@ export interface NMSparse {
   indices: Uint8Array;
 }
 
+/** A packed sparse matrix on the host, unstructured or N:M. */
 export type SparseMatrix = UnstructuredSparse | NMSparse;
 
 /** u32 bitmap words per row. */

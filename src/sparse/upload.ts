@@ -50,8 +50,13 @@ import {
   type UnstructuredSparse,
 } from "./format.ts";
 
+/**
+ * One row chunk of a {@linkcode GpuSparseMatrix}, in the sparse kernels' layout (kernels/sparse_linear.ts).
+ */
 export interface GpuSparseChunk {
+  /** First weight row of the chunk. */
   rowStart: number;
+  /** Weight rows in the chunk. */
   rows: number;
   /** unstructured: u32 [rows + 1] group offsets; nm: null. */
   ptr: GPUBuffer | null;
@@ -59,20 +64,30 @@ export interface GpuSparseChunk {
   data: GPUBuffer | null;
   /** The same words in an rgba32uint texture (flat layout, SPARSE_TEX_WIDTH texels a row), or null. */
   tex: GPUTexture | null;
+  /** The view of `tex` bound to the kernel, or null. */
   texView: GPUTextureView | null;
   /** nm: u32 [rows, idxStride] packed positions; unstructured: null. */
   idx: GPUBuffer | null;
 }
 
+/**
+ * A sparse weight on the GPU in the sparse kernels' layout, in row chunks that each fit one binding (see
+ * {@linkcode uploadSparse}).
+ */
 export interface GpuSparseMatrix {
+  /** Sparse format. */
   format: "unstructured" | "nm";
+  /** Weight rows. */
   rows: number;
+  /** Weight columns. */
   cols: number;
   /** Value dtype on the GPU. */
   dtype: GpuDType;
   /** nm only (0 otherwise): kept per group, group length, u32 index words per row. */
   keep: number;
+  /** nm only: group length. */
   group: number;
+  /** nm only: u32 index words per row. */
   idxStride: number;
   /** Groups / values live in textures (CPU adapters: a texel fetch is one 16-byte load per lane). */
   texture: boolean;
@@ -80,14 +95,17 @@ export interface GpuSparseMatrix {
   layout: SparseGpuLayout;
   /** delta layout: column blocks per row (0 otherwise). */
   blocks: number;
+  /** The row chunks, in row order. */
   chunks: GpuSparseChunk[];
   /** Bytes of every buffer of this matrix. */
   bytes: number;
 }
 
+/** Options of {@linkcode uploadSparse}. */
 export interface UploadSparseOptions {
   /** Value dtype on the GPU (default: the matrix's); f16 needs `gpu.f16`. */
   dtype?: GpuDType;
+  /** Label of the buffers (debugging). */
   label?: string;
   /** At most this many rows per chunk (tests use it to force chunking on small matrices). */
   maxRowsPerChunk?: number;
@@ -480,6 +498,7 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
   };
 }
 
+/** Free the matrix's buffers and textures and empty `chunks`; `undefined` is a no-op. */
 export function releaseSparse(gpu: Gpu, m: GpuSparseMatrix | undefined): void {
   if (!m) return;
   for (const c of m.chunks) {
