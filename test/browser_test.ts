@@ -121,7 +121,7 @@ Deno.test({
         }
         await page.click("#run");
         await page.waitForSelector('#result[data-state="done"], #result[data-state="error"]', {
-          timeout: 110_000,
+          timeout: 240_000,
         });
         const state = await page.getAttribute("#result", "data-state");
         assert.equal(
@@ -171,7 +171,7 @@ Deno.test({
         await page.fill("#max-tokens", String(GEN_TOKENS));
         await page.fill("#temperature", "0");
         await page.click("#generate");
-        await page.waitForSelector('#gen[data-state="done"], #gen[data-state="error"]', { timeout: 60_000 });
+        await page.waitForSelector('#gen[data-state="done"], #gen[data-state="error"]', { timeout: 150_000 });
         assert.equal(
           await page.getAttribute("#gen", "data-state"),
           "done",
