@@ -421,3 +421,11 @@ export {
 } from "./src/ops/sparsegpt.ts";
 export { generate, type GenerateOptions, type GenerateResult } from "./src/generate/generate.ts";
 export { argmax, Sampler, type SamplerOptions, seededRandom } from "./src/generate/sampler.ts";
+export {
+  checkJobFits,
+  parsePattern,
+  patternName,
+  pruneAndEvaluate,
+  type PruneJob,
+  type PruneJobSettings,
+} from "./src/prune/job.ts";

@@ -252,27 +252,19 @@ ${o.bias ? "@group(0) @binding(5) var<storage, read> B: array<f32>;" : ""}`;
 function searchFns(o: SparseLinearOptions): string {
   const first = o.dtype === "f32" ? "eld(3u * g + 2u).x & 0xffffu" : "eld(g).x & 0xffffu";
   const last = o.dtype === "f32" ? "eld(3u * g + 2u).w >> 16u" : "eld(g).w & 0xffffu";
-  return `
-// First group in [lo, hi) whose last column is >= c.
-fn firstEndingAtOrAfter(lo0: u32, hi0: u32, c: u32) -> u32 {
+  // One binary search per key: the first group in [lo, hi) whose key column is >= c.
+  const search = (name: string, what: string, key: string) => `
+// First group in [lo, hi) whose ${what} column is >= c.
+fn ${name}(lo0: u32, hi0: u32, c: u32) -> u32 {
   var lo = lo0; var hi = hi0;
   loop {
     if (lo >= hi) { break; }
     let g = (lo + hi) / 2u;
-    if ((${last}) < c) { lo = g + 1u; } else { hi = g; }
-  }
-  return lo;
-}
-// First group in [lo, hi) whose first column is >= c.
-fn firstStartingAtOrAfter(lo0: u32, hi0: u32, c: u32) -> u32 {
-  var lo = lo0; var hi = hi0;
-  loop {
-    if (lo >= hi) { break; }
-    let g = (lo + hi) / 2u;
-    if ((${first}) < c) { lo = g + 1u; } else { hi = g; }
+    if ((${key}) < c) { lo = g + 1u; } else { hi = g; }
   }
   return lo;
 }`;
+  return search("firstEndingAtOrAfter", "last", last) + search("firstStartingAtOrAfter", "first", first);
 }
 
 /** Range [ja, jb) of units of row r (all of them, or those meeting the column segment). */

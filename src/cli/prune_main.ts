@@ -7,30 +7,27 @@
 import { basename, extname, join, resolve } from "node:path";
 import { tokenizeCorpus } from "../data/corpora.ts";
 import { openTokenizer } from "../data/open_tokenizer.ts";
-import { calibrationWindows, evalWindows } from "../data/windows.ts";
 import { ArgumentError } from "../errors.ts";
-import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { Gpu } from "../gpu/device.ts";
-import { LINEARS, linearShape } from "../model/config.ts";
 import { tokenizerFiles } from "../model/companions.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { exportHuggingFace } from "../model/export.ts";
-import { ForwardRunner, GpuModel } from "../model/forward.ts";
-import { linearWeight } from "../model/names.ts";
 import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
-import type { WeightSource } from "../model/weights.ts";
 import {
+  type Allocation,
   ALLOCATIONS,
   type DampingRetry,
   defaultAllocation,
-  isSparseGPT,
   type Method,
   METHODS,
-  type Pattern,
-  prune,
-  type PruneOptions,
-  validatePruneOptions,
 } from "../prune/pipeline.ts";
+import {
+  checkJobFits,
+  parsePattern,
+  patternName,
+  pruneAndEvaluate,
+  type PruneJobSettings,
+} from "../prune/job.ts";
 import { type PruneReport, reportJson, reportMarkdown, reportSvg } from "../prune/report.ts";
 import { planSparseModel, SPARSE_MODEL_FILE, writeSparseModelFile } from "../sparse/model.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
@@ -75,42 +72,15 @@ Output
 
 Exit status: 0 on success, 1 on bad input (the message says what to change), 2 on a bug.`;
 
-export interface PruneCliOptions {
+/** The parsed flags: a job's settings (seqlen optional: the model's context) plus the outputs. */
+export interface PruneCliOptions extends Omit<PruneJobSettings, "seqlen"> {
   model: string;
-  method: Method;
-  allocation: string;
-  sparsity: number;
-  pattern: Pattern;
-  owlM: number;
-  owlLambda: number;
-  beta: number;
-  alpha: number;
-  nmRounding: "reference" | "mass-preserving";
-  /** SparseGPT damping (fraction of the mean Hessian diagonal). */
-  percdamp: number;
-  /** SparseGPT columns per block. */
-  blocksize: number;
-  calib: string;
-  nsamples: number;
   seqlen?: number;
-  eval: string;
-  evalWindows: number;
   out?: string;
   report?: string;
   save: boolean;
   /** Also write model.sparse.safetensors into the output directory. */
   saveSparse?: boolean;
-}
-
-export function parsePattern(p: string): Pattern {
-  if (p === "unstructured") return { kind: "unstructured" };
-  const m = /^(\d+):(\d+)$/.exec(p);
-  if (!m) {
-    throw new ArgumentError(`--pattern must be unstructured or N:M (e.g. 2:4), got ${JSON.stringify(p)}`);
-  }
-  const n = Number(m[1]), mm = Number(m[2]);
-  if (mm < 1 || n > mm) throw new ArgumentError(`--pattern ${p}: need 0 <= N <= M and M >= 1`);
-  return { kind: "nm", n, m: mm };
 }
 
 /** Parse and check the flags (no I/O). Throws ArgumentError/UnsupportedError on bad values. */
@@ -178,7 +148,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
   return {
     model: v.model ?? EMBEDDED_MODEL_NAME,
     method: method as Method,
-    allocation,
+    allocation: allocation as Allocation,
     sparsity,
     pattern: parsePattern(v.pattern ?? "unstructured"),
     owlM,
@@ -211,22 +181,6 @@ function patternTag(o: PruneCliOptions): string {
   return o.pattern.kind === "nm" ? `${o.pattern.n}of${o.pattern.m}` : `${Math.round(o.sparsity * 100)}`;
 }
 
-function patternName(p: Pattern): string {
-  return p.kind === "nm" ? `${p.n}:${p.m}` : "unstructured";
-}
-
-function checkPatternFits(source: WeightSource, p: Pattern): void {
-  if (p.kind !== "nm") return;
-  for (const lin of LINEARS) {
-    const cIn = linearShape(source.config, lin)[1];
-    if (cIn % p.m !== 0) {
-      throw new ArgumentError(
-        `--pattern ${p.n}:${p.m}: M = ${p.m} does not divide C_in = ${cIn} of the ${lin} projection`,
-      );
-    }
-  }
-}
-
 class PhaseProgress {
   private bars = new Map<string, Progress>();
   update(phase: string, done: number, total: number): void {
@@ -253,114 +207,31 @@ export async function runPrune(
   const gpu = await Gpu.create();
   const progress = new PhaseProgress();
   try {
-    checkPatternFits(source, o.pattern);
     const seqlen = o.seqlen ?? source.config.maxSeqLen;
-    if (seqlen > source.config.maxSeqLen) {
-      throw new ArgumentError(
-        `--seqlen ${seqlen} exceeds the model's context of ${source.config.maxSeqLen} tokens`,
-      );
-    }
+    const settings: PruneJobSettings = { ...o, seqlen };
+    checkJobFits(source.config, settings); // before tokenizing: cheap errors first
     const tok = await openTokenizer(o.model);
-    const calib = calibrationWindows(await tokenizeCorpus(o.calib, tok), o.nsamples, seqlen);
-    const evalW = evalWindows(await tokenizeCorpus(o.eval, tok), seqlen, o.evalWindows);
-    const popts: PruneOptions = {
-      method: o.method,
-      allocation: o.allocation as PruneOptions["allocation"],
-      sparsity: o.sparsity,
-      pattern: o.pattern,
-      owlM: o.owlM,
-      owlLambda: o.owlLambda,
-      beta: o.beta,
-      alpha: o.alpha,
-      nmRounding: o.nmRounding,
-      percdamp: o.percdamp,
-      blocksize: o.blocksize,
-      calibration: calib,
-      onProgress: (phase, done, total) => progress.update(phase, done, total),
-    };
-    validatePruneOptions(popts);
+    const calibIds = await tokenizeCorpus(o.calib, tok);
+    const evalIds = await tokenizeCorpus(o.eval, tok);
     log(
       `owlgpu: ${name}, ${o.method} (${o.allocation}, ${patternName(o.pattern)}), adapter ${gpu.adapterName}`,
     );
-
-    const pruned = await prune(gpu, source, popts);
-
-    // Evaluate: one pass computes the dense perplexity, the pruned perplexity and the KL.
-    const dense = await GpuModel.load(gpu, source);
-    const denseRunner = new ForwardRunner(dense, seqlen);
-    let ppl: number, pplDense: number, kl: number;
-    const onProgress = (d: number, t: number) => progress.update("evaluate", d, t);
-    onProgress(0, evalW.length);
-    try {
-      if (o.method === "dense") {
-        const r = await evaluatePerplexity(denseRunner, evalW, { onProgress });
-        ppl = pplDense = r.ppl;
-        kl = 0;
-      } else {
-        const model = await GpuModel.load(gpu, source, { lazyBlocks: true });
-        const runner = new ForwardRunner(model, seqlen);
-        try {
-          for (let l = 0; l < source.config.nLayers; l++) {
-            await model.loadBlock(
-              l,
-              Object.fromEntries(LINEARS.map((lin) => [lin, pruned.weights.get(linearWeight(l, lin))!])),
-            );
-          }
-          const r = await evaluatePerplexity(runner, evalW, { reference: denseRunner, onProgress });
-          ppl = r.ppl;
-          pplDense = r.referencePpl!;
-          kl = r.kl!;
-        } finally {
-          runner.release();
-          model.release();
-        }
-      }
-    } finally {
-      denseRunner.release();
-      dense.release();
-    }
-
-    const report: PruneReport = {
-      model: o.model === EMBEDDED_MODEL_NAME ? EMBEDDED_MODEL_NAME : resolve(o.model),
-      method: o.method,
-      allocation: o.allocation,
-      pattern: patternName(o.pattern),
-      sparsity_target: o.pattern.kind === "nm" ? o.pattern.n / o.pattern.m : o.sparsity,
-      sparsity_realised: maskSparsity(pruned.counts),
-      ppl_dense: pplDense,
-      ppl,
-      kl,
-      seconds: 0,
-      adapter: gpu.adapterName,
-      blocks: pruned.blocks,
-      linears: pruned.counts,
-      settings: {
-        owl_m: o.owlM,
-        owl_lambda: o.owlLambda,
-        depth_beta: o.beta,
-        dlp_alpha: o.alpha,
-        nm_rounding: o.nmRounding,
-        calib: o.calib,
-        nsamples: o.nsamples,
-        seqlen,
-        eval: o.eval,
-        eval_windows: evalW.length,
-        eval_tokens: evalW.length * (seqlen - 1),
-        ...(isSparseGPT(o.method)
-          ? {
-            percdamp: o.percdamp,
-            blocksize: o.blocksize,
-            // Hessians that were not positive definite at percdamp: the damping that worked.
-            damping_retries: pruned.dampingRetries ?? [],
-          }
-          : {}),
-      },
-      ...(pruned.meanN !== undefined ? { mean_n: pruned.meanN } : {}),
-    };
+    const modelLabel = o.model === EMBEDDED_MODEL_NAME ? EMBEDDED_MODEL_NAME : resolve(o.model);
+    const job = await pruneAndEvaluate(
+      gpu,
+      source,
+      modelLabel,
+      calibIds,
+      evalIds,
+      settings,
+      (phase, done, total) => progress.update(phase, done, total),
+    );
+    job.release();
+    const { report, weights } = job;
     const dtype = source.dtype === "f32" ? "f32" : "f16";
     // --save-sparse: sized now (for the report), packed and streamed into the export's temp dir.
     const sparsePlan = outDir && o.saveSparse
-      ? planSparseModel(source, pruned.weights, {
+      ? planSparseModel(source, weights, {
         dtype,
         nmGroup: o.pattern.kind === "nm" ? o.pattern.m : undefined,
       })
@@ -375,7 +246,7 @@ export async function runPrune(
     if (outDir) {
       await exportHuggingFace(source, outDir, {
         dtype,
-        override: (n) => pruned.weights.get(n),
+        override: (n) => weights.get(n),
         writeExtra: sparsePlan
           ? async (tmp) => void await writeSparseModelFile(join(tmp, SPARSE_MODEL_FILE), sparsePlan)
           : undefined,
@@ -394,13 +265,6 @@ export async function runPrune(
     source.close();
     gpu.destroy();
   }
-}
-
-/** Pruned / total over the pruned linears, from the masks. */
-function maskSparsity(counts: { pruned: number; numel: number }[]): number {
-  let p = 0, t = 0;
-  for (const c of counts) [p, t] = [p + c.pruned, t + c.numel];
-  return t ? p / t : 0;
 }
 
 function summary(r: PruneReport, outDir: string | undefined): string {

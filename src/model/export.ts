@@ -10,14 +10,15 @@
  * complete; an existing `outDir` is replaced only then. Tensors are converted one at a time.
  * @module
  */
-import { basename, dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { ArgumentError, OutputError } from "../errors.ts";
 import type { Architecture, ModelConfig } from "./config.ts";
 import { f32ToBytes } from "./dtype.ts";
 import { expectedTensors } from "./hf.ts";
 import { linearBias, linearWeight, LM_HEAD } from "./names.ts";
-import { type SafetensorsTensor, tmpSuffix, writeSafetensors } from "./safetensors.ts";
+import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
 import type { WeightSource } from "./weights.ts";
+import { checkPlainFileName, writeDirectoryAtomic } from "../util/files.ts";
 
 /** Options of exportHuggingFace. */
 export interface ExportOptions {
@@ -134,43 +135,6 @@ export function exportTensors(source: WeightSource, opts: ExportOptions): Safete
   }));
 }
 
-/** Refuse names that would escape the directory or clobber the files we write. */
-function checkExtraName(name: string): void {
-  if (
-    name !== basename(name) || name === "." || name === ".." || name.includes("\\") ||
-    name === "config.json" || name === "model.safetensors"
-  ) {
-    throw new ArgumentError(`export: extra file name ${JSON.stringify(name)} is not a plain, free file name`);
-  }
-}
-
-/** Whether `path` is a directory; undefined when nothing is there. */
-async function isDirectory(path: string): Promise<boolean | undefined> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-}
-
-/** Move the finished `tmp` to `outDir`, replacing an existing directory only now. */
-async function commit(tmp: string, outDir: string): Promise<void> {
-  if (await isDirectory(outDir) === undefined) {
-    await Deno.rename(tmp, outDir);
-    return;
-  }
-  const old = outDir + ".old" + tmpSuffix();
-  await Deno.rename(outDir, old);
-  try {
-    await Deno.rename(tmp, outDir);
-  } catch (e) {
-    await Deno.rename(old, outDir); // put the previous output back
-    throw e;
-  }
-  await Deno.remove(old, { recursive: true });
-}
-
 /**
  * Write `source` (with `opts.override` substituted) as a Hugging Face directory at `outDir`.
  * @example
@@ -183,36 +147,22 @@ export async function exportHuggingFace(
   outDir: string,
   opts: ExportOptions,
 ): Promise<void> {
-  for (const name of Object.keys(opts.extraFiles ?? {})) checkExtraName(name);
-  outDir = resolve(outDir);
-  if (await isDirectory(outDir) === false) {
-    throw new OutputError(
-      `${outDir} exists and is not a directory; choose another output directory or remove it`,
-    );
-  }
-  const tmp = outDir + tmpSuffix();
-  try {
-    await Deno.mkdir(tmp);
-  } catch (e) {
-    throw new OutputError(
-      `cannot create the output directory in ${dirname(outDir)}: ${(e as Error).message}; ` +
-        `the parent directory must exist and be writable`,
-      { cause: e },
-    );
+  for (const name of Object.keys(opts.extraFiles ?? {})) {
+    checkPlainFileName(name, ["config.json", "model.safetensors"], "export");
   }
   try {
-    const config = JSON.stringify(hfConfigJson(source.config, opts.dtype), null, 2) + "\n";
-    await Deno.writeTextFile(join(tmp, "config.json"), config);
-    await writeSafetensors(join(tmp, "model.safetensors"), exportTensors(source, opts), { format: "pt" });
-    for (const [name, bytes] of Object.entries(opts.extraFiles ?? {})) {
-      await Deno.writeFile(join(tmp, name), bytes);
-    }
-    await opts.writeExtra?.(tmp);
-    await commit(tmp, outDir);
+    await writeDirectoryAtomic(outDir, async (tmp) => {
+      const config = JSON.stringify(hfConfigJson(source.config, opts.dtype), null, 2) + "\n";
+      await Deno.writeTextFile(join(tmp, "config.json"), config);
+      await writeSafetensors(join(tmp, "model.safetensors"), exportTensors(source, opts), { format: "pt" });
+      for (const [name, bytes] of Object.entries(opts.extraFiles ?? {})) {
+        await Deno.writeFile(join(tmp, name), bytes);
+      }
+      await opts.writeExtra?.(tmp);
+    });
   } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
     if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotFound) {
-      throw new OutputError(`cannot write ${outDir}: ${e.message}`, { cause: e });
+      throw new OutputError(`cannot write ${resolve(outDir)}: ${e.message}`, { cause: e });
     }
     throw e;
   }

@@ -13,6 +13,7 @@ import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
 import type { DType } from "./config.ts";
 import { bytesToF32, dtypeBytes, parseSafetensorsDtype, safetensorsDtypeName } from "./dtype.ts";
 import type { ByteSource, TensorInfo } from "./weights.ts";
+import { tmpSuffix } from "../util/files.ts";
 
 /** safetensors refuses headers above 100 MB; so do we, before allocating one. */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -257,11 +258,6 @@ export async function encodeSafetensors(
     at += p.byteLength;
   }
   return out;
-}
-
-/** A random suffix for temporary names, so concurrent writers never collide. */
-export function tmpSuffix(): string {
-  return `.tmp-${crypto.randomUUID().slice(0, 8)}`;
 }
 
 function outputError(path: string, e: unknown): OutputError {

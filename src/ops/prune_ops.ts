@@ -383,31 +383,13 @@ export async function magnitudeMask(
     // Ties to prune; when all of them go (always for the quirk) no ranks are needed.
     const need = quirk || allTies ? 0xffffffff : r + 1;
     const base = gpu.buffer(nSegs * 4, "magnitude-seg-base");
-    try {
-      if (need !== 0xffffffff) {
-        const [, ep] = pass("eq");
-        let off = 0;
-        w.chunks.forEach((c, i) => {
-          const u = packUniforms([
-            c.rows,
-            w.cols,
-            mask.wordsPerRow,
-            seg,
-            off,
-            thresh,
-            hiMask >>> 0,
-            0,
-            c.rowStart,
-          ]);
-          gpu.dispatch(ep, [c.buffer, counts], u, Math.ceil(segs[i] / MAGNITUDE_LANE_WG));
-          off += segs[i];
-        });
-        const cnt = await gpu.readU32(counts, 0, nSegs);
-        const excl = new Uint32Array(nSegs);
-        for (let i = 1; i < nSegs; i++) excl[i] = excl[i - 1] + cnt[i - 1];
-        gpu.write(base, excl);
-      }
-      const [, wp] = pass("write");
+    // The eq and write passes walk the same segments, chunk after chunk; only `need` and the
+    // bindings differ.
+    const segmentPass = (
+      pipe: GPUComputePipeline,
+      bind: (chunk: GPUBuffer) => GPUBuffer[],
+      needU: number,
+    ) => {
       let off = 0;
       w.chunks.forEach((c, i) => {
         const u = packUniforms([
@@ -418,12 +400,22 @@ export async function magnitudeMask(
           off,
           thresh,
           hiMask >>> 0,
-          need,
+          needU,
           c.rowStart,
         ]);
-        gpu.dispatch(wp, [c.buffer, base, mask.buffer], u, Math.ceil(segs[i] / MAGNITUDE_LANE_WG));
+        gpu.dispatch(pipe, bind(c.buffer), u, Math.ceil(segs[i] / MAGNITUDE_LANE_WG));
         off += segs[i];
       });
+    };
+    try {
+      if (need !== 0xffffffff) {
+        segmentPass(pass("eq")[1], (chunk) => [chunk, counts], 0);
+        const cnt = await gpu.readU32(counts, 0, nSegs);
+        const excl = new Uint32Array(nSegs);
+        for (let i = 1; i < nSegs; i++) excl[i] = excl[i - 1] + cnt[i - 1];
+        gpu.write(base, excl);
+      }
+      segmentPass(pass("write")[1], (chunk) => [chunk, base, mask.buffer], need);
       await gpu.sync(); // `base` is released below
     } finally {
       gpu.release(base);

@@ -26,7 +26,7 @@
  */
 import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
 import type { ByteSource } from "../model/weights.ts";
-import { tmpSuffix } from "../model/safetensors.ts";
+import { tmpSuffix } from "../util/files.ts";
 import {
   bitmapWords,
   nmGroups,

@@ -7,7 +7,7 @@
  * The directory is written under a temporary name and renamed into place when complete.
  * @module
  */
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
 import type { DType, ModelConfig } from "../model/config.ts";
 import { f32ToBytes } from "../model/dtype.ts";
@@ -15,8 +15,8 @@ import { hfConfigJson, interleavedToHalf } from "../model/export.ts";
 import { expectedTensors, hfModelConfig } from "../model/hf.ts";
 import { FileByteSource } from "../model/bytes.ts";
 import { EMBED, linearBias, linearWeight, LM_HEAD } from "../model/names.ts";
-import { tmpSuffix } from "../model/safetensors.ts";
 import type { TensorInfo, WeightSource } from "../model/weights.ts";
+import { checkPlainFileName, writeDirectoryAtomic } from "../util/files.ts";
 import {
   bitmapWords,
   nmIndexBytesPerRow,
@@ -82,15 +82,6 @@ function layoutFor(
   let nnz = 0;
   for (let i = 0; i < dense.length; i++) if (dense[i] !== 0) nnz++;
   return { format: "unstructured", rows, cols, dtype, nnz };
-}
-
-async function isDirectory(path: string): Promise<boolean | undefined> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
 }
 
 /** What {@linkcode planSparseModel} prepares: the file's entries (packed lazily) and their sizes. */
@@ -220,51 +211,19 @@ export async function saveSparseModel(
   const plan = planSparseModel(source, weightsByName, opts);
   const c = source.config, dtype = plan.dtype;
   for (const name of Object.keys(opts.extraFiles ?? {})) {
-    if (
-      name.includes("/") || name.includes("\\") || name === "." || name === ".." || name === "config.json" ||
-      name === SPARSE_MODEL_FILE
-    ) {
-      throw new ArgumentError(
-        `saveSparseModel: extra file name ${JSON.stringify(name)} is not a plain, free file name`,
-      );
-    }
+    checkPlainFileName(name, ["config.json", SPARSE_MODEL_FILE], "saveSparseModel");
   }
   const out = resolve(dir);
-  if (await isDirectory(out) === false) {
-    throw new OutputError(
-      `${out} exists and is not a directory; choose another output directory or remove it`,
-    );
-  }
-  const tmp = out + tmpSuffix();
   try {
-    await Deno.mkdir(tmp);
-  } catch (e) {
-    throw new OutputError(
-      `cannot create the output directory in ${dirname(out)}: ${
-        (e as Error).message
-      }; the parent must exist and be writable`,
-      { cause: e },
-    );
-  }
-  try {
-    const cfg = { ...hfConfigJson(c, dtype), owlgpu_sparse: SPARSE_MODEL_FILE };
-    await Deno.writeTextFile(join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
-    const fileBytes = await writeSparseModelFile(join(tmp, SPARSE_MODEL_FILE), plan);
-    for (const [name, bytes] of Object.entries(opts.extraFiles ?? {})) {
-      await Deno.writeFile(join(tmp, name), bytes);
-    }
-    if (await isDirectory(out) === undefined) await Deno.rename(tmp, out);
-    else {
-      const old = out + ".old" + tmpSuffix();
-      await Deno.rename(out, old);
-      try {
-        await Deno.rename(tmp, out);
-      } catch (e) {
-        await Deno.rename(old, out);
-        throw e;
+    const fileBytes = await writeDirectoryAtomic(out, async (tmp) => {
+      const cfg = { ...hfConfigJson(c, dtype), owlgpu_sparse: SPARSE_MODEL_FILE };
+      await Deno.writeTextFile(join(tmp, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+      const bytes = await writeSparseModelFile(join(tmp, SPARSE_MODEL_FILE), plan);
+      for (const [name, data] of Object.entries(opts.extraFiles ?? {})) {
+        await Deno.writeFile(join(tmp, name), data);
       }
-      await Deno.remove(old, { recursive: true });
-    }
+      return bytes;
+    });
     const { sparseBytes, denseF32Bytes } = plan;
     return {
       sparseBytes,
@@ -274,7 +233,6 @@ export async function saveSparseModel(
       sparseNames: plan.sparseNames,
     };
   } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
     if (e instanceof OutputError || e instanceof ArgumentError) throw e;
     throw new OutputError(`cannot write ${out}: ${(e as Error).message}`, { cause: e });
   }

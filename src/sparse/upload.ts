@@ -447,8 +447,10 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
   if (layout === "delta" && !texture) {
     throw new ArgumentError(`${label}: the delta layout lives in a texture`);
   }
-  if (s.format === "unstructured" && layout === "delta") {
-    const { chunks, bytes, blocks } = uploadDelta(gpu, s, dtype, label, maxRows);
+  if (s.format === "unstructured") {
+    const { chunks, bytes, blocks } = layout === "delta"
+      ? uploadDelta(gpu, s, dtype, label, maxRows)
+      : { ...uploadUnstructured(gpu, s, dtype, label, maxRows, texture), blocks: 0 };
     return {
       format: "unstructured",
       rows: s.rows,
@@ -460,23 +462,6 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
       texture,
       layout,
       blocks,
-      chunks,
-      bytes,
-    };
-  }
-  if (s.format === "unstructured") {
-    const { chunks, bytes } = uploadUnstructured(gpu, s, dtype, label, maxRows, texture);
-    return {
-      format: "unstructured",
-      rows: s.rows,
-      cols: s.cols,
-      dtype,
-      keep: 0,
-      group: 0,
-      idxStride: 0,
-      texture,
-      layout: "groups",
-      blocks: 0,
       chunks,
       bytes,
     };

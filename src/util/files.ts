@@ -3,11 +3,90 @@
  * renamed into place only when complete, so a crash never leaves a half-written file.
  * @module
  */
-import { dirname, resolve } from "node:path";
-import { OutputError } from "../errors.ts";
+import { basename, dirname, resolve } from "node:path";
+import { ArgumentError, OutputError } from "../errors.ts";
+
+/** A random suffix for temporary names beside a target: `.tmp-1a2b3c4d`. */
+export function tmpSuffix(): string {
+  return `.tmp-${crypto.randomUUID().slice(0, 8)}`;
+}
 
 function tmpName(path: string): string {
-  return `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  return path + tmpSuffix();
+}
+
+/** Whether `path` is a directory; undefined when nothing is there. */
+export async function isDirectory(path: string): Promise<boolean | undefined> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Refuse a file name for an output directory that would escape it or clobber one of the files
+ * the writer itself puts there (`reserved`); `what` names the writer in the message.
+ */
+export function checkPlainFileName(name: string, reserved: readonly string[], what: string): void {
+  if (
+    name !== basename(name) || name === "." || name === ".." || name.includes("\\") || reserved.includes(name)
+  ) {
+    throw new ArgumentError(
+      `${what}: extra file name ${JSON.stringify(name)} is not a plain, free file name`,
+    );
+  }
+}
+
+/** Move the finished `tmp` to `outDir`, replacing an existing directory only now. */
+async function commitDirectory(tmp: string, outDir: string): Promise<void> {
+  if (await isDirectory(outDir) === undefined) {
+    await Deno.rename(tmp, outDir);
+    return;
+  }
+  const old = outDir + ".old" + tmpSuffix();
+  await Deno.rename(outDir, old);
+  try {
+    await Deno.rename(tmp, outDir);
+  } catch (e) {
+    await Deno.rename(old, outDir); // put the previous output back
+    throw e;
+  }
+  await Deno.remove(old, { recursive: true });
+}
+
+/**
+ * Build a directory atomically: `fill` writes into a fresh temporary directory beside `outDir`,
+ * which is renamed into place only when `fill` has finished (an existing `outDir` is replaced
+ * then, and put back if that rename fails). On any failure the temporary directory is removed
+ * and the error rethrown as it was; a parent that cannot take the directory is an OutputError.
+ */
+export async function writeDirectoryAtomic<T>(outDir: string, fill: (tmp: string) => Promise<T>): Promise<T> {
+  outDir = resolve(outDir);
+  if (await isDirectory(outDir) === false) {
+    throw new OutputError(
+      `${outDir} exists and is not a directory; choose another output directory or remove it`,
+    );
+  }
+  const tmp = outDir + tmpSuffix();
+  try {
+    await Deno.mkdir(tmp);
+  } catch (e) {
+    throw new OutputError(
+      `cannot create the output directory in ${dirname(outDir)}: ${(e as Error).message}; ` +
+        `the parent directory must exist and be writable`,
+      { cause: e },
+    );
+  }
+  try {
+    const result = await fill(tmp);
+    await commitDirectory(tmp, outDir);
+    return result;
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
 }
 
 /** Write `text` to `path` atomically (temp name + rename). */
