@@ -14,7 +14,22 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
-/** Compile-time options of the attention kernel (one pipeline per distinct set; see the module doc). */
+/**
+ * Compile-time options of the attention kernel (one pipeline per distinct set; see the module doc).
+ *
+ * @example Options for 8-wide heads, 2 queries per invocation, and the kernel they give
+ * ```ts
+ * import { attentionKey, type AttentionOptions, attentionWgsl, attentionWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: AttentionOptions = { headDim: 8, tq: 2, workgroupSize: 32 };
+ * const wgsl = attentionWgsl(o);
+ * assert.match(wgsl, /@workgroup_size\(32\)/);
+ * assert.match(wgsl, /let t0 = \(inv \/ u\.nHeads\) \* 2u;/); // each invocation takes 2 queries
+ * assert.equal(attentionKey(o), "attention/hd8/tq2/wg32");
+ * assert.equal(attentionWorkgroups(o, 5, 4), 1); // 4 heads x 3 query tiles = 12 invocations
+ * ```
+ */
 export interface AttentionOptions {
   /** Head dimension HD, baked into the shader (accumulators live in registers); a multiple of 4. */
   headDim: number;
@@ -24,19 +39,59 @@ export interface AttentionOptions {
   workgroupSize: number;
 }
 
-/** Pipeline cache key of {@linkcode attentionWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode attentionWgsl} for these options.
+ *
+ * @example Equal options share a pipeline, different ones do not
+ * ```ts
+ * import { attentionKey } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const a = attentionKey({ headDim: 64, tq: 4, workgroupSize: 8 });
+ * assert.equal(a, attentionKey({ headDim: 64, tq: 4, workgroupSize: 8 }));
+ * assert.notEqual(a, attentionKey({ headDim: 64, tq: 1, workgroupSize: 8 }));
+ * assert.notEqual(a, attentionKey({ headDim: 128, tq: 4, workgroupSize: 8 }));
+ * ```
+ */
 export function attentionKey(o: AttentionOptions): string {
   return `attention/hd${o.headDim}/tq${o.tq}/wg${o.workgroupSize}`;
 }
 
 /**
  * Workgroups to dispatch for T queries over nHeads heads (one invocation per head and tile of `tq` queries).
+ *
+ * @example 10 queries over 6 heads in tiles of 4 queries
+ * ```ts
+ * import { attentionWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o = { headDim: 64, tq: 4, workgroupSize: 8 };
+ * // 6 heads x ceil(10 / 4) = 3 tiles = 18 invocations, 8 per workgroup
+ * assert.equal(attentionWorkgroups(o, 10, 6), Math.ceil(18 / 8));
+ * assert.equal(attentionWorkgroups(o, 1, 6), 1); // one generated token: one tile per head
+ * ```
  */
 export function attentionWorkgroups(o: AttentionOptions, T: number, nHeads: number): number {
   return Math.ceil((nHeads * Math.ceil(T / o.tq)) / o.workgroupSize);
 }
 
-/** WGSL of the causal grouped-query attention kernel. Bindings and uniforms: see the module doc. */
+/**
+ * WGSL of the causal grouped-query attention kernel. Bindings and uniforms: see the module doc.
+ *
+ * @example The kernel for 8-wide heads (2 vec4s a head) and 3 queries per invocation
+ * ```ts
+ * import { attentionWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = attentionWgsl({ headDim: 8, tq: 3, workgroupSize: 64 });
+ * assert.match(wgsl, /@compute @workgroup_size\(64\)/);
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)?.length, 5); // uniforms, Q, K, V, O
+ * assert.match(wgsl, /struct U \{ T: u32, nHeads: u32, nKvHeads: u32, pos0: u32, scale: f32 \}/);
+ * // one accumulator per query of the tile and vec4 of the head, unrolled into registers
+ * assert(wgsl.includes("var o2_1 = vec4<f32>(0.0);"));
+ * assert(!wgsl.includes("o3_") && !wgsl.includes("o0_2"));
+ * ```
+ */
 export function attentionWgsl(o: AttentionOptions): string {
   const V = o.headDim / 4;
   const L: string[] = [];

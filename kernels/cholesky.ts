@@ -30,18 +30,84 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
-/** Columns per block of the blocked algorithms (side buffers are NB wide). */
+/**
+ * Columns per block of the blocked algorithms (side buffers are NB wide).
+ *
+ * @example Factor a 3 x 3 matrix with the `potrf` pass (one block), D sized CHOL_NB x CHOL_NB
+ * ```ts
+ * import { CHOL_NB, choleskyKey, choleskyWgsl, Gpu, packUniforms } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const n = 3, A = Float32Array.of(4, 2, 2, 2, 5, 3, 2, 3, 6); // = L L^T, L = [[2,0,0],[1,2,0],[1,1,2]]
+ * const a = gpu.upload(A, "A"), d = gpu.buffer(CHOL_NB * CHOL_NB * 4, "D");
+ * const status = gpu.buffer(4, "status");
+ * const pipe = gpu.pipeline(choleskyKey("potrf"), () => choleskyWgsl("potrf"));
+ * // uniforms n, r0, rowBegin, rowCount, k0, kb, damp: block k0 = 0 of width kb = n
+ * gpu.dispatch(pipe, [a, d, status], packUniforms([n, 0, 0, 0, 0, n, { f32: 0 }]), 1);
+ * const want = [2, 2, 2, 1, 2, 3, 1, 1, 2]; // L in the lower triangle, A's upper triangle left as it was
+ * (await gpu.readF32(a)).forEach((v, i) => assert(Math.abs(v - want[i]) < 1e-6));
+ * assert.equal((await gpu.readU32(status))[0], 0); // positive definite: no failed pivot
+ * assert(Math.abs((await gpu.readF32(d))[1 * CHOL_NB + 0] - 1) < 1e-6); // D holds L[1][0], rows CHOL_NB wide
+ * gpu.release(a, d, status);
+ * gpu.destroy();
+ * ```
+ */
 export const CHOL_NB = 32;
-/** Workgroup size of the per-row kernels (diag, damp, trsm, panel). */
+/**
+ * Workgroup size of the per-row kernels (diag, damp, trsm, panel).
+ *
+ * @example Size a per-row dispatch: one invocation per row, CHOL_ROW_WG per workgroup
+ * ```ts
+ * import { CHOL_ROW_WG, choleskyWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * for (const pass of ["diag", "damp", "trsm", "panel"] as const) {
+ *   assert(choleskyWgsl(pass).includes(`@compute @workgroup_size(${CHOL_ROW_WG})`));
+ * }
+ * const rowCount = 288;
+ * assert.equal(Math.ceil(rowCount / CHOL_ROW_WG), 5); // workgroups of a 288-row dispatch
+ * ```
+ */
 export const CHOL_ROW_WG = 64;
 
 /**
  * The single-version passes of the blocked Cholesky and triangular inverse (see the module doc); the tiled
  * passes `syrk` and `trmm` take {@linkcode CholeskyTileOptions}.
+ *
+ * @example `potrf` and `trtri` run as one invocation, the other passes one invocation per row
+ * ```ts
+ * import { CHOL_ROW_WG, choleskyKey, type CholeskyPass, choleskyWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const passes: CholeskyPass[] = ["diag", "damp", "potrf", "trsm", "trtri", "panel", "scale"];
+ * for (const pass of passes) {
+ *   const size = pass === "potrf" || pass === "trtri" ? 1 : CHOL_ROW_WG;
+ *   assert(choleskyWgsl(pass).includes(`@compute @workgroup_size(${size})`));
+ * }
+ * assert.equal(new Set(passes.map((p) => choleskyKey(p))).size, passes.length); // one pipeline each
+ * ```
  */
 export type CholeskyPass = "diag" | "damp" | "potrf" | "trsm" | "trtri" | "panel" | "scale";
 
-/** Tiled passes (syrk, trmm): tile sizes by adapter. */
+/**
+ * Tiled passes (syrk, trmm): tile sizes by adapter.
+ *
+ * @example A `syrk` tiling and the dispatch it needs for a 64 x 64 trailing block
+ * ```ts
+ * import {
+ *   choleskyKey, type CholeskyTileOptions, choleskyTileWgsl, choleskyTileWorkgroups,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: CholeskyTileOptions = { pass: "syrk", tm: 4, tn: 4, workgroupSize: 64 };
+ * const wgsl = choleskyTileWgsl(o);
+ * assert(wgsl.includes("@compute @workgroup_size(64)"));
+ * assert(wgsl.includes("var c3_3 = 0.0;") && !wgsl.includes("c4_")); // a 4 x 4 register tile
+ * assert.equal(choleskyKey(o), "cholesky/syrk/4x4/wg64");
+ * assert.equal(choleskyTileWorkgroups(o, 64, 64), 4); // 16 x 16 = 256 tiles
+ * ```
+ */
 export interface CholeskyTileOptions {
   /** Which tiled pass. */
   pass: "syrk" | "trmm";
@@ -53,7 +119,21 @@ export interface CholeskyTileOptions {
   workgroupSize: number;
 }
 
-/** Pipeline cache key of a Cholesky pass (a plain pass or a tiled pass with its tile sizes). */
+/**
+ * Pipeline cache key of a Cholesky pass (a plain pass or a tiled pass with its tile sizes).
+ *
+ * @example `trmm` always writes CHOL_NB columns, so `tn` does not change its kernel or its key
+ * ```ts
+ * import { choleskyKey, type CholeskyTileOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(choleskyKey("potrf"), "cholesky/potrf");
+ * const trmm: CholeskyTileOptions = { pass: "trmm", tm: 4, tn: 4, workgroupSize: 64 };
+ * assert.equal(choleskyKey(trmm), choleskyKey({ ...trmm, tn: 16 }));
+ * assert.notEqual(choleskyKey(trmm), choleskyKey({ ...trmm, tm: 8 }));
+ * assert.notEqual(choleskyKey({ ...trmm, pass: "syrk" }), choleskyKey({ ...trmm, pass: "syrk", tn: 16 }));
+ * ```
+ */
 export function choleskyKey(o: CholeskyPass | CholeskyTileOptions): string {
   return typeof o === "string"
     ? `cholesky/${o}`
@@ -109,6 +189,17 @@ ${body}
  * - trtri: A chunk read_write, D read_write;
  * - panel: A chunk read, P read_write;
  * - scale: A chunk read_write, Yb read, D read (rows i >= k0 + kb: `X[i, k0 + c] = -(Yb[i] D)[c]`).
+ *
+ * @example The `damp` pass: SparseGPT's dead-input rule and damping on the diagonal
+ * ```ts
+ * import { choleskyWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = choleskyWgsl("damp");
+ * assert(wgsl.includes("A[ai + i] = select(d, 1.0, d == 0.0) + u.damp;"));
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)?.length, 2); // uniforms, A chunk
+ * assert.equal(choleskyWgsl("potrf").match(/@binding\(\d\)/g)?.length, 4); // uniforms, A, D, status
+ * ```
  */
 export function choleskyWgsl(pass: CholeskyPass): string {
   const NB = CHOL_NB;
@@ -208,7 +299,19 @@ export function choleskyWgsl(pass: CholeskyPass): string {
   }
 }
 
-/** Workgroups of a tiled pass over `rows` rows (and, for syrk, `cols` columns). */
+/**
+ * Workgroups of a tiled pass over `rows` rows (and, for syrk, `cols` columns).
+ *
+ * @example 20 rows and 12 columns in 4 x 4 tiles, 8 tiles a workgroup
+ * ```ts
+ * import { choleskyTileWorkgroups, type CholeskyTileOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const syrk: CholeskyTileOptions = { pass: "syrk", tm: 4, tn: 4, workgroupSize: 8 };
+ * assert.equal(choleskyTileWorkgroups(syrk, 20, 12), 2); // 5 x 3 = 15 tiles
+ * assert.equal(choleskyTileWorkgroups({ ...syrk, pass: "trmm" }, 20, 12), 1); // 5 row tiles, cols unused
+ * ```
+ */
 export function choleskyTileWorkgroups(o: CholeskyTileOptions, rows: number, cols: number): number {
   const tiles = o.pass === "syrk" ? Math.ceil(rows / o.tm) * Math.ceil(cols / o.tn) : Math.ceil(rows / o.tm);
   return Math.ceil(tiles / o.workgroupSize);
@@ -224,6 +327,20 @@ export function choleskyTileWorkgroups(o: CholeskyTileOptions, rows: number, col
  *   `Yb[a] = sum_{m = colBegin}^{a} X[a, m] P[m]` (colBegin = j0 + kb). X[a, m] for m > a (A's
  *   upper triangle) is never used: masked with a select before any arithmetic. The `scale` pass
  *   then writes `X[a, blk] = -(Yb[a] D)`.
+ *
+ * @example `trmm` binds the Yb side buffer and masks A's upper triangle before any arithmetic
+ * ```ts
+ * import { CHOL_NB, choleskyTileWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const trmm = choleskyTileWgsl({ pass: "trmm", tm: 2, tn: 4, workgroupSize: 64 });
+ * assert.equal(trmm.match(/@binding\(\d\)/g)?.length, 4); // uniforms, A, P, Yb
+ * assert(trmm.includes("m <= a0 + 1u);")); // the select that zeroes X[a, m] for m > a
+ * assert(trmm.includes(`var y1_${CHOL_NB / 4 - 1} = vec4<f32>(0.0);`)); // 2 rows x CHOL_NB columns
+ * const syrk = choleskyTileWgsl({ pass: "syrk", tm: 2, tn: 4, workgroupSize: 64 });
+ * assert.equal(syrk.match(/@binding\(\d\)/g)?.length, 3); // uniforms, A, P
+ * assert(syrk.includes("if (b0 + 3u <= a0 + 1u) { A[ra + b0 + 3u] -= c1_3; }")); // lower triangle only
+ * ```
  */
 export function choleskyTileWgsl(o: CholeskyTileOptions): string {
   const NB = CHOL_NB, kv = NB / 4;

@@ -23,7 +23,23 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
-/** Compile-time options of the Hessian accumulation kernel (tile shape and load width). */
+/**
+ * Compile-time options of the Hessian accumulation kernel (tile shape and load width).
+ *
+ * @example 8 x 8 tiles with vec4 loads (n % 4 == 0)
+ * ```ts
+ * import { hessianKey, type HessianOptions, hessianWgsl, hessianWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: HessianOptions = { tm: 8, tn: 8, vec: 4, workgroupSize: 16 };
+ * const wgsl = hessianWgsl(o);
+ * assert(wgsl.includes("var<storage, read> X: array<vec4<f32>>;"));
+ * assert(wgsl.includes("var c7_1 = vec4<f32>(0.0);") && !wgsl.includes("c8_")); // 8 rows x 2 vec4s
+ * assert.equal(hessianKey(o), "sparsegpt/hessian/v4/8x8/wg16");
+ * assert.equal(hessianWorkgroups(o, 64, 64), 4); // 8 x 8 = 64 tiles
+ * assert.throws(() => hessianWgsl({ ...o, tm: 6 }), /multiples of 4/);
+ * ```
+ */
 export interface HessianOptions {
   /** Tile rows (multiple of 4). */
   tm: number;
@@ -35,12 +51,51 @@ export interface HessianOptions {
   workgroupSize: number;
 }
 
-/** Pipeline cache key of {@linkcode hessianWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode hessianWgsl} for these options.
+ *
+ * @example Equal options share a pipeline, different ones do not
+ * ```ts
+ * import { hessianKey, type HessianOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: HessianOptions = { tm: 32, tn: 32, vec: 4, workgroupSize: 8 };
+ * assert.equal(hessianKey(o), hessianKey({ ...o }));
+ * assert.notEqual(hessianKey(o), hessianKey({ ...o, vec: 1 }));
+ * assert.notEqual(hessianKey(o), hessianKey({ ...o, tn: 16 }));
+ * ```
+ */
 export function hessianKey(o: HessianOptions): string {
   return `sparsegpt/hessian/v${o.vec}/${o.tm}x${o.tn}/wg${o.workgroupSize}`;
 }
 
-/** Workgroups for a chunk of `rc` rows of an n x n Hessian. */
+/**
+ * Workgroups for a chunk of `rc` rows of an n x n Hessian.
+ *
+ * @example Accumulate H = 2 X^T X for one sequence of 3 tokens (n = 5) and read it in reversed order
+ * ```ts
+ * import {
+ *   Gpu, hessianKey, type HessianOptions, hessianWgsl, hessianWorkgroups, packUniforms,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const T = 3, n = 5, o: HessianOptions = { tm: 4, tn: 4, vec: 1, workgroupSize: 8 };
+ * const X = Float32Array.of(1, 2, 0, 1, 3, 0, 1, 1, 2, 1, 2, 0, 1, 0, 1);
+ * const x = gpu.upload(X, "X"), a = gpu.buffer(n * n * 4, "A");
+ * const pipe = gpu.pipeline(hessianKey(o), () => hessianWgsl(o));
+ * // one chunk (r0 = 0, rc = n); no sequence seen before this batch of 1: ratio = 0, scale = 2 / 1
+ * const u = packUniforms([T, n, 0, n, { f32: 0 }, { f32: 2 }]);
+ * gpu.dispatch(pipe, [x, a], u, hessianWorkgroups(o, n, n)); // 2 x 2 tiles: 1 workgroup
+ * const A = await gpu.readF32(a);
+ * const H = (i: number, j: number) => 2 * [0, 1, 2].reduce((s, t) => s + X[t * n + i] * X[t * n + j], 0);
+ * for (let r = 0; r < n; r++) {
+ *   for (let c = 0; c <= r; c++) assert.equal(A[r * n + c], H(n - 1 - r, n - 1 - c)); // lower triangle
+ * }
+ * gpu.release(x, a);
+ * gpu.destroy();
+ * ```
+ */
 export function hessianWorkgroups(o: HessianOptions, rc: number, n: number): number {
   return Math.ceil((Math.ceil(rc / o.tm) * Math.ceil(n / o.tn)) / o.workgroupSize);
 }
@@ -48,6 +103,19 @@ export function hessianWorkgroups(o: HessianOptions, rc: number, n: number): num
 /**
  * WGSL of the Hessian update `H <- H * ratio + scale * X^T X` on one row chunk of the reversed Hessian.
  * Bindings: see the module doc.
+ *
+ * @example Scalar loads (n % 4 != 0) read X's columns in reverse through `col`
+ * ```ts
+ * import { hessianWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = hessianWgsl({ tm: 4, tn: 4, vec: 1, workgroupSize: 64 });
+ * assert(wgsl.includes("@compute @workgroup_size(64)"));
+ * assert(wgsl.includes("struct U { T: u32, n: u32, r0: u32, rc: u32, ratio: f32, scale: f32 }"));
+ * assert(wgsl.includes("fn col(a: u32) -> u32 { return u.n - 1u - min(a, u.n - 1u); }"));
+ * assert(wgsl.includes("A[k] = A[k] * u.ratio + u.scale * c3_0.w;"));
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)?.length, 3); // uniforms, X, A chunk
+ * ```
  */
 export function hessianWgsl(o: HessianOptions): string {
   const { tm, tn } = o;

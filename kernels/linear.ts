@@ -26,7 +26,25 @@
  */
 import { enableF16, type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
-/** Compile-time options of the linear kernels: the version, weight dtype, load width, bias and tile shape. */
+/**
+ * Compile-time options of the linear kernels: the version, weight dtype, load width, bias and tile shape.
+ *
+ * @example A 4 x 8 GEMM tile over f16 weights with a bias
+ * ```ts
+ * import { linearKey, type LinearOptions, linearWgsl, linearWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: LinearOptions = {
+ *   variant: "tile", wDtype: "f16", vec: 4, bias: true, tm: 4, tn: 8, workgroupSize: 64,
+ * };
+ * const wgsl = linearWgsl(o);
+ * assert(wgsl.startsWith("enable f16;"));
+ * assert(wgsl.includes("var<storage, read> W: array<vec4<f16>>;"));
+ * assert(wgsl.includes("var<storage, read> B: array<f32>;"));
+ * assert.equal(linearKey(o), "linear/tile/f16/v4/b1/4x8/wg64");
+ * assert.equal(linearWorkgroups(o, 16, 64), 1); // 4 x 8 = 32 tiles of 4 x 8
+ * ```
+ */
 export interface LinearOptions {
   /** Kernel version: `tile` or `texture` (GEMM), `rowlane` or `wgreduce` (GEMV); see the module doc. */
   variant: "tile" | "texture" | "rowlane" | "wgreduce";
@@ -44,12 +62,43 @@ export interface LinearOptions {
   workgroupSize: number;
 }
 
-/** Pipeline cache key of {@linkcode linearWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode linearWgsl} for these options.
+ *
+ * @example Every option is part of the key
+ * ```ts
+ * import { linearKey, type LinearOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: LinearOptions = {
+ *   variant: "rowlane", wDtype: "f32", vec: 4, bias: false, tm: 1, tn: 1, workgroupSize: 64,
+ * };
+ * assert.equal(linearKey(o), linearKey({ ...o }));
+ * assert.notEqual(linearKey(o), linearKey({ ...o, wDtype: "f16" }));
+ * assert.notEqual(linearKey(o), linearKey({ ...o, bias: true }));
+ * assert.notEqual(linearKey(o), linearKey({ ...o, vec: 1 }));
+ * ```
+ */
 export function linearKey(o: LinearOptions): string {
   return `linear/${o.variant}/${o.wDtype}/v${o.vec}/b${+o.bias}/${o.tm}x${o.tn}/wg${o.workgroupSize}`;
 }
 
-/** Workgroups to dispatch for an M x N output. */
+/**
+ * Workgroups to dispatch for an M x N output.
+ *
+ * @example The same 10 x 30 output under three versions
+ * ```ts
+ * import { type LinearOptions, linearWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const base: LinearOptions = {
+ *   variant: "tile", wDtype: "f32", vec: 4, bias: false, tm: 4, tn: 4, workgroupSize: 8,
+ * };
+ * assert.equal(linearWorkgroups(base, 10, 30), 3); // ceil(10 / 4) * ceil(30 / 4) = 24 tiles, 8 a group
+ * assert.equal(linearWorkgroups({ ...base, variant: "rowlane" }, 10, 30), 10 * 4); // ceil(30 / 8) per row
+ * assert.equal(linearWorkgroups({ ...base, variant: "wgreduce" }, 10, 30), 10 * 8); // 4 outputs a workgroup
+ * ```
+ */
 export function linearWorkgroups(o: LinearOptions, M: number, N: number): number {
   if (o.variant === "wgreduce") return M * Math.ceil(N / 4);
   if (o.variant === "rowlane") return M * Math.ceil(N / o.workgroupSize);
@@ -196,7 +245,26 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
-/** WGSL for the chosen linear variant. */
+/**
+ * WGSL for the chosen linear variant.
+ *
+ * @example The GPU GEMV: a shared-memory tree reduction over a 64-lane workgroup
+ * ```ts
+ * import { type LinearOptions, linearWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: LinearOptions = {
+ *   variant: "wgreduce", wDtype: "f32", vec: 1, bias: false, tm: 1, tn: 1, workgroupSize: 64,
+ * };
+ * const wgsl = linearWgsl(o);
+ * assert(wgsl.includes("@compute @workgroup_size(64)"));
+ * assert(wgsl.includes("var<workgroup> part: array<vec4<f32>, 64>;"));
+ * assert(wgsl.includes("var<storage, read> X: array<f32>;")); // vec: 1, scalar loads
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)?.length, 4); // uniforms, X, W, Y (no bias)
+ * // the texture version reads f32 weights only
+ * assert.throws(() => linearWgsl({ ...o, variant: "texture", wDtype: "f16", vec: 4 }), /f32 weights/);
+ * ```
+ */
 export function linearWgsl(o: LinearOptions): string {
   if (o.variant === "tile" || o.variant === "texture") return tileKernel(o);
   if (o.variant === "rowlane") return rowlaneKernel(o);

@@ -26,14 +26,55 @@ import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
 /** Lanes of a weight block (one lavapipe SIMD batch). */
 export const GEMV_TEX_LANES = 8;
-/** Texels per texture row (flat layout). */
+/**
+ * Texels per texture row (flat layout).
+ *
+ * @example Texel t of the flat layout lies at (t % GEMV_TEX_WIDTH, t / GEMV_TEX_WIDTH) of the texture
+ * ```ts
+ * import { GEMV_TEX_WIDTH, gemvTexWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = gemvTexWgsl({ rt: 4, uk: 1, bias: false, workgroupSize: 64, packed: false });
+ * const shift = Math.log2(GEMV_TEX_WIDTH); // a power of two: the kernel masks and shifts
+ * assert(wgsl.includes(`vec2<i32>(i32(t & ${GEMV_TEX_WIDTH - 1}u), i32(t >> ${shift}u))`));
+ * assert.deepEqual([5000 & (GEMV_TEX_WIDTH - 1), 5000 >> shift], [904, 4]); // texel 5000: column 904, row 4
+ * ```
+ */
 export const GEMV_TEX_WIDTH = 1024;
-/** f32 columns of X in one uniform slot (64 KiB). */
+/**
+ * f32 columns of X in one uniform slot (64 KiB).
+ *
+ * @example The kernel's X binding is one uniform slot of GEMV_TEX_SLOT_FLOATS floats, as vec4s
+ * ```ts
+ * import { GEMV_TEX_SLOT_FLOATS, gemvTexSupported, gemvTexWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = gemvTexWgsl({ rt: 8, uk: 2, bias: true, workgroupSize: 64, packed: true });
+ * assert(wgsl.includes(`var<uniform> XS: array<vec4<f32>, ${GEMV_TEX_SLOT_FLOATS / 4}>;`));
+ * assert.equal(GEMV_TEX_SLOT_FLOATS * 4, 64 * 1024); // the WebGPU default maxUniformBufferBindingSize
+ * // so it is the widest input (K) the texture GEMV takes
+ * assert(gemvTexSupported(GEMV_TEX_SLOT_FLOATS) && !gemvTexSupported(GEMV_TEX_SLOT_FLOATS + 1));
+ * ```
+ */
 export const GEMV_TEX_SLOT_FLOATS = 16384;
 export const GEMV_TEX_SLOT_BYTES = GEMV_TEX_SLOT_FLOATS * 4;
 
 /**
  * Compile-time options of the texture GEMV kernel (register tile, unroll, bias, workgroup size and packing).
+ *
+ * @example 4 rows a lane, unrolled twice, f16 weights packed 8 to a texel
+ * ```ts
+ * import { gemvTexKey, type GemvTexOptions, gemvTexWgsl, gemvTexWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: GemvTexOptions = { rt: 4, uk: 2, bias: false, workgroupSize: 64, packed: true };
+ * const wgsl = gemvTexWgsl(o);
+ * assert(wgsl.includes("var Wt: texture_2d<u32>;")); // packed: rgba32uint texels
+ * assert(wgsl.includes("unpack2x16float(w.x)"));
+ * assert(wgsl.includes("var a3 = 0.0;") && !wgsl.includes("var a4"));
+ * assert.equal(gemvTexKey(o), "gemvtex/r4/u2/b0/p1/wg64");
+ * assert.equal(gemvTexWorkgroups(o, 288), 2); // 288 rows / 4 a lane = 72 invocations
+ * ```
  */
 export interface GemvTexOptions {
   /** Rows per lane (register tile): a power of two, 1..32. */
@@ -51,7 +92,21 @@ export interface GemvTexOptions {
   packed: boolean;
 }
 
-/** Pipeline cache key of {@linkcode gemvTexWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode gemvTexWgsl} for these options.
+ *
+ * @example Every option is part of the key
+ * ```ts
+ * import { gemvTexKey, type GemvTexOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: GemvTexOptions = { rt: 8, uk: 4, bias: true, workgroupSize: 32, packed: false };
+ * assert.equal(gemvTexKey(o), gemvTexKey({ ...o }));
+ * assert.notEqual(gemvTexKey(o), gemvTexKey({ ...o, packed: true }));
+ * assert.notEqual(gemvTexKey(o), gemvTexKey({ ...o, bias: false }));
+ * assert.notEqual(gemvTexKey(o), gemvTexKey({ ...o, rt: 4 }));
+ * ```
+ */
 export function gemvTexKey(o: GemvTexOptions): string {
   return `gemvtex/r${o.rt}/u${o.uk}/b${+o.bias}/p${+o.packed}/wg${o.workgroupSize}`;
 }
@@ -61,7 +116,20 @@ export function gemvTexBlockRows(rt: number): number {
   return GEMV_TEX_LANES * rt;
 }
 
-/** Workgroups for a piece of `rows` rows. */
+/**
+ * Workgroups for a piece of `rows` rows.
+ *
+ * @example Each invocation takes `rt` rows
+ * ```ts
+ * import { gemvTexWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o = { rt: 4, uk: 1, bias: false, workgroupSize: 64, packed: false };
+ * assert.equal(gemvTexWorkgroups(o, 1000), 4); // ceil(1000 / 4) = 250 invocations, 64 a workgroup
+ * assert.equal(gemvTexWorkgroups(o, 256), 1);
+ * assert.equal(gemvTexWorkgroups(o, 257), 2);
+ * ```
+ */
 export function gemvTexWorkgroups(o: GemvTexOptions, rows: number): number {
   return Math.ceil(Math.ceil(rows / o.rt) / o.workgroupSize);
 }
@@ -69,6 +137,22 @@ export function gemvTexWorkgroups(o: GemvTexOptions, rows: number): number {
 /**
  * WGSL of the texture GEMV kernel over one texture piece of the weights. Bindings and layout: see the module
  * doc.
+ *
+ * @example The f32 kernel with a bias, and the options it refuses
+ * ```ts
+ * import { gemvTexWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o = { rt: 2, uk: 1, bias: true, workgroupSize: 64, packed: false };
+ * const wgsl = gemvTexWgsl(o);
+ * assert(wgsl.includes("@compute @workgroup_size(64)"));
+ * assert(wgsl.includes("var Wt: texture_2d<f32>;"));
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)?.length, 5); // uniforms, X slot, W texture, Y, bias
+ * assert(wgsl.includes("Y[u.yBase + r + 1u] = a1 + B[u.bBase + r + 1u];"));
+ * assert.throws(() => gemvTexWgsl({ ...o, rt: 3 }), /power of 2/);
+ * assert.throws(() => gemvTexWgsl({ ...o, uk: 3 }), /not 1, 2 or 4/);
+ * assert.throws(() => gemvTexWgsl({ ...o, workgroupSize: 12 }), /multiple of 8/);
+ * ```
  */
 export function gemvTexWgsl(o: GemvTexOptions): string {
   const { rt, uk } = o;

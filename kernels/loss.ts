@@ -25,9 +25,47 @@ import { CPU_LOOP_LIMIT, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 /**
  * The evaluation losses: `nll` (next-token negative log-likelihood) and `kl` (KL divergence from reference
  * logits).
+ *
+ * @example Binding 2 is the target ids for `nll` and the logits under test for `kl`
+ * ```ts
+ * import { type LossKind, lossWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const kinds: LossKind[] = ["nll", "kl"];
+ * const [nll, kl] = kinds.map((kind) => lossWgsl(kind));
+ * assert(nll.includes("@group(0) @binding(2) var<storage, read> tgt: array<u32>;"));
+ * assert(kl.includes("@group(0) @binding(2) var<storage, read> Q: array<f32>;"));
+ * ```
  */
 export type LossKind = "nll" | "kl";
-/** Lanes per workgroup (one workgroup per row). */
+/**
+ * Lanes per workgroup (one workgroup per row).
+ *
+ * @example Mean next-token NLL of 2 rows of 5 logits: dispatch one workgroup of LOSS_WG lanes per row
+ * ```ts
+ * import { Gpu, LOSS_WG, lossWgsl, packUniforms } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const R = 2, V = 5, targets = [3, 0];
+ * const logits = Float32Array.of(1, 2, 0.5, 4, -1, 0, 0, 0, 0, 0);
+ * const p = gpu.upload(logits, "P"), t = gpu.upload(Uint32Array.from(targets), "targets");
+ * const out = gpu.buffer(R * 4, "out");
+ * const wgsl = lossWgsl("nll");
+ * assert(wgsl.includes(`@workgroup_size(${LOSS_WG})`));
+ * const pipe = gpu.pipeline("loss/nll", () => wgsl);
+ * gpu.dispatch(pipe, [p, t, out], packUniforms([R, V]), R); // one workgroup per row
+ * const got = await gpu.readF32(out);
+ * for (let r = 0; r < R; r++) {
+ *   const row = Array.from(logits.subarray(r * V, (r + 1) * V));
+ *   const want = Math.log(row.reduce((s, x) => s + Math.exp(x), 0)) - row[targets[r]];
+ *   assert(Math.abs(got[r] - want) < 1e-5);
+ * }
+ * assert(Math.abs(got[1] - Math.log(5)) < 1e-6); // uniform logits: log V
+ * gpu.release(p, t, out);
+ * gpu.destroy();
+ * ```
+ */
 export const LOSS_WG = 256;
 /** Largest V whose row walk stays under llvmpipe's 65535 loop iterations per invocation. */
 export const LOSS_MAX_V = LOSS_WG * (CPU_LOOP_LIMIT - 1);
@@ -37,7 +75,24 @@ export function lossWorkgroups(R: number): number {
   return R;
 }
 
-/** WGSL of the per-row loss kernel for `kind`, one workgroup per logits row. Bindings: see the module doc. */
+/**
+ * WGSL of the per-row loss kernel for `kind`, one workgroup per logits row. Bindings: see the module doc.
+ *
+ * @example The KL kernel keeps P's and Q's running (max, sum) pairs, merged by a shared-memory tree
+ * ```ts
+ * import { LOSS_WG, lossWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = lossWgsl("kl");
+ * assert(wgsl.includes(`@compute @workgroup_size(${LOSS_WG})`));
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)?.length, 4); // uniforms, P, Q, out
+ * for (const v of ["mp", "sp", "tp", "mq", "sq"]) {
+ *   assert(wgsl.includes(`var<workgroup> sh_${v}: array<f32, ${LOSS_WG}>;`));
+ * }
+ * // log2(LOSS_WG) levels of the tree, each ending in a barrier (plus the one before the tree)
+ * assert.equal(wgsl.match(/workgroupBarrier\(\);/g)?.length, Math.log2(LOSS_WG) + 1);
+ * ```
+ */
 export function lossWgsl(kind: LossKind): string {
   const kl = kind === "kl";
   const vars = kl ? ["mp", "sp", "tp", "mq", "sq"] : ["mp", "sp"];

@@ -40,14 +40,56 @@ import { scoreWgsl } from "./rowmask.ts";
 /**
  * Version of the `hist` pass: `lane` (private histograms, CPU adapters) or `wg` (workgroup-shared histogram,
  * GPUs).
+ *
+ * @example Where each version keeps its histogram, and how many workgroups a million entries take
+ * ```ts
+ * import { type MagnitudeHistVariant, magnitudeHistWorkgroups, magnitudeWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const variants: MagnitudeHistVariant[] = ["lane", "wg"];
+ * const [lane, wg] = variants.map((variant) => ({ pass: "hist" as const, variant, wDtype: "f32" as const }));
+ * assert(magnitudeWgsl(lane).includes("var hist: array<u32, 257>;")); // private, per invocation
+ * assert(magnitudeWgsl(wg).includes("var<workgroup> hist: array<atomic<u32>, 257>;"));
+ * assert.equal(magnitudeHistWorkgroups(lane, 1_000_000), Math.ceil(1_000_000 / (8192 * 8)));
+ * assert.equal(magnitudeHistWorkgroups(wg, 1_000_000), Math.ceil(1_000_000 / (256 * 16)));
+ * ```
  */
 export type MagnitudeHistVariant = "lane" | "wg";
 /**
  * The passes of the radix select: `hist` (digit histogram), `eq` (ties per segment) and `write` (mask words).
+ *
+ * @example What each pass writes (binding 0 is the uniform block, binding 1 the weights)
+ * ```ts
+ * import { type MagnitudePass, magnitudeWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const outputs: Record<MagnitudePass, string> = {
+ *   hist: "@group(0) @binding(2) var<storage, read_write> Hist: array<atomic<u32>, 256>;",
+ *   eq: "@group(0) @binding(2) var<storage, read_write> SegCount: array<u32>;",
+ *   write: "@group(0) @binding(3) var<storage, read_write> Mask: array<u32>;",
+ * };
+ * for (const [pass, decl] of Object.entries(outputs) as [MagnitudePass, string][]) {
+ *   assert(magnitudeWgsl({ pass, variant: "lane", wDtype: "f32" }).includes(decl));
+ * }
+ * ```
  */
 export type MagnitudePass = "hist" | "eq" | "write";
 
-/** Compile-time options of a magnitude-mask pass. */
+/**
+ * Compile-time options of a magnitude-mask pass.
+ *
+ * @example The `write` pass over f16 weights (`variant` only matters to `hist`)
+ * ```ts
+ * import { magnitudeKey, type MagnitudeOptions, magnitudeWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: MagnitudeOptions = { pass: "write", variant: "lane", wDtype: "f16" };
+ * const wgsl = magnitudeWgsl(o);
+ * assert(wgsl.startsWith("enable f16;"));
+ * assert(wgsl.includes("var<storage, read> W: array<f16>;"));
+ * assert.equal(magnitudeKey(o), "magnitude/write/-/f16");
+ * ```
+ */
 export interface MagnitudeOptions {
   /** Which pass of the radix select. */
   pass: MagnitudePass;
@@ -57,19 +99,81 @@ export interface MagnitudeOptions {
   wDtype: GpuDType;
 }
 
-/** Invocations per workgroup of the `lane` hist version and of the `eq` and `write` passes. */
+/**
+ * Invocations per workgroup of the `lane` hist version and of the `eq` and `write` passes.
+ *
+ * @example Size an `eq` dispatch: one invocation per segment, MAGNITUDE_LANE_WG per workgroup
+ * ```ts
+ * import { MAGNITUDE_LANE_WG, magnitudeSegments, magnitudeWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = magnitudeWgsl({ pass: "eq", variant: "lane", wDtype: "f32" });
+ * assert(wgsl.includes(`@compute @workgroup_size(${MAGNITUDE_LANE_WG})`));
+ * const segments = magnitudeSegments(100, 4, 16); // 100 rows of 4 mask words, 16 words a segment
+ * assert.equal(segments, 25);
+ * assert.equal(Math.ceil(segments / MAGNITUDE_LANE_WG), 4); // workgroups to dispatch
+ * ```
+ */
 export const MAGNITUDE_LANE_WG = 8;
-/** Elements per `lane` hist invocation. */
+/**
+ * Elements per `lane` hist invocation.
+ *
+ * @example A `lane` hist workgroup covers MAGNITUDE_LANE_WG runs of MAGNITUDE_HIST_SEG elements
+ * ```ts
+ * import { MAGNITUDE_HIST_SEG, MAGNITUDE_LANE_WG, magnitudeHistWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const lane = { pass: "hist", variant: "lane", wDtype: "f32" } as const;
+ * const perWorkgroup = MAGNITUDE_HIST_SEG * MAGNITUDE_LANE_WG;
+ * assert.equal(magnitudeHistWorkgroups(lane, perWorkgroup), 1);
+ * assert.equal(magnitudeHistWorkgroups(lane, perWorkgroup + 1), 2);
+ * assert(MAGNITUDE_HIST_SEG < 65535); // one loop iteration per element stays under llvmpipe's loop limit
+ * ```
+ */
 export const MAGNITUDE_HIST_SEG = 8192;
 const WG = 256;
 const ITEMS = 16;
 
-/** Pipeline cache key of {@linkcode magnitudeWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode magnitudeWgsl} for these options.
+ *
+ * @example The `hist` versions differ; `eq` and `write` have one version, so `variant` is not in their key
+ * ```ts
+ * import { magnitudeKey } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.notEqual(
+ *   magnitudeKey({ pass: "hist", variant: "lane", wDtype: "f32" }),
+ *   magnitudeKey({ pass: "hist", variant: "wg", wDtype: "f32" }),
+ * );
+ * assert.equal(
+ *   magnitudeKey({ pass: "eq", variant: "lane", wDtype: "f32" }),
+ *   magnitudeKey({ pass: "eq", variant: "wg", wDtype: "f32" }),
+ * );
+ * assert.notEqual(
+ *   magnitudeKey({ pass: "eq", variant: "lane", wDtype: "f32" }),
+ *   magnitudeKey({ pass: "eq", variant: "lane", wDtype: "f16" }),
+ * );
+ * ```
+ */
 export function magnitudeKey(o: MagnitudeOptions): string {
   return `magnitude/${o.pass}/${o.pass === "hist" ? o.variant : "-"}/${o.wDtype}`;
 }
 
-/** Workgroups of a `hist` dispatch over n elements. */
+/**
+ * Workgroups of a `hist` dispatch over n elements.
+ *
+ * @example A 288 x 768 matrix (221184 entries) under both versions
+ * ```ts
+ * import { magnitudeHistWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const n = 288 * 768;
+ * const lane = { pass: "hist", variant: "lane", wDtype: "f32" } as const;
+ * assert.equal(magnitudeHistWorkgroups(lane, n), 4); // 65536 entries each
+ * assert.equal(magnitudeHistWorkgroups({ ...lane, variant: "wg" }, n), 54); // 4096 entries each
+ * ```
+ */
 export function magnitudeHistWorkgroups(o: MagnitudeOptions, n: number): number {
   return o.variant === "wg"
     ? Math.ceil(n / (WG * ITEMS))
@@ -163,12 +267,38 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
-/** Segments (invocations) of an `eq`/`write` dispatch over a chunk of `rows` rows. */
+/**
+ * Segments (invocations) of an `eq`/`write` dispatch over a chunk of `rows` rows.
+ *
+ * @example 3 rows of 2 mask words (64 columns) in segments of 4 words
+ * ```ts
+ * import { magnitudeSegments } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(magnitudeSegments(3, 2, 4), 2); // 6 words: one full segment and one of 2 words
+ * assert.equal(magnitudeSegments(3, 2, 1), 6);
+ * assert.equal(magnitudeSegments(3, 2, 100), 1);
+ * ```
+ */
 export function magnitudeSegments(rows: number, wordsPerRow: number, seg: number): number {
   return Math.ceil((rows * wordsPerRow) / seg);
 }
 
-/** WGSL for one pass. */
+/**
+ * WGSL for one pass.
+ *
+ * @example The `hist` pass: a histogram of one 8-bit digit of the bits of |W|
+ * ```ts
+ * import { magnitudeWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = magnitudeWgsl({ pass: "hist", variant: "wg", wDtype: "f32" });
+ * assert(wgsl.includes("@compute @workgroup_size(256)"));
+ * assert(wgsl.includes("fn score(e: u32, j: u32) -> f32 { return abs(W[e]); }"));
+ * assert(wgsl.includes("(v >> u.shift) & 255u"));
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)?.length, 3); // uniforms, W, Hist
+ * ```
+ */
 export function magnitudeWgsl(o: MagnitudeOptions): string {
   return o.pass === "hist" ? histKernel(o) : segmentKernel(o);
 }

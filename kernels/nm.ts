@@ -20,7 +20,22 @@
 import { enableF16, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 import { scoreBindingCount, scoreKey, type ScoreSource, scoreWgsl } from "./rowmask.ts";
 
-/** Compile-time options of the N:M mask kernel (N itself is a uniform). */
+/**
+ * Compile-time options of the N:M mask kernel (N itself is a uniform).
+ *
+ * @example 2:4 Wanda masks over f16 weights: M is compiled in, N is left to the uniform
+ * ```ts
+ * import { nmKey, type NMOptions, nmWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: NMOptions = { source: { wDtype: "f16", wanda: true }, M: 4 };
+ * const wgsl = nmWgsl(o);
+ * assert.ok(wgsl.startsWith("enable f16;"));
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 4); // uniform, W, sqrtR, Mask
+ * assert.ok(wgsl.includes("N: u32")); // the same pipeline serves 1:4, 2:4 and 3:4
+ * assert.equal(nmKey(o), "nm/f16/wanda/m4");
+ * ```
+ */
 export interface NMOptions {
   /** The score: Wanda (`abs(W * sqrtR)`) or magnitude (`abs(W)`), with the weight dtype. */
   source: ScoreSource;
@@ -28,15 +43,55 @@ export interface NMOptions {
   M: number;
 }
 
-/** Invocations per workgroup of the N:M mask kernel (one per mask word). */
+/**
+ * Invocations per workgroup of the N:M mask kernel (one per mask word).
+ *
+ * @example Size the dispatch of an N:M mask over a 100 x 72 weight
+ * ```ts
+ * import { maskWordsPerRow, NM_WG, nmWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(nmWgsl({ source: { wDtype: "f32", wanda: false }, M: 4 }).includes(`@workgroup_size(${NM_WG})`));
+ * // One invocation per mask word: 100 rows of 3 words (72 columns) need 300 invocations.
+ * const rows = 100, cols = 72;
+ * assert.equal(Math.ceil((rows * maskWordsPerRow(cols)) / NM_WG), 5);
+ * ```
+ */
 export const NM_WG = 64;
 
-/** Pipeline cache key of {@linkcode nmWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode nmWgsl} for these options.
+ *
+ * @example One pipeline per (score, M); N does not enter the key
+ * ```ts
+ * import { nmKey } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wanda = { wDtype: "f32", wanda: true } as const;
+ * assert.equal(nmKey({ source: wanda, M: 4 }), nmKey({ source: { wDtype: "f32", wanda: true }, M: 4 }));
+ * assert.notEqual(nmKey({ source: wanda, M: 4 }), nmKey({ source: wanda, M: 8 }));
+ * assert.notEqual(nmKey({ source: wanda, M: 4 }), nmKey({ source: { wDtype: "f32", wanda: false }, M: 4 }));
+ * ```
+ */
 export function nmKey(o: NMOptions): string {
   return `nm/${scoreKey(o.source)}/m${o.M}`;
 }
 
-/** WGSL of the N:M mask kernel for one row chunk. Bindings: see the module doc. */
+/**
+ * WGSL of the N:M mask kernel for one row chunk. Bindings: see the module doc.
+ *
+ * @example The magnitude kernel for groups of 8: each group is unrolled into 8 registers
+ * ```ts
+ * import { nmWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = nmWgsl({ source: { wDtype: "f32", wanda: false }, M: 8 });
+ * assert.ok(wgsl.includes("@compute @workgroup_size(64)"));
+ * assert.equal(wgsl.match(/let s\d+ = score/g)?.length, 8);
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 3); // uniform, W, Mask: no sqrtR for magnitude
+ * assert.ok(!wgsl.includes("enable f16"));
+ * ```
+ */
 export function nmWgsl(o: NMOptions): string {
   const { M } = o;
   const loads: string[] = [];

@@ -29,12 +29,56 @@ import { scoreBindingCount, scoreKey, type ScoreSource, scoreWgsl } from "./rowm
 /**
  * Version of the outlier kernels: `lane` (contiguous runs per invocation, CPU adapters) or `wg` (coalesced
  * workgroup tiles, GPUs).
+ *
+ * @example Pick the version for the adapter; the two split a chunk into different partials
+ * ```ts
+ * import { outlierPartials, type OutlierVariant, outlierWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const variantFor = (isCpu: boolean): OutlierVariant => isCpu ? "lane" : "wg";
+ * const source = { wDtype: "f32", wanda: true } as const;
+ * const lane = outlierWgsl({ variant: variantFor(true), pass: "sum", source, vec: 4 });
+ * const wg = outlierWgsl({ variant: variantFor(false), pass: "sum", source, vec: 4 });
+ * assert.ok(lane.includes("@workgroup_size(8)") && wg.includes("@workgroup_size(256)"));
+ * // 10000 vector elements: runs of 1024 per lane, tiles of 256 * 16 per workgroup.
+ * assert.equal(outlierPartials("lane", 10000), 10);
+ * assert.equal(outlierPartials("wg", 10000), 3);
+ * ```
  */
 export type OutlierVariant = "lane" | "wg";
-/** The outlier passes: `sum` (partial sums of the scores) and `count` (scores above a threshold). */
+/**
+ * The outlier passes: `sum` (partial sums of the scores) and `count` (scores above a threshold).
+ *
+ * @example The two passes write different outputs: f32 partial sums, or one atomic counter
+ * ```ts
+ * import { outlierKey, type OutlierPass, outlierWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = { wDtype: "f32", wanda: false } as const;
+ * const options = (pass: OutlierPass) => ({ variant: "lane", pass, source, vec: 1 }) as const;
+ * assert.ok(outlierWgsl(options("sum")).includes("Partial: array<f32>"));
+ * assert.ok(outlierWgsl(options("count")).includes("Count: array<atomic<u32>>"));
+ * assert.notEqual(outlierKey(options("sum")), outlierKey(options("count")));
+ * ```
+ */
 export type OutlierPass = "sum" | "count";
 
-/** Compile-time options of an outlier-statistics kernel. */
+/**
+ * Compile-time options of an outlier-statistics kernel.
+ *
+ * @example Options for the Wanda count pass over an f16 weight with cols % 4 == 0
+ * ```ts
+ * import { outlierKey, type OutlierOptions, outlierWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: OutlierOptions = { variant: "wg", pass: "count", source: { wDtype: "f16", wanda: true }, vec: 4 };
+ * const wgsl = outlierWgsl(o);
+ * assert.ok(wgsl.startsWith("enable f16;"));
+ * assert.ok(wgsl.includes("array<vec4<f16>>")); // W read 4 columns at a time
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 4); // uniform, W, sqrtR, Count
+ * assert.equal(outlierKey(o), "outliers/wg/count/f16/wanda/v4");
+ * ```
+ */
 export interface OutlierOptions {
   /** Kernel version. */
   variant: OutlierVariant;
@@ -46,24 +90,90 @@ export interface OutlierOptions {
   vec: 1 | 4;
 }
 
-/** Invocations per workgroup of the `lane` version. */
+/**
+ * Invocations per workgroup of the `lane` version.
+ *
+ * @example Size a `lane` dispatch: one invocation per partial, OUTLIER_LANE_WG per workgroup
+ * ```ts
+ * import { OUTLIER_LANE_WG, outlierPartials, outlierWgsl, outlierWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o = { variant: "lane", pass: "sum", source: { wDtype: "f32", wanda: true }, vec: 1 } as const;
+ * assert.ok(outlierWgsl(o).includes(`@workgroup_size(${OUTLIER_LANE_WG})`));
+ * const n = 50_000; // vector elements of the chunk
+ * assert.equal(outlierPartials("lane", n), 49);
+ * assert.equal(outlierWorkgroups(o, n), Math.ceil(49 / OUTLIER_LANE_WG));
+ * ```
+ */
 export const OUTLIER_LANE_WG = 8;
-/** Vector elements per `lane` invocation. */
+/**
+ * Vector elements per `lane` invocation.
+ *
+ * @example A 1000 x 1000 f32 weight read as vec4 is 250000 vector elements: 245 `lane` partials
+ * ```ts
+ * import { OUTLIER_LANE_SEG, outlierPartials } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const n = (1000 * 1000) / 4;
+ * assert.equal(outlierPartials("lane", n), Math.ceil(n / OUTLIER_LANE_SEG));
+ * assert.equal(outlierPartials("lane", n), 245);
+ * assert.ok(OUTLIER_LANE_SEG < 65535); // one run stays under llvmpipe's loop limit
+ * ```
+ */
 export const OUTLIER_LANE_SEG = 1024;
 const WG = 256;
 const ITEMS = 16;
 
-/** Pipeline cache key of {@linkcode outlierWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode outlierWgsl} for these options.
+ *
+ * @example Equal options share a pipeline; any difference gives another
+ * ```ts
+ * import { outlierKey, type OutlierOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const a: OutlierOptions = { variant: "lane", pass: "sum", source: { wDtype: "f32", wanda: true }, vec: 4 };
+ * assert.equal(outlierKey(a), outlierKey({ ...a, source: { wDtype: "f32", wanda: true } }));
+ * assert.notEqual(outlierKey(a), outlierKey({ ...a, vec: 1 }));
+ * assert.notEqual(outlierKey(a), outlierKey({ ...a, variant: "wg" }));
+ * assert.notEqual(outlierKey(a), outlierKey({ ...a, source: { wDtype: "f16", wanda: true } }));
+ * ```
+ */
 export function outlierKey(o: OutlierOptions): string {
   return `outliers/${o.variant}/${o.pass}/${scoreKey(o.source)}/v${o.vec}`;
 }
 
-/** Partial sums one dispatch writes over `n` vector elements (the `sum` pass's output count). */
+/**
+ * Partial sums one dispatch writes over `n` vector elements (the `sum` pass's output count).
+ *
+ * @example Size the partials buffer of the `sum` pass for a chunk of 8193 vector elements
+ * ```ts
+ * import { outlierPartials } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(outlierPartials("lane", 8193), 9); // ceil(8193 / 1024)
+ * assert.equal(outlierPartials("wg", 8193), 3); // ceil(8193 / (256 * 16))
+ * const partialBytes = outlierPartials("wg", 8193) * 4; // one f32 each, added on the host
+ * assert.equal(partialBytes, 12);
+ * ```
+ */
 export function outlierPartials(variant: OutlierVariant, n: number): number {
   return variant === "wg" ? Math.ceil(n / (WG * ITEMS)) : Math.ceil(n / OUTLIER_LANE_SEG);
 }
 
-/** Workgroups of a dispatch over `n` vector elements of a weight chunk. */
+/**
+ * Workgroups of a dispatch over `n` vector elements of a weight chunk.
+ *
+ * @example `wg` runs one workgroup per partial, `lane` packs 8 partials into a workgroup
+ * ```ts
+ * import { outlierWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = { wDtype: "f32", wanda: false } as const;
+ * assert.equal(outlierWorkgroups({ variant: "wg", pass: "count", source, vec: 1 }, 8193), 3);
+ * assert.equal(outlierWorkgroups({ variant: "lane", pass: "count", source, vec: 1 }, 8193), 2); // 9 lanes
+ * ```
+ */
 export function outlierWorkgroups(o: OutlierOptions, n: number): number {
   const p = outlierPartials(o.variant, n);
   return o.variant === "wg" ? p : Math.ceil(p / OUTLIER_LANE_WG);
@@ -163,7 +273,21 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
-/** WGSL for one pass of one version. */
+/**
+ * WGSL for one pass of one version.
+ *
+ * @example The coalesced count kernel over magnitudes: 256 invocations, one atomic add per workgroup
+ * ```ts
+ * import { outlierWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = { wDtype: "f32", wanda: false } as const;
+ * const wgsl = outlierWgsl({ variant: "wg", pass: "count", source, vec: 1 });
+ * assert.ok(wgsl.includes("@compute @workgroup_size(256)"));
+ * assert.ok(wgsl.includes("atomicAdd(&Count[0], total)"));
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 3); // uniform, W, Count
+ * ```
+ */
 export function outlierWgsl(o: OutlierOptions): string {
   return o.variant === "wg" ? wgKernel(o) : laneKernel(o);
 }

@@ -6,10 +6,36 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
-/** Invocations per workgroup of the RMSNorm kernel (one per row). */
+/**
+ * Invocations per workgroup of the RMSNorm kernel (one per row).
+ *
+ * @example Size the dispatch of RMSNorm over 300 tokens
+ * ```ts
+ * import { RMSNORM_WG, rmsnormWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(rmsnormWgsl().includes(`@workgroup_size(${RMSNORM_WG})`));
+ * const T = 300; // one invocation per token row
+ * assert.equal(Math.ceil(T / RMSNORM_WG), 5);
+ * ```
+ */
 export const RMSNORM_WG = 64;
 
-/** WGSL of the RMSNorm kernel. Contract: see the module doc. */
+/**
+ * WGSL of the RMSNorm kernel. Contract: see the module doc.
+ *
+ * @example The kernel's uniforms and bindings
+ * ```ts
+ * import { rmsnormWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = rmsnormWgsl();
+ * assert.ok(wgsl.includes("@compute @workgroup_size(64)"));
+ * assert.ok(wgsl.includes("struct U { T: u32, dim: u32, eps: f32 }"));
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 4); // uniform, X, w, Y
+ * assert.ok(wgsl.includes("1.0 / sqrt(ss / f32(u.dim) + u.eps)"));
+ * ```
+ */
 export function rmsnormWgsl(): string {
   return `
 struct U { T: u32, dim: u32, eps: f32 }

@@ -13,14 +13,49 @@ import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
  * How RoPE pairs the dimensions of a head.
  * - `interleaved`: llama2.c / Meta original, rotates (x[2i], x[2i+1]).
  * - `half`: Hugging Face "rotate_half", rotates (x[i], x[i + headDim/2]).
+ *
+ * @example The layout picks which two elements of a head one invocation rotates
+ * ```ts
+ * import { type RopeLayout, ropeWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const llama2c: RopeLayout = "interleaved", huggingFace: RopeLayout = "half";
+ * assert.ok(ropeWgsl(llama2c).includes("let a = base + 2u * i; let b = a + 1u;"));
+ * assert.ok(ropeWgsl(huggingFace).includes("let a = base + i; let b = a + half;"));
+ * ```
  */
 export type RopeLayout = "interleaved" | "half";
-/** Invocations per workgroup of the RoPE kernel (one per rotated pair). */
+/**
+ * Invocations per workgroup of the RoPE kernel (one per rotated pair).
+ *
+ * @example Size the dispatch of RoPE on Q [100 tokens, 6 heads x 48]
+ * ```ts
+ * import { ROPE_WG, ropeWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(ropeWgsl("half").includes(`@workgroup_size(${ROPE_WG})`));
+ * const T = 100, nHeads = 6, headDim = 48;
+ * const pairs = T * nHeads * (headDim / 2); // 14400
+ * assert.equal(Math.ceil(pairs / ROPE_WG), 57);
+ * ```
+ */
 export const ROPE_WG = 256;
 
 /**
  * WGSL of the in-place RoPE kernel for `layout`, with cos/sin read from host tables ({@linkcode ropeTables}).
  * Contract: see the module doc.
+ *
+ * @example The kernel rotates X in place and reads the host tables
+ * ```ts
+ * import { ropeWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = ropeWgsl("interleaved");
+ * assert.ok(wgsl.includes("@compute @workgroup_size(256)"));
+ * assert.ok(wgsl.includes("var<storage, read_write> X: array<f32>"));
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 4); // uniform, X, cosT, sinT
+ * assert.ok(!wgsl.includes("cos(")); // angles come from the float64 tables, not WGSL's cos/sin
+ * ```
  */
 export function ropeWgsl(layout: RopeLayout): string {
   const pair = layout === "interleaved"
@@ -52,7 +87,21 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
-/** cos/sin tables [maxPos, headDim/2] in float64 then rounded to f32. */
+/**
+ * cos/sin tables [maxPos, headDim/2] in float64 then rounded to f32.
+ *
+ * @example Position p, frequency i: angle p * theta^(-2i / headDim)
+ * ```ts
+ * import { ropeTables } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const { cos, sin } = ropeTables(3, 4, 10000); // 3 positions, 2 frequencies each
+ * assert.equal(cos.length, 6);
+ * assert.deepEqual([cos[0], sin[0], cos[1], sin[1]], [1, 0, 1, 0]); // position 0: no rotation
+ * assert.equal(sin[2 * 2 + 0], Math.fround(Math.sin(2))); // position 2, frequency 0: 2 rad
+ * assert.equal(cos[2 * 2 + 1], Math.fround(Math.cos(0.02))); // frequency 1: 2 * 10000^(-1/2)
+ * ```
+ */
 export function ropeTables(
   maxPos: number,
   headDim: number,

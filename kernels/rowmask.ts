@@ -37,15 +37,65 @@
  */
 import { enableF16, type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
-/** Columns per mask word. */
+/**
+ * Columns per mask word.
+ *
+ * @example Decode a mask read back from the GPU: bit b of word w of row i is column MASK_BITS * w + b
+ * ```ts
+ * import { Gpu, MASK_BITS, releaseMask, releaseMatrix, rowMask, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const rows = 2, cols = 40; // |W[i, j]| = j + 1 in row 0 and 40 - j in row 1
+ * const data = Float32Array.from({ length: rows * cols }, (_, e) => e < cols ? e + 1 : -(2 * cols - e));
+ * const w = uploadMatrix(gpu, data, rows, cols, "w");
+ * const mask = rowMask(gpu, w, null, 3); // magnitude: prune the 3 smallest |W| of each row
+ * const words = await gpu.readU32(mask.buffer);
+ * const bit = (i: number, j: number) =>
+ *   (words[i * mask.wordsPerRow + Math.floor(j / MASK_BITS)] >>> (j % MASK_BITS)) & 1;
+ * const pruned = (i: number) => [...Array(cols).keys()].filter((j) => bit(i, j));
+ * assert.deepEqual(pruned(0), [0, 1, 2]);
+ * assert.deepEqual(pruned(1), [37, 38, 39]); // in the second word of the row
+ * releaseMask(gpu, mask);
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export const MASK_BITS = 32;
 
-/** u32 words per row of a bit-packed mask over `cols` columns. */
+/**
+ * u32 words per row of a bit-packed mask over `cols` columns.
+ *
+ * @example Rows are padded to whole words, so a mask over 100 x 40 weights takes 100 x 2 words
+ * ```ts
+ * import { maskWordsPerRow } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual([1, 32, 33, 40, 64, 4096].map(maskWordsPerRow), [1, 1, 2, 2, 2, 128]);
+ * const maskBytes = 100 * maskWordsPerRow(40) * 4;
+ * assert.equal(maskBytes, 800);
+ * ```
+ */
 export function maskWordsPerRow(cols: number): number {
   return Math.ceil(cols / MASK_BITS);
 }
 
-/** Where scores come from. Shared by the mask, outlier and N:M kernels. */
+/**
+ * Where scores come from. Shared by the mask, outlier and N:M kernels.
+ *
+ * @example A Wanda source takes one more binding (sqrtR) than a magnitude source
+ * ```ts
+ * import { scoreBindingCount, scoreKey, type ScoreSource, scoreWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wanda: ScoreSource = { wDtype: "f32", wanda: true };
+ * const magnitude: ScoreSource = { wDtype: "f32", wanda: false };
+ * assert.ok(scoreWgsl(wanda).includes("return abs(W[e] * R[j]);"));
+ * assert.ok(scoreWgsl(magnitude).includes("return abs(W[e]);"));
+ * assert.equal(scoreBindingCount(wanda), scoreBindingCount(magnitude) + 1);
+ * assert.notEqual(scoreKey(wanda), scoreKey(magnitude));
+ * ```
+ */
 export interface ScoreSource {
   /** Element type of W. */
   wDtype: GpuDType;
@@ -53,12 +103,37 @@ export interface ScoreSource {
   wanda: boolean;
 }
 
-/** Pipeline cache key fragment for a score source (weight dtype and Wanda or magnitude). */
+/**
+ * Pipeline cache key fragment for a score source (weight dtype and Wanda or magnitude).
+ *
+ * @example The fragment names the weight dtype and the score
+ * ```ts
+ * import { scoreKey } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(scoreKey({ wDtype: "f16", wanda: true }), "f16/wanda");
+ * assert.equal(scoreKey({ wDtype: "f32", wanda: false }), "f32/mag");
+ * ```
+ */
 export function scoreKey(s: ScoreSource): string {
   return `${s.wDtype}/${s.wanda ? "wanda" : "mag"}`;
 }
 
-/** Storage bindings a score source takes (W, then sqrtR for Wanda). */
+/**
+ * Storage bindings a score source takes (W, then sqrtR for Wanda).
+ *
+ * @example A kernel's output binding comes right after the score's (binding 0 is the uniform)
+ * ```ts
+ * import { rowMaskWgsl, scoreBindingCount, type ScoreSource } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * for (const source of [{ wDtype: "f32", wanda: true }, { wDtype: "f32", wanda: false }] as ScoreSource[]) {
+ *   const wgsl = rowMaskWgsl({ variant: "lane", source, radixBits: 8, vec: 1 });
+ *   assert.ok(wgsl.includes(`@binding(${1 + scoreBindingCount(source)}) var<storage, read_write> Mask`));
+ * }
+ * assert.equal(scoreBindingCount({ wDtype: "f16", wanda: true }), 2);
+ * ```
+ */
 export function scoreBindingCount(s: ScoreSource): number {
   return s.wanda ? 2 : 1;
 }
@@ -67,6 +142,18 @@ export function scoreBindingCount(s: ScoreSource): number {
  * WGSL: the W (binding 1) and sqrtR (binding 2) declarations and `score(e, j)`, the score of flat
  * element e of the chunk in column j (both in units of `vec` elements). The shader must start
  * with `enableF16(s.wDtype)`.
+ *
+ * @example Build a custom kernel around the shared score function
+ * ```ts
+ * import { enableF16, scoreWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = { wDtype: "f16", wanda: true } as const;
+ * const wgsl = `${enableF16(source.wDtype)}${scoreWgsl(source, 4)}`;
+ * assert.ok(wgsl.startsWith("enable f16;"));
+ * assert.ok(wgsl.includes("var<storage, read> W: array<vec4<f16>>;"));
+ * assert.ok(wgsl.includes("fn score(e: u32, j: u32) -> vec4<f32> { return abs(vec4<f32>(W[e]) * R[j]); }"));
+ * ```
  */
 export function scoreWgsl(s: ScoreSource, vec: 1 | 4 = 1): string {
   const t = vec === 4 ? "vec4<f32>" : "f32";
@@ -81,10 +168,36 @@ fn score(e: u32, j: u32) -> ${t} { return abs(${s.wanda ? `${w} * R[j]` : w}); }
 /**
  * Version of the row-mask kernel: `lane` (one invocation per row, CPU adapters) or `wg` (one workgroup per
  * row, GPUs).
+ *
+ * @example The two versions dispatch differently over a 100-row chunk
+ * ```ts
+ * import { rowMaskWorkgroups, type RowMaskVariant } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const workgroups = (variant: RowMaskVariant) =>
+ *   rowMaskWorkgroups({ variant, source: { wDtype: "f32", wanda: true }, radixBits: 8, vec: 4 }, 100);
+ * assert.equal(workgroups("lane"), 13); // 8 rows per workgroup
+ * assert.equal(workgroups("wg"), 100); // one workgroup per row
+ * ```
  */
 export type RowMaskVariant = "lane" | "wg";
 
-/** Compile-time options of the row-mask kernel. */
+/**
+ * Compile-time options of the row-mask kernel.
+ *
+ * @example The CPU version for a Wanda mask over f32 weights with cols % 4 == 0, 4-bit digits
+ * ```ts
+ * import { rowMaskKey, type RowMaskOptions, rowMaskWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = { wDtype: "f32", wanda: true } as const;
+ * const o: RowMaskOptions = { variant: "lane", source, radixBits: 4, vec: 4 };
+ * const wgsl = rowMaskWgsl(o);
+ * assert.ok(wgsl.includes("var<private> hist: array<u32, 16>;")); // 2^4 bins per digit
+ * assert.ok(wgsl.includes("for (var p = 0u; p < 8u; p++)")); // 32 / 4 passes
+ * assert.equal(rowMaskKey(o), "rowmask/lane/f32/wanda/r4/v4");
+ * ```
+ */
 export interface RowMaskOptions {
   /** Kernel version. */
   variant: RowMaskVariant;
@@ -96,7 +209,20 @@ export interface RowMaskOptions {
   vec: 1 | 4;
 }
 
-/** Invocations per workgroup of the `lane` version. */
+/**
+ * Invocations per workgroup of the `lane` version.
+ *
+ * @example A `lane` dispatch runs one row per invocation
+ * ```ts
+ * import { ROWMASK_LANE_WG, type RowMaskOptions, rowMaskWgsl, rowMaskWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = { wDtype: "f32", wanda: false } as const;
+ * const o: RowMaskOptions = { variant: "lane", source, radixBits: 8, vec: 1 };
+ * assert.ok(rowMaskWgsl(o).includes(`@workgroup_size(${ROWMASK_LANE_WG})`));
+ * assert.equal(rowMaskWorkgroups(o, 100), Math.ceil(100 / ROWMASK_LANE_WG));
+ * ```
+ */
 export const ROWMASK_LANE_WG = 8;
 const WG = 256;
 /**
@@ -106,7 +232,23 @@ const WG = 256;
  */
 const UNROLL = 8;
 
-/** Pipeline cache key of {@linkcode rowMaskWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode rowMaskWgsl} for these options.
+ *
+ * @example Options a version ignores do not split the cache
+ * ```ts
+ * import { rowMaskKey, type RowMaskOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = { wDtype: "f32", wanda: true } as const;
+ * const lane: RowMaskOptions = { variant: "lane", source, radixBits: 8, vec: 4 };
+ * assert.notEqual(rowMaskKey(lane), rowMaskKey({ ...lane, radixBits: 4 }));
+ * assert.notEqual(rowMaskKey(lane), rowMaskKey({ ...lane, variant: "wg" }));
+ * // `wg` always uses 8-bit digits and scalar loads: radixBits and vec do not change its kernel.
+ * const wg: RowMaskOptions = { ...lane, variant: "wg" };
+ * assert.equal(rowMaskKey(wg), rowMaskKey({ ...wg, radixBits: 4, vec: 1 }));
+ * ```
+ */
 export function rowMaskKey(o: RowMaskOptions): string {
   const lane = o.variant === "lane" ? `/r${o.radixBits}/v${o.vec}` : "";
   return `rowmask/${o.variant}/${scoreKey(o.source)}${lane}`;
@@ -118,13 +260,36 @@ export function rowMaskKey(o: RowMaskOptions): string {
  * unrolled walk and its tail (at most ceil(cols / UNROLL) + UNROLL - 2 iterations, 2 exits), the
  * bin search (at most `bins`), the pass loop's own step; then the mask words, one partial word's
  * tail (at most 32 with its exit) and the remaining exits. Must stay under 65535.
+ *
+ * @example Rows short enough for `lane` under llvmpipe's limit, and one that is not
+ * ```ts
+ * import { rowMaskLaneIterations } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // 14336 columns, 8-bit digits: 4 passes of (1792 + 8 + 256 + 1), then 448 words + 36.
+ * assert.equal(rowMaskLaneIterations(14336, 8), 8712);
+ * assert.ok(rowMaskLaneIterations(14336, 4) < 65535);
+ * assert.ok(rowMaskLaneIterations(500_000, 8) >= 65535); // the launcher uses `wg` for such rows
+ * ```
  */
 export function rowMaskLaneIterations(cols: number, radixBits: 4 | 8): number {
   const passes = 32 / radixBits, bins = 1 << radixBits;
   return passes * (Math.ceil(cols / UNROLL) + UNROLL + bins + 1) + maskWordsPerRow(cols) + 36;
 }
 
-/** Workgroups of a dispatch over `rows` rows of a weight chunk. */
+/**
+ * Workgroups of a dispatch over `rows` rows of a weight chunk.
+ *
+ * @example 37 rows: 5 `lane` workgroups of 8 rows, or 37 `wg` workgroups
+ * ```ts
+ * import { rowMaskWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = { wDtype: "f16", wanda: false } as const;
+ * assert.equal(rowMaskWorkgroups({ variant: "lane", source, radixBits: 8, vec: 1 }, 37), 5);
+ * assert.equal(rowMaskWorkgroups({ variant: "wg", source, radixBits: 8, vec: 1 }, 37), 37);
+ * ```
+ */
 export function rowMaskWorkgroups(o: RowMaskOptions, rows: number): number {
   return o.variant === "wg" ? rows : Math.ceil(rows / ROWMASK_LANE_WG);
 }
@@ -300,7 +465,20 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
-/** WGSL for the chosen row-mask version. */
+/**
+ * WGSL for the chosen row-mask version.
+ *
+ * @example The GPU version: a 256-invocation workgroup per row with a shared histogram
+ * ```ts
+ * import { rowMaskWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = rowMaskWgsl({ variant: "wg", source: { wDtype: "f32", wanda: true }, radixBits: 8, vec: 1 });
+ * assert.ok(wgsl.includes("@compute @workgroup_size(256)"));
+ * assert.ok(wgsl.includes("var<workgroup> hist: array<atomic<u32>, 256>;"));
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 4); // uniform, W, sqrtR, Mask
+ * ```
+ */
 export function rowMaskWgsl(o: RowMaskOptions): string {
   return o.variant === "wg" ? wgKernel(o) : laneKernel(o);
 }

@@ -15,15 +15,18 @@
  *   Slot e is column `(e / keep) * group + position`.
  * - `delta` (unstructured, CPU adapters' default; `layout: "delta"`, always in a texture, lane +
  *   ubo versions only): columns in blocks of SPARSE_DELTA_BLOCK = 4096, P u32 [rows * blocks + 1]
- *   (first group of block b of row r at r * blocks + b; the next entry ends it), and groups of 16
- *   entries: f32 5 texels (16 value bit patterns, then 4 words of four u8 deltas, lowest byte
- *   first), f16 3 texels (8 words of two f16, low half first, then the 4 delta words). A block's
- *   running column starts at its first column and each entry adds its delta before its
- *   multiply-add; escapes (delta 255, value 0) bridge longer gaps, padding is delta 0, value 0.
- *   5 / 3 bytes a kept weight instead of 6 / 4, and slots hold whole blocks, so a segment is a
- *   block range: no binary search, no masking. Measured (11008x4096 GEMV, lavapipe, one
- *   interleaved run, ms): f32 50/70/90% 23.6 / 14.9 / 4.0 against the groups' 27.8 / 21.0 / 6.7;
- *   f16 19.0 / 17.6 / 3.3 against 30.3 / 25.1 / 10.1.
+ *   (first group of block b of row r at r * blocks + b; the next entry ends it), and groups of
+ *   entries, each a value and a column delta of `deltaBits` bits: 8-bit deltas in groups of 16
+ *   (f32 5 texels: 16 value bit patterns, then 4 words of four u8 deltas, lowest byte first; f16
+ *   3 texels: 8 words of two f16, low half first, then the 4 delta words), 4-bit deltas in groups
+ *   of 32 (f32 9 texels: 32 values, then 4 words of eight nibbles, lowest first; f16 5 texels: 16
+ *   words of two f16, then the 4 delta words). A block's running column starts at its first
+ *   column and each entry adds its delta before its multiply-add; escapes (the largest delta, 255
+ *   or 15, with value 0) bridge longer gaps, padding is delta 0, value 0. 5 / 3 (8-bit) or 4.5 /
+ *   2.5 (4-bit) bytes a kept weight instead of the groups' 6 / 4, and slots hold whole blocks, so a
+ *   segment is a block range: no binary search, no masking. Measured (11008x4096 GEMV, lavapipe,
+ *   one interleaved run, ms): f32 50/70/90% 23.6 / 14.9 / 4.0 against the groups' 27.8 / 21.0 /
+ *   6.7; f16 19.0 / 17.6 / 3.3 against 30.3 / 25.1 / 10.1.
  * - `wtex`: E (unstructured) or V (nm) live in an rgba32uint texture instead (4 words a texel,
  *   flat layout: texel i at (i % SPARSE_TEX_WIDTH, i / SPARSE_TEX_WIDTH)). lavapipe fetches a
  *   texel per lane with one 16-byte load where a storage vec4 load is a per-lane, per-component
@@ -95,6 +98,8 @@ export interface SparseLinearOptions {
    * texture); "groups" otherwise (and for nm).
    */
   layout: SparseGpuLayout;
+  /** delta layout only: bits of a column delta, 8 (default) or 4 (see the module doc). */
+  deltaBits?: 4 | 8;
   /** nm only (0 for unstructured): kept per group and group length. */
   keep: number;
   /** nm only (0 for unstructured): the group length M. */
@@ -105,8 +110,13 @@ export interface SparseLinearOptions {
 
 /** Nonzeros per group of the unstructured layout. */
 export const SPARSE_GROUP: Record<GpuDType, number> = { f32: 8, f16: 4 };
-/** Entries per group of the delta layout. */
+/** Entries per group of the delta layout with 8-bit deltas (4-bit deltas: twice as many). */
 export const SPARSE_DELTA_GROUP = 16;
+
+/** Entries per group of the delta layout with `bits`-bit deltas: 16 (8-bit) or 32 (4-bit). */
+export function deltaGroupEntries(bits: 4 | 8 = 8): number {
+  return bits === 8 ? SPARSE_DELTA_GROUP : 2 * SPARSE_DELTA_GROUP;
+}
 /** Columns per block of the delta layout (a row's deltas restart at each block; slots hold whole blocks). */
 export const SPARSE_DELTA_BLOCK = 4096;
 /** Texels per row of the weight textures (flat layout, 16 KiB rows). */
@@ -123,7 +133,11 @@ export function sparseIndexBits(group: number): 2 | 4 | 8 {
 
 /** Pipeline cache key of {@linkcode sparseLinearWgsl} for these options. */
 export function sparseLinearKey(o: SparseLinearOptions): string {
-  const nm = o.format === "nm" ? `/${o.keep}:${o.group}` : o.layout === "delta" ? "/delta" : "";
+  const nm = o.format === "nm"
+    ? `/${o.keep}:${o.group}`
+    : o.layout === "delta"
+    ? `/delta${o.deltaBits ?? 8}`
+    : "";
   const flags = `s${+o.segmented}/t${+o.wtex}/b${+o.bias}`;
   return `sparse/${o.format}${nm}/${o.dtype}/${o.variant}/${o.x}/tm${o.tm}/${flags}/wg${o.workgroupSize}`;
 }
@@ -348,9 +362,12 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
-/** Texels per group of the delta layout: 16 f32 values + 16 byte deltas, or 16 f16 values + deltas. */
-export function deltaGroupTexels(dtype: GpuDType): number {
-  return dtype === "f32" ? 5 : 3;
+/**
+ * Texels per group of the delta layout: the group's values (4 f32 or 8 f16 a texel), then one texel
+ * of deltas (16 bytes or 32 nibbles): 8-bit deltas f32 5, f16 3; 4-bit deltas f32 9, f16 5.
+ */
+export function deltaGroupTexels(dtype: GpuDType, bits: 4 | 8 = 8): number {
+  return deltaGroupEntries(bits) / (dtype === "f32" ? 4 : 8) + 1;
 }
 
 /**
@@ -366,22 +383,28 @@ function deltaKernel(o: SparseLinearOptions): string {
   const tw = SPARSE_TEX_WIDTH;
   const texel = (i: string) => `textureLoad(WT, vec2<u32>((${i}) % ${tw}u, (${i}) / ${tw}u), 0)`;
   const C = ["x", "y", "z", "w"];
-  const gt = deltaGroupTexels(o.dtype);
+  const bits = o.deltaBits ?? 8, G = deltaGroupEntries(bits);
+  const gt = deltaGroupTexels(o.dtype, bits);
   const body: string[] = [`let t = ${gt}u * j;`];
   const vals: string[] = [];
   if (o.dtype === "f32") {
-    for (let i = 0; i < 4; i++) body.push(`let v${i} = ${texel(`t + ${i}u`)};`);
-    for (let q = 0; q < 16; q++) vals.push(`bitcast<f32>(v${q >> 2}.${C[q & 3]})`);
+    for (let i = 0; i < gt - 1; i++) body.push(`let v${i} = ${texel(`t + ${i}u`)};`);
+    for (let q = 0; q < G; q++) vals.push(`bitcast<f32>(v${q >> 2}.${C[q & 3]})`);
   } else {
-    for (let i = 0; i < 2; i++) body.push(`let v${i} = ${texel(`t + ${i}u`)};`);
-    for (let w = 0; w < 8; w++) body.push(`let h${w} = unpack2x16float(v${w >> 2}.${C[w & 3]});`);
-    for (let q = 0; q < 16; q++) vals.push(`h${q >> 1}.${q & 1 ? "y" : "x"}`);
+    for (let i = 0; i < gt - 1; i++) body.push(`let v${i} = ${texel(`t + ${i}u`)};`);
+    for (let w = 0; w < G / 2; w++) body.push(`let h${w} = unpack2x16float(v${w >> 2}.${C[w & 3]});`);
+    for (let q = 0; q < G; q++) vals.push(`h${q >> 1}.${q & 1 ? "y" : "x"}`);
   }
   body.push(`let d = ${texel(`t + ${gt - 1}u`)};`);
   const xat = tm === 1 ? "XS[c >> 2u][c & 3u]" : "XS[c]";
-  for (let q = 0; q < SPARSE_DELTA_GROUP; q++) {
-    const dw = `d.${C[q >> 2]}`, sh = 8 * (q & 3);
-    const dx = sh === 0 ? `(${dw} & 255u)` : sh === 24 ? `(${dw} >> 24u)` : `((${dw} >> ${sh}u) & 255u)`;
+  const per = 32 / bits, mask = (1 << bits) - 1; // deltas per word
+  for (let q = 0; q < G; q++) {
+    const dw = `d.${C[Math.floor(q / per)]}`, sh = bits * (q % per);
+    const dx = sh === 0
+      ? `(${dw} & ${mask}u)`
+      : sh + bits === 32
+      ? `(${dw} >> ${sh}u)`
+      : `((${dw} >> ${sh}u) & ${mask}u)`;
     body.push(`c += ${dx}; acc += ${vals[q]} * ${xat};`);
   }
   const b = o.bias ? " + B[u.colOffset + r]" : "";

@@ -38,9 +38,38 @@ import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 export const SGPT_WG = 64;
 /** The select kernel's single workgroup. */
 export const SGPT_SELECT_WG = 256;
-/** Largest supported block size (the obs kernel keeps a block row in private memory). */
+/**
+ * Largest supported block size (the obs kernel keeps a block row in private memory).
+ *
+ * @example `blocksize` may be at most SGPT_MAX_BLOCK; one more is an ArgumentError
+ * ```ts
+ * import { ArgumentError, checkSparseGPTOptions, SGPT_MAX_BLOCK } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * checkSparseGPTOptions(null, 64, 512, { sparsity: 0.5, blocksize: SGPT_MAX_BLOCK });
+ * assert.throws(
+ *   () => checkSparseGPTOptions(null, 64, 512, { sparsity: 0.5, blocksize: SGPT_MAX_BLOCK + 1 }),
+ *   (e) => e instanceof ArgumentError,
+ * );
+ * ```
+ */
 export const SGPT_MAX_BLOCK = 256;
-/** Largest M of an N:M pattern. */
+/**
+ * Largest M of an N:M pattern.
+ *
+ * @example SparseGPT takes N:M patterns up to M = SGPT_MAX_M
+ * ```ts
+ * import { ArgumentError, checkSparseGPTOptions, SGPT_MAX_M } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const opts = (m: number) => ({ sparsity: 0, blocksize: 128, nm: { n: m / 2, m } });
+ * checkSparseGPTOptions(null, 64, 512, opts(SGPT_MAX_M)); // 8:16 is fine
+ * assert.throws(
+ *   () => checkSparseGPTOptions(null, 64, 512, opts(2 * SGPT_MAX_M)), // 16:32
+ *   (e) => e instanceof ArgumentError,
+ * );
+ * ```
+ */
 export const SGPT_MAX_M = 16;
 
 /** Loop iterations of one select-kernel lane (llvmpipe's limit is 65535). */
@@ -54,15 +83,50 @@ export function selectLaneIterations(rows: number, bw: number): number {
 /**
  * The single-version SparseGPT passes: `ublk` (copy U's block rows), `gather` (copy W's block columns) and
  * `select` (block threshold); see the module doc.
+ *
+ * @example One pipeline per pass; `select` runs as a single 256-invocation workgroup
+ * ```ts
+ * import { sparsegptKey, type SparseGPTPass, sparsegptWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const passes: SparseGPTPass[] = ["ublk", "gather", "select"];
+ * assert.equal(new Set(passes.map(sparsegptKey)).size, 3);
+ * for (const p of passes) assert.ok(sparsegptWgsl(p).includes("@compute @workgroup_size("));
+ * assert.ok(sparsegptWgsl("select").includes("@workgroup_size(256)"));
+ * assert.ok(sparsegptWgsl("gather").includes("@workgroup_size(64)"));
+ * ```
  */
 export type SparseGPTPass = "ublk" | "gather" | "select";
 
-/** Pipeline cache key of {@linkcode sparsegptWgsl} for `pass`. */
+/**
+ * Pipeline cache key of {@linkcode sparsegptWgsl} for `pass`.
+ *
+ * @example Keys name the pass
+ * ```ts
+ * import { sparsegptKey } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(sparsegptKey("gather"), "sparsegpt/gather");
+ * assert.notEqual(sparsegptKey("gather"), sparsegptKey("ublk"));
+ * ```
+ */
 export function sparsegptKey(pass: SparseGPTPass): string {
   return `sparsegpt/${pass}`;
 }
 
-/** Key of the obs kernel: the private row is `maxBlock` long. */
+/**
+ * Key of the obs kernel: the private row is `maxBlock` long.
+ *
+ * @example Block sizes that round to the same private row share a pipeline
+ * ```ts
+ * import { sparsegptObsKey } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const roundUp32 = (bs: number) => 32 * Math.ceil(bs / 32);
+ * assert.equal(sparsegptObsKey(roundUp32(100)), sparsegptObsKey(roundUp32(128)));
+ * assert.notEqual(sparsegptObsKey(128), sparsegptObsKey(256));
+ * ```
+ */
 export function sparsegptObsKey(maxBlock: number): string {
   return `sparsegpt/obs/b${maxBlock}`;
 }
@@ -78,6 +142,19 @@ const SCORE = `fn scoreKey(w: f32, d: f32) -> u32 { return bitcast<u32>((w * w) 
  *   read_write. One invocation per (row of the chunk, block column).
  * - select: uniforms {rows, bw, ld, k, quirk}; bindings W1 read, Ublk read, sel u32 [2]
  *   read_write, rowTie u32 [rows] read_write. One workgroup of SGPT_SELECT_WG.
+ *
+ * @example Bindings of the gather and select passes
+ * ```ts
+ * import { sparsegptWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gather = sparsegptWgsl("gather");
+ * assert.ok(gather.includes("struct U { cols: u32, i1: u32, bw: u32, r0: u32, rc: u32 }"));
+ * assert.equal(gather.match(/@binding\(/g)?.length, 4); // uniform, W, dead, W1
+ * const select = sparsegptWgsl("select");
+ * assert.equal(select.match(/@binding\(/g)?.length, 5); // uniform, W1, Ublk, sel, rowTie
+ * assert.ok(select.includes("var<storage, read_write> rowTie: array<u32>;"));
+ * ```
  */
 export function sparsegptWgsl(pass: SparseGPTPass): string {
   switch (pass) {
@@ -212,6 +289,18 @@ fn main(@builtin(local_invocation_index) lid: u32) {
  * rows from global row r0; Ublk row stride ld; ErrT row stride ldE; `words` u32 per mask row;
  * nmM = 0 for unstructured. Bindings: W chunk read_write, W1 read, Ublk read, sel read, rowTie
  * read, ErrT read_write, mask read_write. `maxBlock` (>= bw) sizes the private row.
+ *
+ * @example A 128-column private row and its 4 mask words
+ * ```ts
+ * import { sparsegptObsWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = sparsegptObsWgsl(128);
+ * assert.ok(wgsl.includes("var w: array<f32, 128>;"));
+ * assert.ok(wgsl.includes("var m: array<u32, 4>;"));
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 8);
+ * assert.ok(wgsl.includes("@compute @workgroup_size(64)"));
+ * ```
  */
 export function sparsegptObsWgsl(maxBlock: number): string {
   const MB = maxBlock, words = Math.ceil(MB / 32);
@@ -280,7 +369,22 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
-/** Tile sizes of the lazy update. */
+/**
+ * Tile sizes of the lazy update.
+ *
+ * @example Tiles of 4 x 8 weights, 32 invocations per workgroup
+ * ```ts
+ * import { lazyKey, type LazyOptions, lazyWgsl, lazyWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: LazyOptions = { tm: 4, tn: 8, workgroupSize: 32 };
+ * const wgsl = lazyWgsl(o);
+ * assert.ok(wgsl.includes("@compute @workgroup_size(32)"));
+ * assert.equal(wgsl.match(/var c\d+_\d+ = vec4<f32>/g)?.length, 4 * (8 / 4)); // accumulators
+ * assert.equal(lazyKey(o), "sparsegpt/lazy/4x8/wg32");
+ * assert.equal(lazyWorkgroups(o, 64, 64), 4); // (64 / 4) * (64 / 8) tiles / 32
+ * ```
+ */
 export interface LazyOptions {
   /** Tile rows. */
   tm: number;
@@ -290,12 +394,36 @@ export interface LazyOptions {
   workgroupSize: number;
 }
 
-/** Pipeline cache key of {@linkcode lazyWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode lazyWgsl} for these options.
+ *
+ * @example Every tile option enters the key
+ * ```ts
+ * import { lazyKey } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const cpu = { tm: 16, tn: 16, workgroupSize: 8 };
+ * assert.equal(lazyKey(cpu), lazyKey({ tm: 16, tn: 16, workgroupSize: 8 }));
+ * assert.notEqual(lazyKey(cpu), lazyKey({ ...cpu, tn: 8 }));
+ * assert.notEqual(lazyKey(cpu), lazyKey({ ...cpu, workgroupSize: 64 }));
+ * ```
+ */
 export function lazyKey(o: LazyOptions): string {
   return `sparsegpt/lazy/${o.tm}x${o.tn}/wg${o.workgroupSize}`;
 }
 
-/** Workgroups of a lazy update over `rows` x `cols` weights (one invocation per TM x TN tile). */
+/**
+ * Workgroups of a lazy update over `rows` x `cols` weights (one invocation per TM x TN tile).
+ *
+ * @example 100 x 30 weights in 16 x 16 tiles: 7 x 2 = 14 tiles, 2 workgroups of 8
+ * ```ts
+ * import { lazyWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(lazyWorkgroups({ tm: 16, tn: 16, workgroupSize: 8 }, 100, 30), 2);
+ * assert.equal(lazyWorkgroups({ tm: 4, tn: 4, workgroupSize: 64 }, 100, 30), 4); // 25 x 8 tiles
+ * ```
+ */
 export function lazyWorkgroups(o: LazyOptions, rows: number, cols: number): number {
   return Math.ceil((Math.ceil(rows / o.tm) * Math.ceil(cols / o.tn)) / o.workgroupSize);
 }
@@ -305,6 +433,18 @@ export function lazyWorkgroups(o: LazyOptions, rows: number, cols: number): numb
  * chunk's rows r < rc and b < width (= cols - i2). Uniforms {cols, i2, r0, rc, width, bw, ldE,
  * ld4 (Ublk row stride / 4), bwPad4 (bwPad / 4)}. Bindings: W chunk read_write, ErrT read, Ublk
  * read (as vec4). Per c: TM scalar loads of ErrT (contiguous across rows), TN / 4 vec4 loads of U.
+ *
+ * @example The GPU tiling (4 x 4), and a tile width that is not a multiple of 4
+ * ```ts
+ * import { lazyWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = lazyWgsl({ tm: 4, tn: 4, workgroupSize: 64 });
+ * assert.ok(wgsl.includes("@compute @workgroup_size(64)"));
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 4); // uniform, W, ErrT, Ublk
+ * assert.ok(wgsl.includes("var<storage, read> Ub: array<vec4<f32>>;"));
+ * assert.throws(() => lazyWgsl({ tm: 4, tn: 6, workgroupSize: 64 }), /multiple of 4/);
+ * ```
  */
 export function lazyWgsl(o: LazyOptions): string {
   const { tm, tn } = o, tq = tn / 4;

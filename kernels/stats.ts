@@ -21,21 +21,70 @@
  */
 import { LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
-/** Invocations per workgroup of the activation statistics kernel. */
+/**
+ * Invocations per workgroup of the activation statistics kernel.
+ *
+ * @example Size the dispatch for 288 channels (read as 72 vec4)
+ * ```ts
+ * import { STATS_WG, statsWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(statsWgsl({ vec: 4 }).includes(`@workgroup_size(${STATS_WG})`));
+ * const C = 288, vec = C % 4 === 0 ? 4 : 1;
+ * assert.equal(Math.ceil(C / vec / STATS_WG), 2);
+ * ```
+ */
 export const STATS_WG = 64;
 
-/** Compile-time options of the activation statistics kernel. */
+/**
+ * Compile-time options of the activation statistics kernel.
+ *
+ * @example Choose `vec` from the channel count
+ * ```ts
+ * import { statsKey, type StatsOptions, statsWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const optionsFor = (C: number): StatsOptions => ({ vec: C % 4 === 0 ? 4 : 1 });
+ * assert.ok(statsWgsl(optionsFor(288)).includes("array<vec4<f32>>"));
+ * assert.ok(!statsWgsl(optionsFor(287)).includes("vec4"));
+ * assert.equal(statsKey(optionsFor(287)), "stats/scaler-row/v1");
+ * ```
+ */
 export interface StatsOptions {
   /** 4 when C % 4 == 0, else 1. */
   vec: 1 | 4;
 }
 
-/** Pipeline cache key of {@linkcode statsWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode statsWgsl} for these options.
+ *
+ * @example One pipeline per vector width
+ * ```ts
+ * import { statsKey } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(statsKey({ vec: 4 }), statsKey({ vec: 4 }));
+ * assert.notEqual(statsKey({ vec: 4 }), statsKey({ vec: 1 }));
+ * ```
+ */
 export function statsKey(o: StatsOptions): string {
   return `stats/scaler-row/v${o.vec}`;
 }
 
-/** WGSL of the in-place `scaler_row` running-mean update. Bindings: see the module doc. */
+/**
+ * WGSL of the in-place `scaler_row` running-mean update. Bindings: see the module doc.
+ *
+ * @example The update R = R * ratio + sumsq / nNew, with a division kept as a division
+ * ```ts
+ * import { statsWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = statsWgsl({ vec: 1 });
+ * assert.ok(wgsl.includes("@compute @workgroup_size(64)"));
+ * assert.equal(wgsl.match(/@binding\(/g)?.length, 3); // uniform, X, R
+ * assert.ok(wgsl.includes("R[j] = R[j] * u.ratio + acc / u.nNew;"));
+ * ```
+ */
 export function statsWgsl(o: StatsOptions): string {
   const t = o.vec === 4 ? "vec4<f32>" : "f32";
   return `

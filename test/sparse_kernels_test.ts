@@ -57,6 +57,7 @@ async function check(
     bias?: boolean;
     texture?: boolean;
     layout?: SparseGpuLayout;
+    deltaBits?: 4 | 8;
   } = {},
 ): Promise<void> {
   const N = s.rows, K = s.cols;
@@ -65,7 +66,14 @@ async function check(
   const ubo = o.override?.variant !== "wg" && o.override?.x !== "storage" &&
     (gpu.isCpu || o.override?.x === "ubo");
   const layout = o.layout ?? (ubo ? undefined : "groups");
-  const w = uploadSparse(gpu, s, { maxRowsPerChunk: o.chunkRows, label: "w", texture: o.texture, layout });
+  const w = uploadSparse(gpu, s, {
+    maxRowsPerChunk: o.chunkRows,
+    label: "w",
+    texture: o.texture,
+    layout,
+    deltaBits: o.deltaBits,
+  });
+  if (o.deltaBits && w.layout === "delta") assert.equal(w.deltaBits, o.deltaBits);
   if (o.texture !== undefined) assert.equal(w.texture, o.texture);
   if (o.layout && s.format === "unstructured") assert.equal(w.layout, o.layout);
   if (o.chunkRows) assert(w.chunks.length > 1 || N <= o.chunkRows);
@@ -102,7 +110,11 @@ Deno.test("sparse unstructured: every version, f32 and f16 values, uneven shapes
       }
       for (const tm of [1, 4] as const) { // the delta layout: lane + ubo only
         const override = { variant: "lane" as const, x: "ubo" as const, tm };
-        for (const M of [1, 3, 9]) await check(s, M, M + N, { override, texture: true, layout: "delta" });
+        for (const deltaBits of [4, 8] as const) {
+          for (const M of [1, 3, 9]) {
+            await check(s, M, M + N, { override, texture: true, layout: "delta", deltaBits });
+          }
+        }
       }
     }
   }
@@ -186,7 +198,8 @@ function gappy(rows: number, cols: number, seed: number): Float32Array {
         : kind === 2
         ? false // empty row
         : kind === 3
-        ? c === 256 || c === 511 || c === 767 + 255 || c === cols - 1 // gaps of exactly 256, 255, 511
+        // gaps of exactly 15, 16, 30 (4-bit: none, one, one escape), 195, 255, 511 (8-bit: 0, 0, 1)
+        ? c === 15 || c === 31 || c === 61 || c === 256 || c === 511 || c === 767 + 255 || c === cols - 1
         : r() < 0.1;
       if (!keep) W[i * cols + c] = 0;
     }
@@ -200,8 +213,11 @@ Deno.test("sparse delta layout: escapes, several blocks per slot, segments, chun
       const s = packUnstructured(gappy(N, K, N + K), N, K, dtype);
       for (const tm of [1, 4] as const) {
         const override = { variant: "lane" as const, x: "ubo" as const, tm };
-        await check(s, tm === 1 ? 1 : 6, K, { override, texture: true, layout: "delta", bias: true });
-        await check(s, 2, K + 1, { override, texture: true, layout: "delta", chunkRows: 3 });
+        for (const deltaBits of [4, 8] as const) {
+          const o = { override, texture: true, layout: "delta" as const, deltaBits };
+          await check(s, tm === 1 ? 1 : 6, K, { ...o, bias: true });
+          await check(s, 2, K + 1, { ...o, chunkRows: 3 });
+        }
       }
     }
   }

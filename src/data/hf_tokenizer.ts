@@ -47,11 +47,26 @@ function configToken(value: unknown): string | undefined {
  * A Hugging Face tokenizer. Build it with {@linkcode HfTokenizer.fromBytes}; it holds no Deno API,
  * so it works in a browser.
  *
- * @example
+ * @example A tiny word-level tokenizer.json, with a tokenizer_config.json that asks for BOS
  * ```ts
- * const json = await Deno.readFile("model/tokenizer.json");
- * const tok = HfTokenizer.fromBytes(json);
- * const ids = tok.encode("Once upon a time", { bos: true });
+ * import { HfTokenizer, ModelFormatError } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = (o: object) => new TextEncoder().encode(JSON.stringify(o));
+ * const json = bytes({
+ *   added_tokens: [{ id: 0, content: "<s>", special: true }],
+ *   normalizer: null, pre_tokenizer: { type: "Whitespace" }, post_processor: null, decoder: null,
+ *   model: {
+ *     type: "WordLevel", unk_token: "<unk>",
+ *     vocab: { "<s>": 0, "<unk>": 1, once: 2, upon: 3, a: 4, time: 5 },
+ *   },
+ * });
+ * const tok = HfTokenizer.fromBytes(json, bytes({ add_bos_token: true, bos_token: "<s>" }));
+ * assert.deepEqual([tok.kind, tok.vocabSize, tok.bosId, tok.eosId], ["huggingface", 6, 0, -1]);
+ * const ids = tok.encode("once upon a time", { bos: true });
+ * assert.deepEqual(ids, [0, 2, 3, 4, 5]);
+ * assert.equal(tok.decode(ids), "once upon a time"); // special tokens are skipped
+ * assert.throws(() => HfTokenizer.fromBytes(bytes({})), ModelFormatError);
  * ```
  */
 export class HfTokenizer implements Tokenizer {

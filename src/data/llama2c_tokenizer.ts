@@ -46,7 +46,25 @@ const MIN_SCORE = Math.fround(-1e10);
 /** The word memo is dropped when it grows past this many words (it refills from the next line). */
 const MEMO_LIMIT = 1 << 18;
 
-/** The contents of a llama2.c `tokenizer.bin`. */
+/**
+ * The contents of a llama2.c `tokenizer.bin`.
+ *
+ * @example The pieces and scores of the embedded stories15M tokenizer
+ * ```ts
+ * import {
+ *   Llama2cTokenizer, type Llama2cVocab, loadEmbeddedFiles, parseLlama2cTokenizer,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = (await loadEmbeddedFiles()).tokenizer;
+ * const vocab: Llama2cVocab = parseLlama2cTokenizer(bytes);
+ * assert.equal(vocab.pieces.length, vocab.scores.length);
+ * const tok = Llama2cTokenizer.fromBytes(bytes);
+ * assert.equal(tok.vocabSize, vocab.pieces.length);
+ * const [once] = tok.encode("Once"); // the first line gets a leading space
+ * assert.equal(new TextDecoder().decode(vocab.pieces[once]), " Once");
+ * ```
+ */
 export interface Llama2cVocab {
   /** The file's max_token_length field (llama2.c sizes buffers with it). */
   maxTokenLength: number;
@@ -61,6 +79,19 @@ export interface Llama2cVocab {
  * length and that many bytes, up to the end of the file (the file does not store the count).
  * @throws {ModelFormatError} when the file is truncated, a length is negative, or it holds fewer
  * than the 259 control and byte tokens a llama2.c vocabulary starts with.
+ *
+ * @example Parse the embedded tokenizer.bin; a truncated copy is a ModelFormatError
+ * ```ts
+ * import { loadEmbeddedFiles, ModelFormatError, parseLlama2cTokenizer } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = (await loadEmbeddedFiles()).tokenizer;
+ * const { maxTokenLength, pieces } = parseLlama2cTokenizer(bytes);
+ * assert.equal(pieces.length, 32000);
+ * assert.equal(maxTokenLength, Math.max(...pieces.map((p) => p.length)));
+ * assert.equal(new TextDecoder().decode(pieces[1]), "\n<s>\n"); // id 1 is BOS
+ * assert.throws(() => parseLlama2cTokenizer(bytes.subarray(0, bytes.length - 3)), ModelFormatError);
+ * ```
  */
 export function parseLlama2cTokenizer(bytes: Uint8Array, name = "tokenizer.bin"): Llama2cVocab {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -15,13 +15,42 @@
  * @module
  */
 
-/** Options of {@linkcode Tokenizer.encode}. */
+/**
+ * Options of {@linkcode Tokenizer.encode}.
+ *
+ * @example `bos: true` puts the beginning-of-sequence id first, as every corpus is tokenized
+ * ```ts
+ * import { type EncodeOptions, openTokenizer } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const tok = await openTokenizer("stories15M");
+ * const opts: EncodeOptions = { bos: true };
+ * const plain = tok.encode("Once upon a time");
+ * assert.deepEqual(tok.encode("Once upon a time", opts), [tok.bosId, ...plain]);
+ * assert.equal(tok.bosId, 1);
+ * ```
+ */
 export interface EncodeOptions {
   /** Prepend the beginning-of-sequence token (default false). */
   bos?: boolean;
 }
 
-/** Incremental decoder for streaming generation, from {@linkcode Tokenizer.decodeStream}. */
+/**
+ * Incremental decoder for streaming generation, from {@linkcode Tokenizer.decodeStream}.
+ *
+ * @example Stream text token by token; an emoji spelled as four byte tokens comes out whole
+ * ```ts
+ * import { openTokenizer, type TokenStream } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const tok = await openTokenizer("stories15M");
+ * const ids = tok.encode("Hi 🙂!", { bos: true });
+ * const stream: TokenStream = tok.decodeStream();
+ * const pieces = ids.map((id) => stream.push(id));
+ * assert.deepEqual(pieces.filter((p) => p !== ""), ["Hi", " ", "🙂", "!"]); // "" while the emoji is partial
+ * assert.equal(pieces.join("") + stream.flush(), tok.decode(ids));
+ * ```
+ */
 export interface TokenStream {
   /** Text completed by this token (possibly ""; held back while a UTF-8 character is partial). */
   push(id: number): string;
@@ -29,7 +58,25 @@ export interface TokenStream {
   flush(): string;
 }
 
-/** A text tokenizer: llama2.c (`Llama2cTokenizer`) or Hugging Face (`HfTokenizer`). */
+/**
+ * A text tokenizer: llama2.c (`Llama2cTokenizer`) or Hugging Face (`HfTokenizer`).
+ *
+ * @example Code written against the interface works with either kind
+ * ```ts
+ * import { openTokenizer, type Tokenizer } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * function roundTrip(tok: Tokenizer, text: string): string {
+ *   const ids = tok.encode(text, { bos: true });
+ *   assert(ids.every((id) => id >= 0 && id < tok.vocabSize));
+ *   return tok.decode(ids);
+ * }
+ * const tok = await openTokenizer("stories15M");
+ * assert.deepEqual([tok.kind, tok.vocabSize, tok.bosId, tok.eosId], ["llama2c", 32000, 1, 2]);
+ * assert.equal(roundTrip(tok, "Lily saw a big dog.\nIt was happy."), "Lily saw a big dog.\nIt was happy.");
+ * assert.match(await tok.fingerprint(), /^[0-9a-f]{64}$/);
+ * ```
+ */
 export interface Tokenizer {
   /** Which file format it was built from. */
   readonly kind: "llama2c" | "huggingface";
@@ -54,7 +101,20 @@ export interface Tokenizer {
   fingerprint(): Promise<string>;
 }
 
-/** Lowercase hex sha256 of `parts` concatenated (WebCrypto, so browsers have it too). */
+/**
+ * Lowercase hex sha256 of `parts` concatenated (WebCrypto, so browsers have it too).
+ *
+ * @example The FIPS 180-2 test vector "abc", whole or in parts
+ * ```ts
+ * import { sha256Hex } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const enc = new TextEncoder();
+ * const abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+ * assert.equal(await sha256Hex(enc.encode("abc")), abc);
+ * assert.equal(await sha256Hex(enc.encode("a"), enc.encode("bc")), abc);
+ * ```
+ */
 export async function sha256Hex(...parts: Uint8Array[]): Promise<string> {
   const total = parts.reduce((n, p) => n + p.byteLength, 0);
   const all = new Uint8Array(total);

@@ -12,7 +12,20 @@
  */
 import { ArgumentError, CorpusError } from "../errors.ts";
 
-/** Token ids as produced by `tokenizeCorpus` (Int32Array) or `Tokenizer.encode` (number[]). */
+/**
+ * Token ids as produced by `tokenizeCorpus` (Int32Array) or `Tokenizer.encode` (number[]).
+ *
+ * @example Both forms give the same windows
+ * ```ts
+ * import { evalWindows, type TokenIds } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const fromEncode: TokenIds = [1, 5, 9, 13, 17];
+ * const fromCorpus: TokenIds = Int32Array.from(fromEncode);
+ * assert.deepEqual(evalWindows(fromEncode, 2), evalWindows(fromCorpus, 2));
+ * assert.deepEqual(evalWindows(fromEncode, 2), [Int32Array.of(1, 5), Int32Array.of(9, 13)]);
+ * ```
+ */
 export type TokenIds = Int32Array | readonly number[];
 
 function checkInteger(name: string, value: number, min: number): void {
@@ -35,7 +48,21 @@ function window(tokens: TokenIds, start: number, seqlen: number): Int32Array {
     : Int32Array.from(tokens.slice(start, start + seqlen));
 }
 
-/** Start of calibration window i of nsamples over `total` tokens: `floor(i * (total - seqlen) / nsamples)`. */
+/**
+ * Start of calibration window i of nsamples over `total` tokens: `floor(i * (total - seqlen) / nsamples)`.
+ *
+ * @example Where the 3 windows of 4 tokens over 10 tokens start
+ * ```ts
+ * import { calibrationStart, calibrationWindows } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const starts = [0, 1, 2].map((i) => calibrationStart(i, 10, 3, 4));
+ * assert.deepEqual(starts, [0, 2, 4]); // floor(i * 6 / 3)
+ * const tokens = Int32Array.from({ length: 10 }, (_, i) => 100 + i);
+ * const windows = calibrationWindows(tokens, 3, 4);
+ * windows.forEach((w, i) => assert.deepEqual(w, tokens.slice(starts[i], starts[i] + 4)));
+ * ```
+ */
 export function calibrationStart(i: number, total: number, nsamples: number, seqlen: number): number {
   return Math.floor((i * (total - seqlen)) / nsamples);
 }

@@ -14,8 +14,8 @@
  */
 import { CPU_LOOP_LIMIT, packUniforms } from "../../kernels/common.ts";
 import {
+  deltaGroupEntries,
   SPARSE_DELTA_BLOCK,
-  SPARSE_DELTA_GROUP,
   SPARSE_GROUP,
   SPARSE_PACKX_WG,
   SPARSE_SLOT_BYTES,
@@ -75,6 +75,7 @@ export function chooseSparseLinear(
     bias,
     wtex: w.texture,
     layout: delta ? "delta" : "groups",
+    ...(delta ? { deltaBits: w.deltaBits === 4 ? 4 : 8 } : {}),
     keep: nm ? w.keep : 0,
     group: nm ? w.group : 0,
     workgroupSize: variant === "wg" || x === "storage" ? 64 : 8,
@@ -130,13 +131,17 @@ export function sparseLinear(
   const opts = chooseSparseLinear(gpu, M, w, !!bias, override);
   // Mesa's loop limit (ARCHITECTURE.md): a row's units must fit one invocation's 65535 steps.
   // Unstructured rows (<= 65536 u16 columns) always do; only very wide N:M rows can fail.
-  // delta: per block of a slot at most 4096 entries + 16 escapes = 257 groups, plus a step.
+  // delta: per block of a slot at most 4096 entries + 4096 / (2^bits - 1) escapes (8-bit: 257
+  // groups of 16; 4-bit: 137 groups of 32), plus a step.
+  const deltaBlockGroups = (bits: 4 | 8) =>
+    Math.ceil(
+      (SPARSE_DELTA_BLOCK + Math.ceil(SPARSE_DELTA_BLOCK / ((1 << bits) - 1))) / deltaGroupEntries(bits),
+    );
   const units = w.format === "nm"
     ? w.idxStride
     : w.layout === "delta"
-    ? Math.ceil(Math.min(K, sparseSlotCols(opts.tm)) / SPARSE_DELTA_BLOCK) * (Math.ceil(
-      (SPARSE_DELTA_BLOCK + 16) / SPARSE_DELTA_GROUP,
-    ) + 2)
+    ? Math.ceil(Math.min(K, sparseSlotCols(opts.tm)) / SPARSE_DELTA_BLOCK) *
+      (deltaBlockGroups(w.deltaBits === 4 ? 4 : 8) + 2)
     : Math.ceil(K / SPARSE_GROUP[w.dtype]);
   if (gpu.isCpu && sparseLoopSteps(opts, units) > CPU_LOOP_LIMIT) {
     throw new UnsupportedError(

@@ -64,7 +64,20 @@ export function numpySum(values: ArrayLike<number>): number {
   return 0 + pairwiseSum(values, 0, values.length);
 }
 
-/** `np.mean` of a 1-D float64 array: {@linkcode numpySum} divided by the element count. */
+/**
+ * `np.mean` of a 1-D float64 array: {@linkcode numpySum} divided by the element count.
+ *
+ * @example The mean of the reference, in numpy's summation order
+ * ```ts
+ * import { numpyMean, numpySum } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(numpyMean([1, 2, 3, 4]), 2.5);
+ * const xs = Array.from({ length: 200 }, (_, i) => 0.1 * i);
+ * assert.equal(numpyMean(xs), numpySum(xs) / xs.length);
+ * assert(Math.abs(numpyMean(xs) - 9.95) < 1e-12); // 0.1 * (0 + ... + 199) / 200
+ * ```
+ */
 export function numpyMean(values: ArrayLike<number>): number {
   return numpySum(values) / values.length;
 }
@@ -74,6 +87,16 @@ export function numpyMean(values: ArrayLike<number>): number {
  * calls the `rint` ufunc), not JavaScript's `Math.round` (halves up) nor C's `round` (halves away
  * from zero). `x - floor(x)` is exact for every double, so the half test is exact. Like `rint`, a
  * zero result keeps the sign of x (`-0.5` gives `-0`).
+ *
+ * @example Halves go to the even neighbour, unlike `Math.round`
+ * ```ts
+ * import { roundHalfEven } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual([0.5, 1.5, 2.5, 2.6, -1.5].map(roundHalfEven), [0, 2, 2, 3, -2]);
+ * assert.deepEqual([0.5, 1.5, 2.5].map(Math.round), [1, 2, 3]);
+ * assert(Object.is(roundHalfEven(-0.5), -0));
+ * ```
  */
 export function roundHalfEven(x: number): number {
   const f = Math.floor(x);
@@ -140,7 +163,24 @@ export function outlierRatio(count: number, numel: number): number {
   return count / numel * 100;
 }
 
-/** Options of {@linkcode owlAllocation}; each is off by default (the reference behaviour). */
+/**
+ * Options of {@linkcode owlAllocation}; each is off by default (the reference behaviour).
+ *
+ * @example With one big block, centre the parameter-weighted mean on S
+ * ```ts
+ * import { owlAllocation, type OwlOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const D = [1, 2, 3, 4], params = [1, 1, 1, 3];
+ * const opts: OwlOptions = { paramWeights: params };
+ * const s = owlAllocation(D, 0.5, 0.1, opts);
+ * const weighted = s.reduce((a, x, i) => a + x * params[i], 0) / 6;
+ * assert(Math.abs(weighted - 0.5) < 1e-12);
+ * const plain = owlAllocation(D, 0.5, 0.1); // the reference: the unweighted mean is S
+ * assert(Math.abs(plain.reduce((a, x) => a + x) / 4 - 0.5) < 1e-12);
+ * assert(Math.abs(s[0] - s[3] - 0.2) < 1e-12); // both span 2 * lambda, shifted
+ * ```
+ */
 export interface OwlOptions {
   /**
    * One positive weight per block (typically its parameter count). When given, the allocation is
@@ -245,7 +285,27 @@ function checkWeights(w: readonly number[], n: number, what: string): void {
   if (bad >= 0) throw new ArgumentError(`${what}[${bad}] is ${w[bad]}; weights must be finite and > 0`);
 }
 
-/** Options of {@linkcode owlAllocationPerLinear}. */
+/**
+ * Options of {@linkcode owlAllocationPerLinear}.
+ *
+ * @example `"params"` centres the parameter-weighted mean, `"none"` the plain mean over linears
+ * ```ts
+ * import { owlAllocationPerLinear, type OwlPerLinearOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const D = [[1, 3], [2, 4]], params = [[1, 3], [1, 1]];
+ * const mean = (s: number[][], w: number[][]) => {
+ *   const ws = w.flat(), total = ws.reduce((a, x) => a + x);
+ *   return s.flat().reduce((a, x, i) => a + x * ws[i], 0) / total;
+ * };
+ * for (const weighting of ["params", "none"] as const) {
+ *   const opts: OwlPerLinearOptions = { weighting };
+ *   const s = owlAllocationPerLinear(D, params, 0.5, 0.1, opts);
+ *   const centred = weighting === "params" ? params : [[1, 1], [1, 1]];
+ *   assert(Math.abs(mean(s, centred) - 0.5) < 1e-12);
+ * }
+ * ```
+ */
 export interface OwlPerLinearOptions {
   /**
    * How the allocation is centred: `"params"` (default) makes the parameter-weighted mean over all
@@ -308,10 +368,37 @@ export function owlAllocationPerLinear(
   return D.map((row) => row.map(() => flatS[k++]));
 }
 
-/** How {@linkcode owlMixedNM} turns its real-valued offsets into integers. */
+/**
+ * How {@linkcode owlMixedNM} turns its real-valued offsets into integers.
+ *
+ * @example Offsets [-2/3, -2/3, 4/3] around N = 2 of M = 4: rounding breaks the mean unless it preserves mass
+ * ```ts
+ * import { type NMRounding, owlMixedNM } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const run = (rounding: NMRounding) => owlMixedNM([0, 0, 1], 2, 4, 2, { rounding });
+ * assert.deepEqual(run("reference").n, [3, 3, 1]); // 2 - round(offset)
+ * assert.equal(run("reference").meanN, 7 / 3);
+ * assert.deepEqual(run("mass-preserving").n, [3, 3, 0]); // floor, then largest remainders
+ * assert.equal(run("mass-preserving").meanN, 2);
+ * ```
+ */
 export type NMRounding = "reference" | "mass-preserving";
 
-/** Result of {@linkcode owlMixedNM}. */
+/**
+ * Result of {@linkcode owlMixedNM}.
+ *
+ * @example Per-block N for OWL's mixed 4:8, and the realised means
+ * ```ts
+ * import { type MixedNM, owlMixedNM } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const r: MixedNM = owlMixedNM([0, 1, 2, 3], 4, 8, 3);
+ * assert.deepEqual(r.n, [6, 4, 4, 2]); // more outliers (larger D), fewer weights pruned
+ * assert.equal(r.meanN, (6 + 4 + 4 + 2) / 4);
+ * assert.equal(r.meanSparsity, r.meanN / 8);
+ * ```
+ */
 export interface MixedNM {
   /** Weights pruned per group of M, per block, each in [0, M]. */
   n: number[];

@@ -24,18 +24,47 @@ import {
 } from "./pipeline.ts";
 import type { PruneReport } from "./report.ts";
 
-/** The settings of a job: `deno task prune`'s flags of the same names. */
+/**
+ * The settings of a job: `deno task prune`'s flags of the same names.
+ *
+ * @example Wanda 2:4 with the CLI's other defaults, checked against stories15M's shape
+ * ```ts
+ * import {
+ *   ArgumentError, checkJobFits, llama2cConfig, patternName, type PruneJobSettings,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const settings: PruneJobSettings = {
+ *   method: "wanda", allocation: "uniform", sparsity: 0.5, pattern: { kind: "nm", n: 2, m: 4 },
+ *   owlM: 5, owlLambda: 0.08, beta: 0.02, alpha: 0.15, nmRounding: "reference", percdamp: 0.01,
+ *   blocksize: 128, calib: "sotu", nsamples: 128, seqlen: 256, eval: "moby-dick", evalWindows: 128,
+ * };
+ * const stories15M = llama2cConfig({
+ *   dim: 288, hiddenDim: 768, nLayers: 6, nHeads: 6, nKvHeads: 6, vocabSize: 32000, seqLen: 256,
+ * });
+ * checkJobFits(stories15M, settings);
+ * assert.equal(patternName(settings.pattern), "2:4");
+ * assert.throws(() => checkJobFits(stories15M, { ...settings, seqlen: 512 }), ArgumentError);
+ * ```
+ */
 export interface PruneJobSettings {
+  /** The pruning method (`--method`). */
   method: Method;
+  /** The allocation rule (`--allocation`). */
   allocation: Allocation;
+  /** Target sparsity in [0, 1) (`--sparsity`; N:M patterns ignore it). */
   sparsity: number;
+  /** Sparsity pattern (`--pattern`, see {@linkcode parsePattern}). */
   pattern: Pattern;
+  /** OWL's outlier threshold (`--owl-m`). */
   owlM: number;
+  /** OWL's lambda: block sparsities span S +- lambda (`--owl-lambda`). */
   owlLambda: number;
   /** Depth schedule step (allocation "depth"). */
   beta: number;
   /** DLP range (allocation "dlp"). */
   alpha: number;
+  /** Rounding of OWL's mixed N:M (`--nm-rounding`). */
   nmRounding: "reference" | "mass-preserving";
   /** SparseGPT damping (fraction of the mean Hessian diagonal). */
   percdamp: number;
@@ -43,19 +72,58 @@ export interface PruneJobSettings {
   blocksize: number;
   /** Calibration corpus name, for the report. */
   calib: string;
+  /** Calibration windows (`--nsamples`). */
   nsamples: number;
   /** Tokens per window (calibration and evaluation). */
   seqlen: number;
   /** Evaluation corpus name, for the report. */
   eval: string;
+  /** Most evaluation windows (`--eval-windows`). */
   evalWindows: number;
 }
 
-/** A finished job: the report, the pruned weights, and both models still on the GPU. */
+/**
+ * A finished job: the report, the pruned weights, and both models still on the GPU.
+ *
+ * @example A "dense" job on a tiny random model: one model, unchanged weights, nothing left after release
+ * ```ts
+ * import {
+ *   Gpu, linearWeight, MemoryByteSource, openLlama2c, type PruneJob, pruneAndEvaluate,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // A tiny random llama2.c checkpoint: dim 8, hidden 12, 2 layers, 2 heads, vocab 16, context 8.
+ * const [D, H, L, V, S] = [8, 12, 2, 16, 8];
+ * const n = V * D + L * (2 * D + 4 * D * D + 3 * H * D) + D + S * (D / 2); // f32 values after the header
+ * const bytes = new Uint8Array(28 + 4 * n);
+ * new Int32Array(bytes.buffer, 0, 7).set([D, H, L, 2, 2, V, S]);
+ * new Float32Array(bytes.buffer, 28).set(Float32Array.from({ length: n }, (_, i) => Math.sin(i + 1)));
+ * const source = await openLlama2c(new MemoryByteSource(bytes));
+ *
+ * const gpu = await Gpu.create();
+ * const before = gpu.liveBuffers;
+ * const ids = Int32Array.from({ length: 40 }, (_, i) => (i * 7) % V);
+ * const job: PruneJob = await pruneAndEvaluate(gpu, source, "tiny", ids, ids, {
+ *   method: "dense", allocation: "uniform", sparsity: 0, pattern: { kind: "unstructured" }, owlM: 5,
+ *   owlLambda: 0.08, beta: 0, alpha: 0, nmRounding: "reference", percdamp: 0.01, blocksize: 128,
+ *   calib: "mine", nsamples: 2, seqlen: 8, eval: "mine", evalWindows: 4,
+ * });
+ * assert(job.pruned === job.dense);
+ * const q = linearWeight(1, "q");
+ * assert.deepEqual(job.weights.get(q), await source.readF32(q));
+ * assert.equal(job.report.ppl, job.report.ppl_dense);
+ * assert.equal(job.report.kl, 0);
+ * job.release();
+ * assert.equal(gpu.liveBuffers, before);
+ * gpu.destroy();
+ * ```
+ */
 export interface PruneJob {
+  /** What report.json holds. */
   report: PruneReport;
   /** Pruned linears by canonical name (empty for method "dense"). */
   weights: Map<string, Float32Array>;
+  /** The dense model, loaded for the evaluation. */
   dense: GpuModel;
   /** The pruned model (the dense one for method "dense"). */
   pruned: GpuModel;
@@ -63,7 +131,20 @@ export interface PruneJob {
   release(): void;
 }
 
-/** `unstructured` or `N:M`, as `--pattern` takes it. */
+/**
+ * `unstructured` or `N:M`, as `--pattern` takes it.
+ *
+ * @example Parse the two forms; N above M is an ArgumentError
+ * ```ts
+ * import { ArgumentError, parsePattern } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(parsePattern("unstructured"), { kind: "unstructured" });
+ * assert.deepEqual(parsePattern("2:4"), { kind: "nm", n: 2, m: 4 });
+ * assert.throws(() => parsePattern("4:2"), ArgumentError);
+ * assert.throws(() => parsePattern("50%"), ArgumentError);
+ * ```
+ */
 export function parsePattern(p: string): Pattern {
   if (p === "unstructured") return { kind: "unstructured" };
   const m = /^(\d+):(\d+)$/.exec(p);
@@ -75,12 +156,42 @@ export function parsePattern(p: string): Pattern {
   return { kind: "nm", n, m: mm };
 }
 
-/** The pattern's name in reports: "unstructured" or "N:M". */
+/**
+ * The pattern's name in reports: "unstructured" or "N:M".
+ *
+ * @example The inverse of {@linkcode parsePattern}
+ * ```ts
+ * import { parsePattern, patternName } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(patternName({ kind: "nm", n: 1, m: 8 }), "1:8");
+ * for (const p of ["unstructured", "2:4", "4:8"]) assert.equal(patternName(parsePattern(p)), p);
+ * ```
+ */
 export function patternName(p: Pattern): string {
   return p.kind === "nm" ? `${p.n}:${p.m}` : "unstructured";
 }
 
-/** Check what the model decides: N:M against every C_in, seqlen against the context. */
+/**
+ * Check what the model decides: N:M against every C_in, seqlen against the context.
+ *
+ * @example stories15M (dim 288, hidden 768, context 256) takes 2:4 and 4:16, not 2:5 nor 512 tokens
+ * ```ts
+ * import { ArgumentError, checkJobFits, llama2cConfig } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const config = llama2cConfig({
+ *   dim: 288, hiddenDim: 768, nLayers: 6, nHeads: 6, nKvHeads: 6, vocabSize: 32000, seqLen: 256,
+ * });
+ * checkJobFits(config, { pattern: { kind: "nm", n: 2, m: 4 }, seqlen: 256 });
+ * checkJobFits(config, { pattern: { kind: "nm", n: 4, m: 16 }, seqlen: 128 });
+ * const bad = [
+ *   { pattern: { kind: "nm", n: 2, m: 5 }, seqlen: 256 }, // 5 divides no C_in
+ *   { pattern: { kind: "unstructured" }, seqlen: 512 }, // longer than the context
+ * ] as const;
+ * for (const s of bad) assert.throws(() => checkJobFits(config, s), ArgumentError);
+ * ```
+ */
 export function checkJobFits(c: ModelConfig, s: Pick<PruneJobSettings, "pattern" | "seqlen">): void {
   if (s.pattern.kind === "nm") {
     for (const lin of LINEARS) {
@@ -108,6 +219,41 @@ function maskSparsity(counts: { pruned: number; numel: number }[]): number {
  * Prune `source` and evaluate the dense and pruned models on the protocol's windows of
  * `calibIds` / `evalIds` (token ids of whole corpora, BOS first). `modelLabel` is the report's
  * `model`. Progress phases: those of `prune`, then "evaluate". The caller releases the models.
+ *
+ * @example OWL-Wanda at 50% on a tiny random model, evaluated on 3 windows of 8 tokens
+ * ```ts
+ * import { Gpu, MemoryByteSource, openLlama2c, pruneAndEvaluate } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // A tiny random llama2.c checkpoint: dim 8, hidden 12, 2 layers, 2 heads, vocab 16, context 8.
+ * const [D, H, L, V, S] = [8, 12, 2, 16, 8];
+ * const n = V * D + L * (2 * D + 4 * D * D + 3 * H * D) + D + S * (D / 2); // f32 values after the header
+ * const bytes = new Uint8Array(28 + 4 * n);
+ * new Int32Array(bytes.buffer, 0, 7).set([D, H, L, 2, 2, V, S]);
+ * new Float32Array(bytes.buffer, 28).set(Float32Array.from({ length: n }, (_, i) => Math.sin(i + 1)));
+ * const source = await openLlama2c(new MemoryByteSource(bytes));
+ *
+ * const gpu = await Gpu.create();
+ * const ids = Int32Array.from({ length: 40 }, (_, i) => (i * 7) % V); // 40 tokens: 5 windows fit, 3 used
+ * const job = await pruneAndEvaluate(gpu, source, "tiny", ids, ids, {
+ *   method: "owl-wanda", allocation: "owl", sparsity: 0.5, pattern: { kind: "unstructured" }, owlM: 1,
+ *   owlLambda: 0.08, beta: 0, alpha: 0, nmRounding: "reference", percdamp: 0.01, blocksize: 128,
+ *   calib: "mine", nsamples: 2, seqlen: 8, eval: "mine", evalWindows: 3,
+ * });
+ * const r = job.report;
+ * job.release();
+ * gpu.destroy();
+ * const [s0, s1] = r.blocks.map((b) => b.sparsity);
+ * assert(Math.abs((s0 + s1) / 2 - 0.5) < 1e-12); // OWL: mean S,
+ * assert(Math.abs(Math.abs(s0 - s1) - 2 * 0.08) < 1e-12); // spread 2 lambda
+ * assert.equal(r.settings.eval_tokens, 3 * (8 - 1)); // each window predicts its last 7 tokens
+ * let zeros = 0, total = 0;
+ * for (const w of job.weights.values()) {
+ *   [zeros, total] = [zeros + w.filter((x) => x === 0).length, total + w.length];
+ * }
+ * assert.equal(r.sparsity_realised, zeros / total);
+ * assert(Number.isFinite(r.ppl_dense) && r.ppl > 1 && r.kl >= 0);
+ * ```
  */
 export async function pruneAndEvaluate(
   gpu: Gpu,

@@ -60,7 +60,20 @@ import {
   uniformAllocation,
 } from "./allocation.ts";
 
-/** The pruning methods {@linkcode prune} accepts (`dense` prunes nothing). */
+/**
+ * The pruning methods {@linkcode prune} accepts (`dense` prunes nothing).
+ *
+ * @example The OWL methods are the ones whose default allocation is OWL's
+ * ```ts
+ * import { defaultAllocation, METHODS } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(METHODS.length, 7);
+ * const owl = METHODS.filter((m) => defaultAllocation(m) === "owl");
+ * assert.deepEqual(owl, ["owl-magnitude", "owl-wanda", "owl-sparsegpt"]);
+ * assert(owl.every((m) => (METHODS as readonly string[]).includes(m.slice(4)))); // each has a plain twin
+ * ```
+ */
 export const METHODS = [
   "dense",
   "magnitude",
@@ -70,17 +83,108 @@ export const METHODS = [
   "sparsegpt",
   "owl-sparsegpt",
 ] as const;
-/** One of {@linkcode METHODS}. */
+/**
+ * One of {@linkcode METHODS}.
+ *
+ * @example Methods with their default allocations, as `prune` applies them
+ * ```ts
+ * import { defaultAllocation, type Method } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const methods: Method[] = ["wanda", "owl-wanda", "sparsegpt"];
+ * assert.deepEqual(methods.map(defaultAllocation), ["uniform", "owl", "uniform"]);
+ * ```
+ */
 export type Method = typeof METHODS[number];
-/** The rules that turn a target sparsity into per-block sparsities (see allocation.ts). */
+/**
+ * The rules that turn a target sparsity into per-block sparsities (see allocation.ts).
+ *
+ * @example An OWL method accepts only the OWL allocation
+ * ```ts
+ * import { ALLOCATIONS, type PruneOptions, validatePruneOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(ALLOCATIONS, ["uniform", "owl", "depth", "dlp"]);
+ * const base: PruneOptions = {
+ *   method: "owl-wanda", sparsity: 0.5, pattern: { kind: "unstructured" }, owlM: 5, owlLambda: 0.08,
+ *   calibration: [[1, 2, 3, 4]],
+ * };
+ * const accepted = ALLOCATIONS.filter((allocation) => {
+ *   try {
+ *     validatePruneOptions({ ...base, allocation });
+ *     return true;
+ *   } catch {
+ *     return false;
+ *   }
+ * });
+ * assert.deepEqual(accepted, ["owl"]);
+ * ```
+ */
 export const ALLOCATIONS = ["uniform", "owl", "depth", "dlp"] as const;
-/** One of {@linkcode ALLOCATIONS}. */
+/**
+ * One of {@linkcode ALLOCATIONS}.
+ *
+ * @example A depth schedule goes with a plain method, not with an OWL one
+ * ```ts
+ * import { type Allocation, ArgumentError, type PruneOptions, validatePruneOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const allocation: Allocation = "depth";
+ * const opts: PruneOptions = {
+ *   method: "wanda", allocation, beta: 0.02, sparsity: 0.5, pattern: { kind: "unstructured" },
+ *   owlM: 5, owlLambda: 0.08, calibration: [[1, 2, 3, 4]],
+ * };
+ * validatePruneOptions(opts);
+ * assert.throws(
+ *   () => validatePruneOptions({ ...opts, method: "owl-wanda" }),
+ *   (e) => e instanceof ArgumentError && /--method wanda --allocation depth/.test(e.message),
+ * );
+ * ```
+ */
 export type Allocation = typeof ALLOCATIONS[number];
 
-/** Unstructured, or N pruned in every M consecutive input columns. */
+/**
+ * Unstructured, or N pruned in every M consecutive input columns.
+ *
+ * @example 2:4 prunes 2 of every 4 weights; M must be at least N
+ * ```ts
+ * import { ArgumentError, parsePattern, type Pattern, patternName, type PruneOptions, validatePruneOptions }
+ *   from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const pattern: Pattern = { kind: "nm", n: 2, m: 4 };
+ * assert.equal(patternName(pattern), "2:4");
+ * assert.deepEqual(parsePattern("2:4"), pattern);
+ * const opts: PruneOptions = {
+ *   method: "wanda", sparsity: 0.5, pattern, owlM: 5, owlLambda: 0.08, calibration: [[1, 2, 3, 4]],
+ * };
+ * validatePruneOptions(opts);
+ * assert.throws(() => validatePruneOptions({ ...opts, pattern: { kind: "nm", n: 4, m: 2 } }), ArgumentError);
+ * ```
+ */
 export type Pattern = { kind: "unstructured" } | { kind: "nm"; n: number; m: number };
 
-/** Options of {@linkcode prune}. */
+/**
+ * Options of {@linkcode prune}.
+ *
+ * @example OWL-Wanda at 70% with the reference's M = 5 and lambda = 0.08, on 4 calibration windows
+ * ```ts
+ * import {
+ *   ArgumentError, calibrationWindows, type PruneOptions, validatePruneOptions,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const tokens = Int32Array.from({ length: 100 }, (_, i) => i % 32);
+ * const opts: PruneOptions = {
+ *   method: "owl-wanda", sparsity: 0.7, pattern: { kind: "unstructured" }, owlM: 5, owlLambda: 0.08,
+ *   calibration: calibrationWindows(tokens, 4, 16),
+ *   onProgress: (phase, done, total) => console.log(`${phase} ${done}/${total}`),
+ * };
+ * validatePruneOptions(opts); // what prune checks before it touches the model
+ * assert.equal(opts.calibration.length, 4);
+ * assert.throws(() => validatePruneOptions({ ...opts, sparsity: 1 }), ArgumentError);
+ * ```
+ */
 export interface PruneOptions {
   /** The pruning method. */
   method: Method;
@@ -110,7 +214,24 @@ export interface PruneOptions {
   onProgress?: (phase: string, done: number, total: number) => void;
 }
 
-/** What the pruner decided for one decoder block. */
+/**
+ * What the pruner decided for one decoder block.
+ *
+ * @example Blocks of a uniform allocation have no outlier ratio: the report shows "-"
+ * ```ts
+ * import { type BlockReport, type PruneReport, reportMarkdown, reportSvg } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const blocks: BlockReport[] = [0, 1].map((index) => ({ index, outlier_ratio: null, sparsity: 0.5 }));
+ * const report: PruneReport = {
+ *   model: "tiny", method: "wanda", allocation: "uniform", pattern: "unstructured", sparsity_target: 0.5,
+ *   sparsity_realised: 0.5, ppl_dense: 10, ppl: 12, kl: 0.1, seconds: 1, adapter: "llvmpipe",
+ *   blocks, linears: [], settings: {},
+ * };
+ * assert(reportMarkdown(report).includes("| 1 | - | 0.500000 |"));
+ * assert(!reportSvg(report).includes("<circle")); // no outlier-ratio line
+ * ```
+ */
 export interface BlockReport {
   /** Block index. */
   index: number;
@@ -120,7 +241,40 @@ export interface BlockReport {
   sparsity: number;
 }
 
-/** The result of {@linkcode prune}: the pruned weights and what was decided per block and per linear. */
+/**
+ * The result of {@linkcode prune}: the pruned weights and what was decided per block and per linear.
+ *
+ * @example Wanda at 50% on a tiny random model: the counts and the realised sparsity match the weights
+ * ```ts
+ * import { Gpu, MemoryByteSource, openLlama2c, prune, type PruneResult } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // A tiny random llama2.c checkpoint: dim 8, hidden 12, 2 layers, 2 heads, vocab 16, context 8.
+ * const [D, H, L, V, S] = [8, 12, 2, 16, 8];
+ * const n = V * D + L * (2 * D + 4 * D * D + 3 * H * D) + D + S * (D / 2); // f32 values after the header
+ * const bytes = new Uint8Array(28 + 4 * n);
+ * new Int32Array(bytes.buffer, 0, 7).set([D, H, L, 2, 2, V, S]);
+ * new Float32Array(bytes.buffer, 28).set(Float32Array.from({ length: n }, (_, i) => Math.sin(i + 1)));
+ * const source = await openLlama2c(new MemoryByteSource(bytes));
+ *
+ * const gpu = await Gpu.create();
+ * const result: PruneResult = await prune(gpu, source, {
+ *   method: "wanda", sparsity: 0.5, pattern: { kind: "unstructured" }, owlM: 5, owlLambda: 0.08,
+ *   calibration: [[1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15, 0]],
+ * });
+ * gpu.destroy();
+ * assert.deepEqual(result.blocks.map((b) => b.sparsity), [0.5, 0.5]);
+ * assert.equal(result.counts.length, 2 * 7); // every linear of every block
+ * let zeros = 0, total = 0;
+ * for (const c of result.counts) {
+ *   const w = result.weights.get(c.name)!;
+ *   assert.equal(w.filter((x) => x === 0).length, c.pruned);
+ *   assert.equal(c.pruned, c.expected);
+ *   [zeros, total] = [zeros + c.pruned, total + w.length];
+ * }
+ * assert.equal(result.realisedSparsity, zeros / total);
+ * ```
+ */
 export interface PruneResult {
   /** Per block, in order. */
   blocks: BlockReport[];
@@ -136,7 +290,25 @@ export interface PruneResult {
   dampingRetries?: DampingRetry[];
 }
 
-/** One Hessian that was not positive definite at the requested damping (SparseGPT). */
+/**
+ * One Hessian that was not positive definite at the requested damping (SparseGPT).
+ *
+ * @example A retry as a SparseGPT run's report.json lists it
+ * ```ts
+ * import { type DampingRetry, type PruneReport, reportJson } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const requested = 0.01;
+ * const retry: DampingRetry = { block: 3, input: "gateup", retries: 2, percdamp: 1 };
+ * assert.equal(requested * 10 ** retry.retries, retry.percdamp);
+ * const report: PruneReport = {
+ *   model: "tiny", method: "sparsegpt", allocation: "uniform", pattern: "unstructured", sparsity_target: 0.5,
+ *   sparsity_realised: 0.5, ppl_dense: 10, ppl: 11, kl: 0.05, seconds: 1, adapter: "llvmpipe",
+ *   blocks: [], linears: [], settings: { percdamp: requested, damping_retries: [retry] },
+ * };
+ * assert.deepEqual(JSON.parse(reportJson(report)).settings.damping_retries, [retry]);
+ * ```
+ */
 export interface DampingRetry {
   /** Decoder block index. */
   block: number;
@@ -153,12 +325,41 @@ export function isSparseGPT(method: Method): boolean {
   return method === "sparsegpt" || method === "owl-sparsegpt";
 }
 
-/** The allocation rule a method uses when none is given. */
+/**
+ * The allocation rule a method uses when none is given.
+ *
+ * @example "owl" for the owl-* methods, "uniform" for the rest
+ * ```ts
+ * import { defaultAllocation, METHODS } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(METHODS.map(defaultAllocation), [
+ *   "uniform", "uniform", "uniform", "owl", "owl", "uniform", "owl",
+ * ]); // dense, magnitude, wanda, owl-magnitude, owl-wanda, sparsegpt, owl-sparsegpt
+ * ```
+ */
 export function defaultAllocation(method: Method): Allocation {
   return method.startsWith("owl-") ? "owl" : "uniform";
 }
 
-/** Validate options that do not depend on the model (throws ArgumentError). */
+/**
+ * Validate options that do not depend on the model (throws ArgumentError).
+ *
+ * @example Catch bad options before loading a model
+ * ```ts
+ * import { ArgumentError, type PruneOptions, validatePruneOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const ok: PruneOptions = {
+ *   method: "sparsegpt", sparsity: 0.5, pattern: { kind: "unstructured" }, owlM: 5, owlLambda: 0.08,
+ *   calibration: [[1, 2, 3, 4]],
+ * };
+ * validatePruneOptions(ok);
+ * assert.throws(() => validatePruneOptions({ ...ok, sparsity: -0.1 }), ArgumentError);
+ * assert.throws(() => validatePruneOptions({ ...ok, calibration: [] }), ArgumentError); // no samples
+ * assert.throws(() => validatePruneOptions({ ...ok, percdamp: -1 }), ArgumentError);
+ * ```
+ */
 export function validatePruneOptions(o: PruneOptions): void {
   if (!(o.sparsity >= 0 && o.sparsity < 1)) {
     throw new ArgumentError(`--sparsity must be in [0, 1), got ${o.sparsity}`);
@@ -343,7 +544,37 @@ class Walker {
   }
 }
 
-/** Prune every block of `source` as `opts` says; returns pruned weights and the report. */
+/**
+ * Prune every block of `source` as `opts` says; returns pruned weights and the report.
+ *
+ * @example Magnitude pruning at 50% zeroes the smallest |w| of each linear of a tiny random model
+ * ```ts
+ * import { Gpu, linearWeight, MemoryByteSource, openLlama2c, prune } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // A tiny random llama2.c checkpoint: dim 8, hidden 12, 2 layers, 2 heads, vocab 16, context 8.
+ * const [D, H, L, V, S] = [8, 12, 2, 16, 8];
+ * const n = V * D + L * (2 * D + 4 * D * D + 3 * H * D) + D + S * (D / 2); // f32 values after the header
+ * const bytes = new Uint8Array(28 + 4 * n);
+ * new Int32Array(bytes.buffer, 0, 7).set([D, H, L, 2, 2, V, S]);
+ * new Float32Array(bytes.buffer, 28).set(Float32Array.from({ length: n }, (_, i) => Math.sin(i + 1)));
+ * const source = await openLlama2c(new MemoryByteSource(bytes));
+ *
+ * const gpu = await Gpu.create();
+ * const result = await prune(gpu, source, {
+ *   method: "magnitude", sparsity: 0.5, pattern: { kind: "unstructured" }, owlM: 5, owlLambda: 0.08,
+ *   calibration: [[1, 2, 3, 4, 5, 6, 7, 8]],
+ * });
+ * gpu.destroy();
+ * const name = linearWeight(1, "q");
+ * const dense = await source.readF32(name), pruned = result.weights.get(name)!;
+ * const cut = dense.filter((_, i) => pruned[i] === 0), kept = dense.filter((_, i) => pruned[i] !== 0);
+ * assert.equal(cut.length, (D * D) / 2);
+ * assert(Math.max(...cut.map(Math.abs)) <= Math.min(...kept.map(Math.abs)));
+ * assert(pruned.every((w, i) => w === 0 || w === dense[i])); // kept weights are unchanged
+ * assert.equal(result.realisedSparsity, 0.5);
+ * ```
+ */
 export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions): Promise<PruneResult> {
   validatePruneOptions(opts);
   const c = source.config;

@@ -6,7 +6,27 @@
  */
 import type { BlockReport } from "./pipeline.ts";
 
-/** Everything a prune run reports (field names are the report.json keys). */
+/**
+ * Everything a prune run reports (field names are the report.json keys).
+ *
+ * @example The optional fields of mixed N:M and `--save-sparse` add rows to report.md
+ * ```ts
+ * import { type PruneReport, reportMarkdown } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const report: PruneReport = {
+ *   model: "tiny", method: "owl-wanda", allocation: "owl", pattern: "2:4", sparsity_target: 0.5,
+ *   sparsity_realised: 0.5, ppl_dense: 10, ppl: 14, kl: 0.2, seconds: 2, adapter: "llvmpipe",
+ *   blocks: [{ index: 0, outlier_ratio: 3, sparsity: 0.25 }, { index: 1, outlier_ratio: 1, sparsity: 0.75 }],
+ *   linears: [], settings: { owl_lambda: 2 },
+ *   mean_n: 2, sparse_file: "model.sparse.safetensors", sparse_bytes: 1500, dense_linear_bytes: 2000,
+ * };
+ * const md = reportMarkdown(report);
+ * assert(md.startsWith("# tiny: owl-wanda at 2:4\n"));
+ * assert(md.includes("| mean N (mixed N:M) | 2.0000 |"));
+ * assert(md.includes("| sparse linears (model.sparse.safetensors) | 1500 B, 75.0% of 2000 B dense f32 |"));
+ * ```
+ */
 export interface PruneReport {
   /** The model argument (embedded name or resolved path). */
   model: string;
@@ -50,12 +70,51 @@ function fmt(x: number | null | undefined, digits: number): string {
   return x === null || x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(digits);
 }
 
-/** report.json's text. */
+/**
+ * report.json's text.
+ *
+ * @example It parses back to the same report
+ * ```ts
+ * import { type PruneReport, reportJson } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const report: PruneReport = {
+ *   model: "tiny", method: "wanda", allocation: "uniform", pattern: "unstructured", sparsity_target: 0.5,
+ *   sparsity_realised: 0.5, ppl_dense: 10, ppl: 12, kl: 0.1, seconds: 1, adapter: "llvmpipe",
+ *   blocks: [{ index: 0, outlier_ratio: null, sparsity: 0.5 }],
+ *   linears: [{ name: "model.layers.0.self_attn.q_proj.weight", pruned: 32, expected: 32, numel: 64 }],
+ *   settings: { nsamples: 8, seqlen: 256 },
+ * };
+ * const text = reportJson(report);
+ * assert(text.endsWith("}\n"));
+ * assert.deepEqual(JSON.parse(text), report);
+ * ```
+ */
 export function reportJson(r: PruneReport): string {
   return JSON.stringify(r, null, 2) + "\n";
 }
 
-/** report.md's text: the summary, the per-block table and a link to the chart. */
+/**
+ * report.md's text: the summary, the per-block table and a link to the chart.
+ *
+ * @example The title, a summary row, a block row and the chart link
+ * ```ts
+ * import { type PruneReport, reportMarkdown } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const report: PruneReport = {
+ *   model: "tiny", method: "owl-wanda", allocation: "owl", pattern: "unstructured", sparsity_target: 0.5,
+ *   sparsity_realised: 0.49, ppl_dense: 10, ppl: 12.5, kl: 0.1, seconds: 3, adapter: "llvmpipe",
+ *   blocks: [{ index: 0, outlier_ratio: 2, sparsity: 0.45 }, { index: 1, outlier_ratio: 1, sparsity: 0.55 }],
+ *   linears: [], settings: { owl_lambda: 0.05 },
+ * };
+ * const md = reportMarkdown(report, "chart.svg");
+ * assert(md.startsWith("# tiny: owl-wanda at 50.0%\n"));
+ * assert(md.includes("| perplexity pruned | 12.500 |"));
+ * assert(md.includes("| 1 | 1.0000 | 0.550000 |"));
+ * assert(md.includes("![per-block outlier ratio and sparsity](chart.svg)"));
+ * ```
+ */
 export function reportMarkdown(r: PruneReport, chartFile = "report.svg"): string {
   const lines = [
     `# ${r.model}: ${r.method} at ${
@@ -108,6 +167,24 @@ function esc(s: string): string {
 /**
  * A bar chart of per-block sparsity (bars, left axis 0-100%) with the outlier ratio D_l as a
  * line and dots (right axis, scaled to its maximum). Self-contained SVG, no scripts.
+ *
+ * @example One bar and one dot per block; bars scale with the sparsity (236 px is 100%)
+ * ```ts
+ * import { type PruneReport, reportSvg } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const report: PruneReport = {
+ *   model: "tiny", method: "owl-wanda", allocation: "owl", pattern: "unstructured", sparsity_target: 0.5,
+ *   sparsity_realised: 0.5, ppl_dense: 10, ppl: 12, kl: 0.1, seconds: 1, adapter: "llvmpipe",
+ *   blocks: [{ index: 0, outlier_ratio: 1, sparsity: 0.75 }, { index: 1, outlier_ratio: 3, sparsity: 0.25 }],
+ *   linears: [], settings: {},
+ * };
+ * const svg = reportSvg(report);
+ * assert(svg.startsWith("<svg") && svg.endsWith("</svg>\n"));
+ * const bars = [...svg.matchAll(/height="([\d.]+)" fill="#2e86c1"/g)].map((m) => Number(m[1]));
+ * assert.deepEqual(bars, [0.75 * 236, 0.25 * 236]);
+ * assert.equal(svg.match(/<circle/g)?.length, 2);
+ * ```
  */
 export function reportSvg(r: PruneReport): string {
   const W = 640, H = 320, left = 56, right = 56, top = 40, bottom = 44;

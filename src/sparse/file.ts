@@ -38,7 +38,25 @@ import {
   type UnstructuredSparse,
 } from "./format.ts";
 
-/** Dtypes this file holds (safetensors spelling). */
+/**
+ * Dtypes this file holds (safetensors spelling).
+ *
+ * @example The stored dtype of each array: f16 N:M values, u8 positions, a bf16 dense tensor
+ * ```ts
+ * import {
+ *   encodeSparseSafetensors, type FileDType, MemoryByteSource, packNM, SparseSafetensorsFile,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = await encodeSparseSafetensors([
+ *   { name: "w", matrix: packNM(Float32Array.of(1, 0, 0, 2), 1, 4, 2, 4, "f16") },
+ *   { name: "b", dtype: "bf16", shape: [1], data: new Uint8Array(2) },
+ * ]);
+ * const file = await SparseSafetensorsFile.open(new MemoryByteSource(bytes));
+ * const dtypes: FileDType[] = ["w.values", "w.indices", "b"].map((name) => file.array(name).dtype);
+ * assert.deepEqual(dtypes, ["F16", "U8", "BF16"]);
+ * ```
+ */
 export type FileDType = "F32" | "F16" | "BF16" | "U32" | "U8";
 const ELEM: Record<FileDType, number> = { F32: 4, U32: 4, F16: 2, BF16: 2, U8: 1 };
 
@@ -48,7 +66,26 @@ export const SPARSE_META_TENSORS = "owlgpu.sparse.tensors";
 const METADATA_KEY = "__metadata__";
 const MAX_HEADER_BYTES = 100_000_000;
 
-/** What the header says about a sparse weight; enough to size its arrays. */
+/**
+ * What the header says about a sparse weight; enough to size its arrays.
+ *
+ * @example The layout of an f16 2:4 weight, given up front for a lazily packed matrix
+ * ```ts
+ * import {
+ *   encodeSparseSafetensors, MemoryByteSource, packNM, SparseSafetensorsFile, type SparseLayout,
+ *   sparseLayoutOf,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const layout: SparseLayout = { format: "nm", rows: 2, cols: 8, dtype: "f16", keep: 2, group: 4 };
+ * const dense = Float32Array.of(1, 0, 0, 2, 0, 3, 4, 0, 5, 6, 0, 0, 0, 0, 7, 8);
+ * const pack = () => packNM(dense, 2, 8, 2, 4, "f16");
+ * assert.deepEqual(sparseLayoutOf(pack()), layout);
+ * const bytes = await encodeSparseSafetensors([{ name: "w", matrix: pack, layout }]);
+ * const file = await SparseSafetensorsFile.open(new MemoryByteSource(bytes));
+ * assert.deepEqual(file.layout("w"), layout);
+ * ```
+ */
 export interface SparseLayout {
   /** Storage format of the weight. */
   format: "unstructured" | "nm";
@@ -66,7 +103,30 @@ export interface SparseLayout {
   group?: number;
 }
 
-/** A dense tensor to store as itself. */
+/**
+ * A dense tensor to store as itself.
+ *
+ * @example An f32 tensor from bytes, an f16 one produced when the writer reaches it
+ * ```ts
+ * import {
+ *   type DenseFileTensor, encodeSparseSafetensors, MemoryByteSource, SparseSafetensorsFile,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const norm: DenseFileTensor = {
+ *   name: "norm.weight", dtype: "f32", shape: [3], data: new Uint8Array(Float32Array.of(1, 2, 3).buffer),
+ * };
+ * const emb: DenseFileTensor = {
+ *   name: "emb", dtype: "f16", shape: [2], data: () => new Uint8Array(Float16Array.of(0.5, -4).buffer),
+ * };
+ * const file = await SparseSafetensorsFile.open(
+ *   new MemoryByteSource(await encodeSparseSafetensors([norm, emb])),
+ * );
+ * assert.deepEqual(file.denseNames().sort(), ["emb", "norm.weight"]);
+ * assert.deepEqual(await file.readF32("norm.weight"), Float32Array.of(1, 2, 3));
+ * assert.deepEqual(await file.readF32("emb"), Float32Array.of(0.5, -4)); // f16 read back as f32
+ * ```
+ */
 export interface DenseFileTensor {
   /** Tensor name. */
   name: string;
@@ -81,6 +141,26 @@ export interface DenseFileTensor {
 /**
  * A sparse weight; give `layout` when `matrix` is a function (called when the writer reaches the
  * weight's arrays, possibly more than once: it must return the same matrix each time).
+ *
+ * @example A lazily packed weight needs its layout; without one it is refused
+ * ```ts
+ * import {
+ *   ArgumentError, encodeSparseSafetensors, MemoryByteSource, packUnstructured, type SparseFileTensor,
+ *   SparseSafetensorsFile, unpackSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(0, 1, 2, 0, 0, 3);
+ * const tensor: SparseFileTensor = {
+ *   name: "w",
+ *   matrix: () => packUnstructured(dense, 2, 3),
+ *   layout: { format: "unstructured", rows: 2, cols: 3, dtype: "f32", nnz: 3 },
+ * };
+ * const bytes = await encodeSparseSafetensors([tensor]);
+ * const file = await SparseSafetensorsFile.open(new MemoryByteSource(bytes));
+ * assert.deepEqual(unpackSparse(await file.readSparse("w")), dense);
+ * await assert.rejects(encodeSparseSafetensors([{ name: "w", matrix: tensor.matrix }]), ArgumentError);
+ * ```
  */
 export interface SparseFileTensor {
   /** Weight name; its arrays are named after it (`name.values`, ...). */
@@ -91,10 +171,43 @@ export interface SparseFileTensor {
   layout?: SparseLayout;
 }
 
-/** A tensor to write to a sparse model file: dense or sparse. */
+/**
+ * A tensor to write to a sparse model file: dense or sparse.
+ *
+ * @example A sparse linear and a dense norm in one file
+ * ```ts
+ * import {
+ *   encodeSparseSafetensors, MemoryByteSource, packNM, type SparseFileEntry, SparseSafetensorsFile,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const entries: SparseFileEntry[] = [
+ *   { name: "q.weight", matrix: packNM(Float32Array.of(1, 0, 0, 2, 0, 3, 4, 0), 2, 4, 2, 4) },
+ *   { name: "norm.weight", dtype: "f32", shape: [2], data: new Uint8Array(Float32Array.of(1, 1).buffer) },
+ * ];
+ * const bytes = await encodeSparseSafetensors(entries);
+ * const file = await SparseSafetensorsFile.open(new MemoryByteSource(bytes));
+ * assert.deepEqual(file.sparseNames(), ["q.weight"]);
+ * assert.deepEqual(file.denseNames(), ["norm.weight"]);
+ * assert(file.isSparse("q.weight") && !file.isSparse("norm.weight"));
+ * ```
+ */
 export type SparseFileEntry = DenseFileTensor | SparseFileTensor;
 
-/** The layout of a packed matrix. */
+/**
+ * The layout of a packed matrix.
+ *
+ * @example Unstructured layouts count the stored values; N:M ones give keep and group
+ * ```ts
+ * import { packNM, packUnstructured, sparseLayoutOf } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const u = packUnstructured(Float32Array.of(0, 1, 2, 0, 0, 3), 2, 3);
+ * assert.deepEqual(sparseLayoutOf(u), { format: "unstructured", rows: 2, cols: 3, dtype: "f32", nnz: 3 });
+ * const n = packNM(Float32Array.of(1, 0, 0, 2), 1, 4, 2, 4, "f16");
+ * assert.deepEqual(sparseLayoutOf(n), { format: "nm", rows: 1, cols: 4, dtype: "f16", keep: 2, group: 4 });
+ * ```
+ */
 export function sparseLayoutOf(s: SparseMatrix): SparseLayout {
   return s.format === "unstructured"
     ? { format: "unstructured", rows: s.rows, cols: s.cols, dtype: s.dtype, nnz: s.values.length }
@@ -266,7 +379,31 @@ function layoutsOf(entries: SparseFileEntry[]): (SparseLayout | undefined)[] {
   });
 }
 
-/** The whole file in memory (browsers, tests). */
+/**
+ * The whole file in memory (browsers, tests).
+ *
+ * @example Encode one weight with metadata; any safetensors reader sees its three arrays
+ * ```ts
+ * import {
+ *   encodeSparseSafetensors, MemoryByteSource, packUnstructured, SparseSafetensorsFile, unpackSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(0, 1, 2, 0, 0, 3);
+ * const bytes = await encodeSparseSafetensors([{ name: "w", matrix: packUnstructured(dense, 2, 3) }], {
+ *   model: "tiny",
+ * });
+ * // u64 header length, a JSON header padded to 8 bytes, then bitmap (8 B), row offsets (12 B), values (12 B)
+ * const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+ * assert.equal(n % 8, 0);
+ * assert.equal(bytes.length, 8 + n + 8 + 12 + 12);
+ * const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+ * assert.deepEqual(Object.keys(header).sort(), ["__metadata__", "w.bitmap", "w.row_offsets", "w.values"]);
+ * assert.equal(header.__metadata__.model, "tiny");
+ * const file = await SparseSafetensorsFile.open(new MemoryByteSource(bytes));
+ * assert.deepEqual(unpackSparse(await file.readSparse("w")), dense);
+ * ```
+ */
 export async function encodeSparseSafetensors(
   entries: SparseFileEntry[],
   metadata?: Record<string, string>,
@@ -331,7 +468,26 @@ export async function writeSparseSafetensors(
   }
 }
 
-/** One array of the file. */
+/**
+ * One array of the file.
+ *
+ * @example Where a weight's values sit in the file
+ * ```ts
+ * import {
+ *   encodeSparseSafetensors, type FileArray, MemoryByteSource, packUnstructured, SparseSafetensorsFile,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = await encodeSparseSafetensors([
+ *   { name: "w", matrix: packUnstructured(Float32Array.of(0, 7, 8, 0), 2, 2) },
+ * ]);
+ * const file = await SparseSafetensorsFile.open(new MemoryByteSource(bytes));
+ * const a: FileArray = file.array("w.values");
+ * assert.deepEqual([a.dtype, a.shape, a.byteLength], ["F32", [2], 8]);
+ * const raw = bytes.slice(a.offset, a.offset + a.byteLength); // offset is absolute in the file
+ * assert.deepEqual(new Float32Array(raw.buffer), Float32Array.of(7, 8));
+ * ```
+ */
 export interface FileArray {
   /** Array name. */
   name: string;
@@ -349,7 +505,30 @@ function isNonNegInt(x: unknown): x is number {
   return typeof x === "number" && Number.isSafeInteger(x) && x >= 0;
 }
 
-/** A parsed sparse model file; arrays are read on demand. */
+/**
+ * A parsed sparse model file; arrays are read on demand.
+ *
+ * @example Open a file from memory, read a sparse weight back; reject bytes that are no such file
+ * ```ts
+ * import {
+ *   encodeSparseSafetensors, MemoryByteSource, ModelFormatError, packUnstructured, SparseSafetensorsFile,
+ *   unpackSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(0, 1, 2, 0, 0, 3);
+ * const bytes = await encodeSparseSafetensors([{ name: "w", matrix: packUnstructured(dense, 2, 3) }], {
+ *   note: "hi",
+ * });
+ * const file = await SparseSafetensorsFile.open(new MemoryByteSource(bytes, "model.sparse.safetensors"));
+ * assert.deepEqual(file.metadata, { note: "hi" }); // owlgpu's own keys are taken out
+ * assert.deepEqual(file.sparseNames(), ["w"]);
+ * assert.deepEqual(unpackSparse(await file.readSparse("w")), dense);
+ * file.close();
+ * const junk = new MemoryByteSource(new Uint8Array(16));
+ * await assert.rejects(SparseSafetensorsFile.open(junk), ModelFormatError);
+ * ```
+ */
 export class SparseSafetensorsFile {
   private constructor(
     private readonly src: ByteSource,

@@ -27,14 +27,57 @@
  */
 import { ArgumentError } from "../errors.ts";
 
-/** Dtype of a sparse matrix's values. */
+/**
+ * Dtype of a sparse matrix's values.
+ *
+ * @example f16 values take half the bytes and are rounded to f16
+ * ```ts
+ * import { packUnstructured, sparseBytes, type SparseValueDType } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = new Float32Array([0, 0.1, 2, 0]);
+ * const dtypes: SparseValueDType[] = ["f32", "f16"];
+ * const [f32, f16] = dtypes.map((dtype) => packUnstructured(dense, 2, 2, dtype));
+ * assert(f32.values instanceof Float32Array && f16.values instanceof Float16Array);
+ * assert.equal(f32.values[0], Math.fround(0.1));
+ * assert.equal(f16.values[0], Math.f16round(0.1));
+ * assert.equal(sparseBytes(f32) - sparseBytes(f16), 2 * 2); // 2 kept values, 2 bytes saved on each
+ * ```
+ */
 export type SparseValueDType = "f32" | "f16";
-/** The values array of a sparse matrix (f32 or f16). */
+/**
+ * The values array of a sparse matrix (f32 or f16).
+ *
+ * @example The kept values of an f16 matrix, in row-major order
+ * ```ts
+ * import { packUnstructured, type SparseValues } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const values: SparseValues = packUnstructured(new Float32Array([0.1, 0, 0, 3]), 2, 2, "f16").values;
+ * assert.equal(values.BYTES_PER_ELEMENT, 2);
+ * assert.deepEqual(Array.from(values), [Math.f16round(0.1), 3]);
+ * ```
+ */
 export type SparseValues = Float32Array | Float16Array;
 
 /**
  * A matrix with any pattern of zeros on the host: a bitmap of kept entries, row offsets and the kept values
  * in row-major order.
+ *
+ * @example The matrix [[0, 1, 0], [2, 0, 3]] written out by hand
+ * ```ts
+ * import { packUnstructured, unpackUnstructured, type UnstructuredSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const s: UnstructuredSparse = {
+ *   format: "unstructured", rows: 2, cols: 3, dtype: "f32",
+ *   rowOffsets: Uint32Array.of(0, 1, 3), // row r's values are values[rowOffsets[r], rowOffsets[r + 1])
+ *   bitmap: Uint32Array.of(0b010, 0b101), // bit j of a row's word: column j kept
+ *   values: Float32Array.of(1, 2, 3),
+ * };
+ * assert.deepEqual(unpackUnstructured(s), Float32Array.of(0, 1, 0, 2, 0, 3));
+ * assert.deepEqual(packUnstructured(unpackUnstructured(s), 2, 3), s);
+ * ```
  */
 export interface UnstructuredSparse {
   /** Discriminant. */
@@ -53,7 +96,23 @@ export interface UnstructuredSparse {
   values: SparseValues;
 }
 
-/** An N:M matrix on the host: `keep` values and their packed positions for every group of `group` columns. */
+/**
+ * An N:M matrix on the host: `keep` values and their packed positions for every group of `group` columns.
+ *
+ * @example The 2:4 row [1, 0, 0, 2 | 0, 3, 4, 0]: two values and two 2-bit positions per group
+ * ```ts
+ * import { type NMSparse, packNM, unpackNM } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(1, 0, 0, 2, 0, 3, 4, 0);
+ * const s: NMSparse = packNM(dense, 1, 8, 2, 4);
+ * assert.deepEqual([s.keep, s.group], [2, 4]);
+ * assert.deepEqual([...s.values], [1, 2, 3, 4]);
+ * // Positions 0, 3 | 1, 2, two bits each, packed little-endian into one byte.
+ * assert.deepEqual([...s.indices], [0 | (3 << 2) | (1 << 4) | (2 << 6)]);
+ * assert.deepEqual(unpackNM(s), dense);
+ * ```
+ */
 export interface NMSparse {
   /** Discriminant. */
   format: "nm";
@@ -73,20 +132,76 @@ export interface NMSparse {
   indices: Uint8Array;
 }
 
-/** A packed sparse matrix on the host, unstructured or N:M. */
+/**
+ * A packed sparse matrix on the host, unstructured or N:M.
+ *
+ * @example One function over both formats, told apart by `format`
+ * ```ts
+ * import { packNM, packUnstructured, type SparseMatrix, sparsityOf, unpackSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(0, 1, 2, 0, 3, 0, 0, 4); // 2 x 4, and 2:4 sparse
+ * const mats: SparseMatrix[] = [packUnstructured(dense, 2, 4), packNM(dense, 2, 4, 2, 4)];
+ * const describe = (s: SparseMatrix) =>
+ *   s.format === "nm" ? `${s.keep}:${s.group}` : `${s.values.length} kept`; // s narrowed by format
+ * assert.deepEqual(mats.map(describe), ["4 kept", "2:4"]);
+ * assert.deepEqual(mats.map(sparsityOf), [0.5, 0.5]);
+ * for (const s of mats) assert.deepEqual(unpackSparse(s), dense);
+ * ```
+ */
 export type SparseMatrix = UnstructuredSparse | NMSparse;
 
-/** u32 bitmap words per row. */
+/**
+ * u32 bitmap words per row.
+ *
+ * @example 33 columns take two words per row: column 32 is bit 0 of the second
+ * ```ts
+ * import { bitmapWords, packUnstructured } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual([bitmapWords(32), bitmapWords(33)], [1, 2]);
+ * const dense = new Float32Array(2 * 33);
+ * dense[32] = 5; // row 0, column 32
+ * const s = packUnstructured(dense, 2, 33);
+ * assert.equal(s.bitmap.length, 2 * bitmapWords(33));
+ * assert.deepEqual([...s.bitmap], [0, 1, 0, 0]);
+ * ```
+ */
 export function bitmapWords(cols: number): number {
   return Math.ceil(cols / 32);
 }
 
-/** Groups per row of an N:M matrix (the last one may be narrower). */
+/**
+ * Groups per row of an N:M matrix (the last one may be narrower).
+ *
+ * @example 10 columns in groups of 4: columns 0..3, 4..7 and a narrower 8..9
+ * ```ts
+ * import { nmGroups, packNM } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(nmGroups(10, 4), 3);
+ * const s = packNM(Float32Array.of(1, 0, 0, 2, 0, 3, 0, 0, 4, 0), 1, 10, 2, 4);
+ * assert.equal(s.values.length, nmGroups(10, 4) * 2); // 2 slots per group
+ * assert.deepEqual([...s.values], [1, 2, 3, 0, 4, 0]); // unused slots hold 0
+ * ```
+ */
 export function nmGroups(cols: number, group: number): number {
   return Math.ceil(cols / group);
 }
 
-/** Bits per stored position: 2 for groups of up to 4, 4 up to 16, else 8. */
+/**
+ * Bits per stored position: 2 for groups of up to 4, 4 up to 16, else 8.
+ *
+ * @example Enough bits for every position 0..group-1
+ * ```ts
+ * import { ArgumentError, nmIndexBits } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual([4, 8, 16, 17, 256].map(nmIndexBits), [2, 4, 4, 8, 8]);
+ * for (let group = 1; group <= 256; group++) assert(2 ** nmIndexBits(group) >= group);
+ * assert.throws(() => nmIndexBits(257), ArgumentError);
+ * ```
+ */
 export function nmIndexBits(group: number): 2 | 4 | 8 {
   if (!Number.isInteger(group) || group < 1 || group > 256) {
     throw new ArgumentError(`N:M group length must be an integer in 1..256, got ${group}`);
@@ -94,12 +209,37 @@ export function nmIndexBits(group: number): 2 | 4 | 8 {
   return group <= 4 ? 2 : group <= 16 ? 4 : 8;
 }
 
-/** Bytes of packed positions per row. */
+/**
+ * Bytes of packed positions per row.
+ *
+ * @example 10 columns at 2:4: 3 groups x 2 slots x 2 bits = 12 bits, so 2 bytes per row
+ * ```ts
+ * import { nmIndexBytesPerRow, packNM } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(nmIndexBytesPerRow(10, 2, 4), 2);
+ * const s = packNM(new Float32Array(3 * 10), 3, 10, 2, 4);
+ * assert.equal(s.indices.length, 3 * nmIndexBytesPerRow(10, 2, 4));
+ * ```
+ */
 export function nmIndexBytesPerRow(cols: number, keep: number, group: number): number {
   return Math.ceil(nmGroups(cols, group) * keep * nmIndexBits(group) / 8);
 }
 
-/** The format's `keep` from owlgpu's pruning pattern `{n, m}` (n pruned per m). */
+/**
+ * The format's `keep` from owlgpu's pruning pattern `{n, m}` (n pruned per m).
+ *
+ * @example Pruning 1 of every 4 keeps 3 of 4
+ * ```ts
+ * import { nmFromPrunePattern, packNM, unpackNM } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const { keep, group } = nmFromPrunePattern({ n: 1, m: 4 });
+ * assert.deepEqual([keep, group], [3, 4]);
+ * const dense = Float32Array.of(1, 2, 0, 3, 0, 4, 5, 6); // one zero in each group of 4
+ * assert.deepEqual(unpackNM(packNM(dense, 1, 8, keep, group)), dense);
+ * ```
+ */
 export function nmFromPrunePattern(pattern: { n: number; m: number }): { keep: number; group: number } {
   return { keep: pattern.m - pattern.n, group: pattern.m };
 }
@@ -122,6 +262,17 @@ function newValues(dtype: SparseValueDType, n: number): SparseValues {
 /**
  * Pack a dense `[rows, cols]` f32 matrix (zeros = pruned) into the unstructured format. Every
  * nonzero is kept (NaN too); with `dtype` f16 values are rounded to f16.
+ *
+ * @example Pack [[0, 1, 0], [2, 0, 3]]
+ * ```ts
+ * import { packUnstructured } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const s = packUnstructured(Float32Array.of(0, 1, 0, 2, 0, 3), 2, 3);
+ * assert.deepEqual([...s.rowOffsets], [0, 1, 3]); // row 0 has 1 value, row 1 has 2
+ * assert.deepEqual([...s.bitmap], [0b010, 0b101]); // bit j: column j kept
+ * assert.deepEqual([...s.values], [1, 2, 3]);
+ * ```
  */
 export function packUnstructured(
   dense: Float32Array,
@@ -150,7 +301,20 @@ export function packUnstructured(
   return { format: "unstructured", rows, cols, dtype, rowOffsets, bitmap, values };
 }
 
-/** Dense `[rows, cols]` f32 from the unstructured format (exact). */
+/**
+ * Dense `[rows, cols]` f32 from the unstructured format (exact).
+ *
+ * @example Round trips: exact in f32, values rounded to f16 in f16
+ * ```ts
+ * import { packUnstructured, unpackUnstructured } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(0.1, 0, 0, -2);
+ * assert.deepEqual(unpackUnstructured(packUnstructured(dense, 2, 2)), dense);
+ * const half = unpackUnstructured(packUnstructured(dense, 2, 2, "f16"));
+ * assert.deepEqual([...half], [Math.f16round(0.1), 0, 0, -2]);
+ * ```
+ */
 export function unpackUnstructured(s: UnstructuredSparse): Float32Array {
   const { rows, cols, bitmap, values } = s;
   const words = bitmapWords(cols);
@@ -186,6 +350,19 @@ export function unstructuredRowColumns(s: UnstructuredSparse, r: number, out: Ui
 /**
  * Pack a dense `[rows, cols]` f32 matrix into `keep:group` N:M (at most `keep` nonzeros in every
  * group of `group` columns; ArgumentError naming the first group with more).
+ *
+ * @example Pack a 2 x 4 matrix as 2:4, and refuse one that is not 2:4
+ * ```ts
+ * import { ArgumentError, packNM, unpackNM } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(0, 5, 0, 6, 7, 0, 0, 8);
+ * const s = packNM(dense, 2, 4, 2, 4);
+ * assert.deepEqual([...s.values], [5, 6, 7, 8]);
+ * assert.deepEqual(unpackNM(s), dense);
+ * // Three nonzeros in a group of 4:
+ * assert.throws(() => packNM(Float32Array.of(1, 2, 3, 0), 1, 4, 2, 4), ArgumentError);
+ * ```
  */
 export function packNM(
   dense: Float32Array,
@@ -245,7 +422,20 @@ export function nmPosition(s: NMSparse, r: number, e: number): number {
   return (byte >>> (bit & 7)) & ((1 << bits) - 1);
 }
 
-/** Dense `[rows, cols]` f32 from N:M (exact: nonzero slots are written, zero slots are padding). */
+/**
+ * Dense `[rows, cols]` f32 from N:M (exact: nonzero slots are written, zero slots are padding).
+ *
+ * @example 9 columns at 2:4, the last group one column wide
+ * ```ts
+ * import { packNM, unpackNM } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(1, 0, 0, 2, 0, 0, 3, 0, 4);
+ * const s = packNM(dense, 1, 9, 2, 4);
+ * assert.deepEqual([...s.values], [1, 2, 3, 0, 4, 0]);
+ * assert.deepEqual(unpackNM(s), dense);
+ * ```
+ */
 export function unpackNM(s: NMSparse): Float32Array {
   const { rows, cols, keep, group, values } = s;
   const perRow = nmGroups(cols, group) * keep;
@@ -262,7 +452,19 @@ export function unpackNM(s: NMSparse): Float32Array {
   return out;
 }
 
-/** Dense f32 from either format. */
+/**
+ * Dense f32 from either format.
+ *
+ * @example The same matrix, packed both ways, unpacks to the same dense array
+ * ```ts
+ * import { packNM, packUnstructured, unpackSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(0, 1, 2, 0, 3, 0, 0, 4);
+ * assert.deepEqual(unpackSparse(packUnstructured(dense, 2, 4)), dense);
+ * assert.deepEqual(unpackSparse(packNM(dense, 2, 4, 2, 4)), dense);
+ * ```
+ */
 export function unpackSparse(s: SparseMatrix): Float32Array {
   return s.format === "unstructured" ? unpackUnstructured(s) : unpackNM(s);
 }
@@ -272,7 +474,21 @@ export function storedValues(s: SparseMatrix): number {
   return s.values.length;
 }
 
-/** Bytes the file stores for this matrix (all components, no alignment padding). */
+/**
+ * Bytes the file stores for this matrix (all components, no alignment padding).
+ *
+ * @example [[0, 1, 0], [2, 0, 3]]: row offsets, bitmap and values
+ * ```ts
+ * import { packNM, packUnstructured, sparseBytes } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(0, 1, 0, 2, 0, 3);
+ * assert.equal(sparseBytes(packUnstructured(dense, 2, 3)), 3 * 4 + 2 * 4 + 3 * 4);
+ * assert.equal(sparseBytes(packUnstructured(dense, 2, 3, "f16")), 3 * 4 + 2 * 4 + 3 * 2);
+ * // 2:4 over 1 x 8: 4 slots of f32 and one byte of positions
+ * assert.equal(sparseBytes(packNM(Float32Array.of(1, 0, 0, 2, 0, 3, 4, 0), 1, 8, 2, 4)), 4 * 4 + 1);
+ * ```
+ */
 export function sparseBytes(s: SparseMatrix): number {
   const vb = s.dtype === "f16" ? 2 : 4;
   if (s.format === "unstructured") {
@@ -281,7 +497,19 @@ export function sparseBytes(s: SparseMatrix): number {
   return s.values.length * vb + s.indices.byteLength;
 }
 
-/** Fraction of zero weights the matrix represents (1 - kept nonzeros / rows*cols). */
+/**
+ * Fraction of zero weights the matrix represents (1 - kept nonzeros / rows*cols).
+ *
+ * @example 3 of 8 weights kept; N:M counts only its nonzero slots
+ * ```ts
+ * import { packNM, packUnstructured, sparsityOf } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dense = Float32Array.of(1, 0, 0, 0, 2, 3, 0, 0);
+ * assert.equal(sparsityOf(packUnstructured(dense, 2, 4)), 1 - 3 / 8);
+ * assert.equal(sparsityOf(packNM(dense, 1, 8, 2, 4)), 1 - 3 / 8); // 4 slots, one of them padding
+ * ```
+ */
 export function sparsityOf(s: SparseMatrix): number {
   const total = s.rows * s.cols;
   if (total === 0) return 0;

@@ -16,13 +16,17 @@
  * - unstructured, `delta` layout (the default on CPU adapters; always in a texture): columns in
  *   blocks of SPARSE_DELTA_BLOCK (4096); per chunk a `ptr` buffer (u32 [rows * blocks + 1]: entry
  *   r * blocks + b is the first group of block b of row r, relative to the chunk, the next entry
- *   its end) and groups of SPARSE_DELTA_GROUP (16) entries, each a value and a u8 delta: f32 5
- *   texels (16 value words, then 4 words of 4 deltas, lowest byte first), f16 3 texels (8 words of
- *   two f16, low half first, then the 4 delta words). A block's running column starts at the
- *   block's first column; each entry adds its delta (the first may be 0). A gap over 255 columns
- *   takes escape entries (delta 255, value 0); a block's last group is padded with delta 0, value
- *   0. So an entry's column is always a real column of the block, and 5 (f32) or 3 (f16) bytes
- *   carry a kept weight instead of 6 or 4; no column limit.
+ *   its end) and groups of entries, each a value and a column delta of `deltaBits` bits: 8-bit
+ *   deltas in groups of 16 (f32 5 texels: 16 value words, then 4 words of 4 deltas, lowest byte
+ *   first; f16 3 texels: 8 words of two f16, low half first, then the 4 delta words), 4-bit
+ *   deltas in groups of 32 (f32 9 texels, f16 5: the values, then 4 words of 8 nibbles, lowest
+ *   first). A block's running column starts at the block's first column; each entry adds its
+ *   delta (the first may be 0). A gap over the largest delta (255 or 15) takes escape entries
+ *   (that delta, value 0); a block's last group is padded with delta 0, value 0. So an entry's
+ *   column is always a real column of the block, and 5 / 3 bytes (8-bit) or 4.5 / 2.5 bytes
+ *   (4-bit) carry a kept f32 / f16 weight instead of the groups' 6 / 4; no column limit. By
+ *   default each matrix takes the width that gives it fewer bytes (4-bit up to ~80% sparsity,
+ *   where escapes are rare).
  *
  * With `texture` (the default on CPU adapters) the `data` words go into an rgba32uint texture
  * instead of a storage buffer (flat layout, SPARSE_TEX_WIDTH texels a row, zero-padded to a whole
@@ -32,9 +36,9 @@
  */
 import type { GpuDType } from "../../kernels/common.ts";
 import {
+  deltaGroupEntries,
   deltaGroupTexels,
   SPARSE_DELTA_BLOCK,
-  SPARSE_DELTA_GROUP,
   SPARSE_GROUP,
   SPARSE_TEX_WIDTH,
   type SparseGpuLayout,
@@ -95,6 +99,8 @@ export interface GpuSparseMatrix {
   layout: SparseGpuLayout;
   /** delta layout: column blocks per row (0 otherwise). */
   blocks: number;
+  /** delta layout: bits of a column delta, 4 or 8 (0 otherwise). */
+  deltaBits: 0 | 4 | 8;
   /** The row chunks, in row order. */
   chunks: GpuSparseChunk[];
   /** Bytes of every buffer of this matrix. */
@@ -116,6 +122,11 @@ export interface UploadSparseOptions {
    * "groups" (CSR groups, every version). Default: "delta" when in a texture on a CPU adapter.
    */
   layout?: SparseGpuLayout;
+  /**
+   * delta layout: bits of a column delta, 4 or 8. Default: whichever gives this matrix fewer bytes
+   * (4-bit deltas escape every 15 columns, 8-bit every 255).
+   */
+  deltaBits?: 4 | 8;
 }
 
 /** Largest column count of the unstructured GPU layout (u16 columns). */
@@ -192,24 +203,18 @@ function chunkBytes(gpu: Gpu, texture: boolean): number {
   return texture ? Math.min(gpu.maxBinding, tex) : gpu.maxBinding;
 }
 
-/** Words per group of the delta layout. */
-export function deltaGroupWords(dtype: GpuDType): number {
-  return deltaGroupTexels(dtype) * 4;
+/** Words per group of the delta layout with `bits`-bit deltas. */
+export function deltaGroupWords(dtype: GpuDType, bits: 4 | 8 = 8): number {
+  return deltaGroupTexels(dtype, bits) * 4;
 }
 
-function uploadDelta(
-  gpu: Gpu,
-  s: UnstructuredSparse,
-  dtype: GpuDType,
-  label: string,
-  maxRows: number,
-): { chunks: GpuSparseChunk[]; bytes: number; blocks: number } {
-  const BLK = SPARSE_DELTA_BLOCK, G = SPARSE_DELTA_GROUP, gw = deltaGroupWords(dtype);
-  const nb = Math.max(1, Math.ceil(s.cols / BLK));
+/**
+ * Groups of every (row, block) of the delta layout with `bits`-bit deltas (escapes included),
+ * checking the bitmap against the row offsets.
+ */
+function deltaGroupCounts(s: UnstructuredSparse, nb: number, bits: 4 | 8): Uint32Array {
+  const BLK = SPARSE_DELTA_BLOCK, G = deltaGroupEntries(bits), maxd = (1 << bits) - 1;
   const words = bitmapWords(s.cols), wpb = BLK / 32;
-  const f32 = dtype === "f32" ? toF32(s.values) : null;
-  const f16 = dtype === "f16" ? toF16Bits(s.values) : null;
-  // Pass 1: groups of every (row, block), checking the bitmap against the row offsets.
   const ng = new Uint32Array(s.rows * nb);
   for (let r = 0; r < s.rows; r++) {
     for (let b = 0; b < nb; b++) {
@@ -219,13 +224,42 @@ function uploadDelta(
         while (m !== 0) {
           const c = w * 32 + 31 - Math.clz32(m & -m);
           m &= m - 1;
-          entries += 1 + (c - prev > 255 ? Math.floor((c - prev - 1) / 255) : 0); // escapes
+          entries += 1 + (c - prev > maxd ? Math.floor((c - prev - 1) / maxd) : 0); // escapes
           prev = c;
         }
       }
       ng[r * nb + b] = Math.ceil(entries / G);
     }
   }
+  return ng;
+}
+
+function uploadDelta(
+  gpu: Gpu,
+  s: UnstructuredSparse,
+  dtype: GpuDType,
+  label: string,
+  maxRows: number,
+  forceBits: 4 | 8 | undefined,
+): { chunks: GpuSparseChunk[]; bytes: number; blocks: number; bits: 4 | 8 } {
+  const BLK = SPARSE_DELTA_BLOCK;
+  const nb = Math.max(1, Math.ceil(s.cols / BLK));
+  // Pass 1: groups of every (row, block) for each width; take the smaller layout (or the forced one).
+  const sum = (a: Uint32Array) => a.reduce((t, v) => t + v, 0);
+  let bits: 4 | 8, ng: Uint32Array;
+  if (forceBits) {
+    bits = forceBits;
+    ng = deltaGroupCounts(s, nb, bits);
+  } else {
+    const n4 = deltaGroupCounts(s, nb, 4), n8 = deltaGroupCounts(s, nb, 8);
+    const use4 = sum(n4) * deltaGroupWords(dtype, 4) <= sum(n8) * deltaGroupWords(dtype, 8);
+    [bits, ng] = use4 ? [4, n4] : [8, n8];
+  }
+  const G = deltaGroupEntries(bits), gw = deltaGroupWords(dtype, bits), maxd = (1 << bits) - 1;
+  const per = 32 / bits; // deltas per word
+  const words = bitmapWords(s.cols), wpb = BLK / 32;
+  const f32 = dtype === "f32" ? toF32(s.values) : null;
+  const f16 = dtype === "f16" ? toF16Bits(s.values) : null;
   const rowGroups = (r: number) => {
     let g = 0;
     for (let b = 0; b < nb; b++) g += ng[r * nb + b];
@@ -238,17 +272,17 @@ function uploadDelta(
     const ptr = new Uint32Array((r1 - r0) * nb + 1);
     for (let i = 0; i < (r1 - r0) * nb; i++) ptr[i + 1] = ptr[i] + ng[r0 * nb + i];
     const data = new Uint32Array(Math.max(1, ptr[(r1 - r0) * nb] * gw));
-    const dval = dtype === "f32" ? 16 : 8; // first delta word of a group
+    const dval = dtype === "f32" ? G : G / 2; // first delta word of a group
     for (let r = r0; r < r1; r++) {
       let e = s.rowOffsets[r]; // next value of the row
       for (let b = 0; b < nb; b++) {
         let q = ptr[(r - r0) * nb + b] * G; // entry index within the chunk
         let prev = b * BLK;
-        const put = (d: number, bits: number) => {
+        const put = (d: number, v: number) => {
           const base = Math.floor(q / G) * gw, k = q % G;
-          if (f32) data[base + k] = bits;
-          else data[base + (k >> 1)] |= bits << (16 * (k & 1));
-          data[base + dval + (k >> 2)] |= d << (8 * (k & 3));
+          if (f32) data[base + k] = v;
+          else data[base + (k >> 1)] |= v << (16 * (k & 1));
+          data[base + dval + Math.floor(k / per)] |= d << (bits * (k % per));
           q++;
         };
         for (let w = b * wpb; w < Math.min(words, (b + 1) * wpb); w++) {
@@ -256,9 +290,9 @@ function uploadDelta(
           while (m !== 0) {
             const c = w * 32 + 31 - Math.clz32(m & -m);
             m &= m - 1;
-            while (c - prev > 255) {
-              put(255, 0);
-              prev += 255;
+            while (c - prev > maxd) {
+              put(maxd, 0);
+              prev += maxd;
             }
             if (e >= s.rowOffsets[r + 1]) {
               throw new ArgumentError(`${label}: row ${r} has more bitmap bits than values`);
@@ -290,7 +324,7 @@ function uploadDelta(
     });
     bytes += ptr.byteLength + placed.bytes;
   }
-  return { chunks, bytes, blocks: nb };
+  return { chunks, bytes, blocks: nb, bits };
 }
 
 const f32View = new Float32Array(1);
@@ -448,9 +482,12 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
     throw new ArgumentError(`${label}: the delta layout lives in a texture`);
   }
   if (s.format === "unstructured") {
-    const { chunks, bytes, blocks } = layout === "delta"
-      ? uploadDelta(gpu, s, dtype, label, maxRows)
-      : { ...uploadUnstructured(gpu, s, dtype, label, maxRows, texture), blocks: 0 };
+    if (opts.deltaBits !== undefined && opts.deltaBits !== 4 && opts.deltaBits !== 8) {
+      throw new ArgumentError(`${label}: deltaBits must be 4 or 8, got ${opts.deltaBits}`);
+    }
+    const { chunks, bytes, blocks, bits } = layout === "delta"
+      ? uploadDelta(gpu, s, dtype, label, maxRows, opts.deltaBits)
+      : { ...uploadUnstructured(gpu, s, dtype, label, maxRows, texture), blocks: 0, bits: 0 as const };
     return {
       format: "unstructured",
       rows: s.rows,
@@ -462,6 +499,7 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
       texture,
       layout,
       blocks,
+      deltaBits: bits,
       chunks,
       bytes,
     };
@@ -478,6 +516,7 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
     texture,
     layout: "groups",
     blocks: 0,
+    deltaBits: 0,
     chunks,
     bytes,
   };
