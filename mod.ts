@@ -38,25 +38,35 @@
  *   calibrationWindows, evaluatePerplexity, evalWindows, ForwardRunner, Gpu, GpuModel, LINEARS,
  *   linearWeight, openTokenizer, openWeights, prune, tokenizeCorpus,
  * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
  *
+ * // The protocol (docs/PROTOCOL.md) calibrates on 128 windows of 256 tokens of the State of the
+ * // Union corpus and evaluates on the first 128 windows of 256 tokens of Moby Dick; this example
+ * // uses 2 windows of 128 tokens of each, to run in seconds.
+ * const seqlen = 128;
  * const gpu = await Gpu.create();
  * const source = await openWeights("stories15M");
  * const tokenizer = await openTokenizer("stories15M");
- * const calibration = calibrationWindows(await tokenizeCorpus("sotu", tokenizer), 8, 256);
+ * const calibration = calibrationWindows(await tokenizeCorpus("sotu", tokenizer), 2, seqlen);
  * const result = await prune(gpu, source, {
  *   method: "owl-wanda", sparsity: 0.5, pattern: { kind: "unstructured" },
  *   owlM: 5, owlLambda: 0.08, calibration,
  * });
- * console.log(result.blocks.map((b) => b.sparsity), result.realisedSparsity);
+ * assert.equal(result.blocks.length, source.config.nLayers);
+ * assert(result.blocks.every((b) => b.sparsity >= 0 && b.sparsity < 1)); // OWL: S +- lambda per block
+ * const mean = result.blocks.reduce((a, b) => a + b.sparsity, 0) / result.blocks.length;
+ * assert(Math.abs(mean - 0.5) < 1e-9); // ... centred on S
+ * assert(Math.abs(result.realisedSparsity - 0.5) < 0.01);
  *
- * // Load the pruned weights and evaluate them on 4 windows of the evaluation corpus.
+ * // Load the pruned weights and evaluate them on 2 windows of the evaluation corpus.
  * const model = await GpuModel.load(gpu, source, { lazyBlocks: true, dtype: "f32" });
  * for (let l = 0; l < source.config.nLayers; l++) {
  *   await model.loadBlock(l, Object.fromEntries(LINEARS.map((lin) => [lin, result.weights.get(linearWeight(l, lin))!])));
  * }
- * const runner = new ForwardRunner(model, 256);
- * const windows = evalWindows(await tokenizeCorpus("moby-dick", tokenizer), 256, 4);
- * console.log((await evaluatePerplexity(runner, windows)).ppl);
+ * const runner = new ForwardRunner(model, seqlen);
+ * const windows = evalWindows(await tokenizeCorpus("moby-dick", tokenizer), seqlen, 2);
+ * const { ppl } = await evaluatePerplexity(runner, windows);
+ * assert(Number.isFinite(ppl) && ppl > 1);
  * runner.release();
  * model.release();
  * gpu.destroy();
@@ -65,6 +75,7 @@
  * @example Run one kernel on your own buffers: y = W x with owlgpu's linear (GEMV) kernel
  * ```ts
  * import { Gpu, linear, releaseMatrix, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
  *
  * const gpu = await Gpu.create();
  * const N = 3, K = 4;
@@ -72,7 +83,7 @@
  * const x = gpu.upload(new Float32Array([1, 2, 3, 4]), "x");
  * const y = gpu.buffer(N * 4, "y");
  * linear(gpu, x, w, y, 1); // records Y[1, N] = X[1, K] W^T into the current batch
- * console.log(await gpu.readF32(y)); // Float32Array [1, 2, 10]
+ * assert.deepEqual([...await gpu.readF32(y)], [1, 2, 10]); // the read submits the batch
  * releaseMatrix(gpu, w);
  * gpu.release(x, y);
  * gpu.destroy();

@@ -4,7 +4,25 @@
  * @module
  */
 
-/** Base class: every error owlgpu raises on purpose derives from it. */
+/**
+ * Base class: every error owlgpu raises on purpose derives from it.
+ *
+ * @example Tell owlgpu's own errors (a message for the user) from bugs (a stack trace)
+ * ```ts
+ * import { ArgumentError, OwlError, Sampler } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * let caught: unknown;
+ * try {
+ *   new Sampler({ topP: 2 });
+ * } catch (e) {
+ *   caught = e;
+ * }
+ * assert.ok(caught instanceof OwlError && caught instanceof ArgumentError);
+ * assert.equal(caught.name, "ArgumentError"); // the concrete class's name, set by OwlError
+ * assert.match(caught.message, /top-p must be in \(0, 1\]/);
+ * ```
+ */
 export class OwlError extends Error {
   /**
    * Create the error; `name` becomes the concrete class's name, and `options.cause` keeps the underlying
@@ -16,20 +34,103 @@ export class OwlError extends Error {
   }
 }
 
-/** No WebGPU adapter, or the adapter lacks something we need. */
+/**
+ * No WebGPU adapter, or the adapter lacks something we need.
+ *
+ * @example What `Gpu.create` does in a runtime without WebGPU (simulated by hiding `navigator.gpu`)
+ * ```ts
+ * import { Gpu, GpuUnavailableError } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * Object.defineProperty(navigator, "gpu", { value: undefined, configurable: true });
+ * try {
+ *   await assert.rejects(Gpu.create(), (e) => e instanceof GpuUnavailableError && /WebGPU/.test(e.message));
+ * } finally {
+ *   delete (navigator as { gpu?: unknown }).gpu; // the runtime's own navigator.gpu is back
+ * }
+ * ```
+ */
 export class GpuUnavailableError extends OwlError {}
 
-/** A checkpoint, safetensors file, tokenizer or sparse file is corrupt, truncated or inconsistent. */
+/**
+ * A checkpoint, safetensors file, tokenizer or sparse file is corrupt, truncated or inconsistent.
+ *
+ * @example A 10-byte file is not a llama2.c checkpoint (its header alone is 28 bytes)
+ * ```ts
+ * import { MemoryByteSource, ModelFormatError, openLlama2c } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * await assert.rejects(
+ *   openLlama2c(new MemoryByteSource(new Uint8Array(10), "tiny.bin")),
+ *   (e) => e instanceof ModelFormatError && e.message.startsWith("tiny.bin: 10 bytes is too short"),
+ * );
+ * ```
+ */
 export class ModelFormatError extends OwlError {}
 
-/** Well-formed input that owlgpu does not support (an architecture, a dtype, a shape). */
+/**
+ * Well-formed input that owlgpu does not support (an architecture, a dtype, a shape).
+ *
+ * @example A GPT-2 config.json is valid, but not an architecture owlgpu runs
+ * ```ts
+ * import { hfModelConfig, UnsupportedError } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(
+ *   () => hfModelConfig({ architectures: ["GPT2LMHeadModel"], hidden_size: 768 }, "gpt2/config.json"),
+ *   (e) => e instanceof UnsupportedError && /"GPT2LMHeadModel" is not supported/.test(e.message),
+ * );
+ * ```
+ */
 export class UnsupportedError extends OwlError {}
 
-/** A flag or option value out of range, or options that contradict each other. */
+/**
+ * A flag or option value out of range, or options that contradict each other.
+ *
+ * @example A negative sampling temperature
+ * ```ts
+ * import { ArgumentError, Sampler } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(
+ *   () => new Sampler({ temperature: -1 }),
+ *   (e) => e instanceof ArgumentError && e.message === "temperature must be a finite number >= 0, got -1",
+ * );
+ * ```
+ */
 export class ArgumentError extends OwlError {}
 
-/** A corpus that is missing or too short for the requested windows. */
+/**
+ * A corpus that is missing or too short for the requested windows.
+ *
+ * @example Five tokens cannot fill one evaluation window of 8
+ * ```ts
+ * import { CorpusError, evalWindows } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(
+ *   () => evalWindows([1, 2, 3, 4, 5], 8),
+ *   (e) => e instanceof CorpusError && /has 5 tokens, but one window needs 8/.test(e.message),
+ * );
+ * ```
+ */
 export class CorpusError extends OwlError {}
 
-/** An output that cannot be written. */
+/**
+ * An output that cannot be written.
+ *
+ * @example Writing a safetensors file into a directory that does not exist
+ * ```ts
+ * import { OutputError, writeSafetensors } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const tensor = { name: "x", dtype: "f32" as const, shape: [1], data: new Uint8Array(4) };
+ * await assert.rejects(
+ *   writeSafetensors(`${dir}/no/such/dir/x.safetensors`, [tensor]),
+ *   (e) => e instanceof OutputError && e.message.includes("check that its directory exists"),
+ * );
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export class OutputError extends OwlError {}

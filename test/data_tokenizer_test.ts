@@ -11,7 +11,7 @@ import { HfTokenizer } from "../src/data/hf_tokenizer.ts";
 import { Llama2cTokenizer } from "../src/data/llama2c_tokenizer.ts";
 import { openTokenizer } from "../src/data/open_tokenizer.ts";
 import type { Tokenizer } from "../src/data/tokenizer.ts";
-import { ModelFormatError } from "../src/errors.ts";
+import { ModelFormatError, UnsupportedError } from "../src/errors.ts";
 import { loadEmbeddedFiles } from "../src/model/embedded.ts";
 import { RefLlama2cTokenizer } from "./ref/llama2c_bpe_ref.ts";
 
@@ -331,6 +331,41 @@ Deno.test("Hugging Face tokenizer: add_bos_token from tokenizer_config.json, inv
   assert.notEqual(await hf.fingerprint(), await HfTokenizer.fromBytes(hfJson(false)).fingerprint());
   assert.throws(() => HfTokenizer.fromBytes(new TextEncoder().encode("{oops")), ModelFormatError);
   assert.throws(() => HfTokenizer.fromBytes(new TextEncoder().encode("{}")), ModelFormatError);
+});
+
+/** A tiny WordLevel tokenizer.json split on whitespace; `unk` is model.unk_token (omitted when undefined). */
+function wordLevelJson(unk: string | undefined, vocab: Record<string, number>): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({
+    added_tokens: [{ id: 0, content: "<s>", special: true }],
+    normalizer: null,
+    pre_tokenizer: { type: "Whitespace" },
+    post_processor: null,
+    decoder: null,
+    model: { type: "WordLevel", vocab, ...(unk === undefined ? {} : { unk_token: unk }) },
+  }));
+}
+
+Deno.test("Hugging Face tokenizer: a WordLevel word outside the vocabulary", () => {
+  // @huggingface/tokenizers 0.2.0 gives such a word the id `undefined`; the wrapper maps it to the unk id.
+  const vocab = { "<s>": 0, "<unk>": 1, once: 2, upon: 3, a: 4, time: 5 };
+  const hf = HfTokenizer.fromBytes(wordLevelJson("<unk>", vocab));
+  const ids = hf.encode("once upon a dragon time");
+  assert.deepEqual(ids, [2, 3, 4, 1, 5]);
+  assert.ok(ids.every(Number.isInteger));
+  assert.deepEqual(hf.encode("dragons everywhere"), [1, 1]);
+
+  // No unk token (none named, or one named that is not in the vocabulary): a clear error naming the word.
+  const { "<unk>": _, ...noUnk } = vocab;
+  for (const json of [wordLevelJson(undefined, vocab), wordLevelJson("<unk>", noUnk)]) {
+    const strict = HfTokenizer.fromBytes(json, undefined, "words/tokenizer.json");
+    assert.deepEqual(strict.encode("once upon a time"), [2, 3, 4, 5]);
+    assert.throws(
+      () => strict.encode("once upon a dragon"),
+      (e: Error) =>
+        e instanceof UnsupportedError && e.message.startsWith('words/tokenizer.json: the piece "dragon"') &&
+        e.message.includes("model.unk_token"),
+    );
+  }
 });
 
 Deno.test("openTokenizer: embedded, directories, checkpoint paths and missing tokenizers", async () => {

@@ -105,8 +105,11 @@ async function readUtf8(path: string, onMissing: () => CorpusError): Promise<str
  *
  * @example
  * ```ts
+ * import { loadCorpusText } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
  * const text = await loadCorpusText("moby-dick");
- * text.startsWith("CHAPTER 1. Loomings."); // true
+ * assert(text.startsWith("CHAPTER 1. Loomings."));
  * ```
  */
 export async function loadCorpusText(spec: string): Promise<string> {
@@ -224,9 +227,12 @@ export interface TokenizeCorpusOptions {
  *
  * @example
  * ```ts
- * import { openTokenizer } from "./open_tokenizer.ts";
+ * import { openTokenizer, tokenizeCorpus } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
  * const ids = await tokenizeCorpus("moby-dick", await openTokenizer("stories15M"));
- * ids.length; // 341708
+ * assert.equal(ids.length, 341708); // the protocol's check value
+ * assert.equal(ids[0], 1); // one BOS at the start of the document
  * ```
  */
 export async function tokenizeCorpus(

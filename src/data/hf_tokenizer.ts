@@ -10,11 +10,11 @@
  * @module
  */
 import { Tokenizer as HfLibTokenizer } from "@huggingface/tokenizers";
-import { ArgumentError, ModelFormatError } from "../errors.ts";
+import { ArgumentError, ModelFormatError, UnsupportedError } from "../errors.ts";
 import { type EncodeOptions, sha256Hex, type Tokenizer, type TokenStream } from "./tokenizer.ts";
 
 /** Part of the fingerprint: bump it whenever the wrapper's encoding changes, to invalidate caches. */
-const ALGORITHM = "owlgpu/hf-tokenizers-0.2.0/v1";
+const ALGORITHM = "owlgpu/hf-tokenizers-0.2.0/v2";
 /** Special-token spellings tried, in order, when tokenizer_config.json names no BOS / EOS. */
 const BOS_NAMES = ["<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"];
 const EOS_NAMES = ["</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>"];
@@ -41,6 +41,20 @@ function configToken(value: unknown): string | undefined {
     return (value as Json).content as string;
   }
   return undefined;
+}
+
+/**
+ * Id of the model's unknown token (`model.unk_token` in tokenizer.json), or -1 when it names none
+ * or names a token that is not in the vocabulary. The library does not use it for every model type
+ * (0.2.0 leaves an unknown word of a WordLevel model `undefined`), so `encode` applies it itself.
+ */
+function modelUnkId(json: Json, lib: HfLibTokenizer): number {
+  const model = json.model as Json | null | undefined;
+  const unk = model !== null && typeof model === "object" ? model.unk_token : undefined;
+  if (typeof unk !== "string") return -1;
+  const id = lib.token_to_id(unk) ??
+    (Array.isArray(json.added_tokens) ? json.added_tokens : []).find((t: Json) => t?.content === unk)?.id;
+  return Number.isInteger(id) ? id : -1;
 }
 
 /**
@@ -77,11 +91,15 @@ export class HfTokenizer implements Tokenizer {
 
   readonly #lib: HfLibTokenizer;
   readonly #addBos: boolean;
+  readonly #unkId: number;
+  readonly #name: string;
   readonly #sources: Uint8Array[];
   #fingerprint?: Promise<string>;
 
-  private constructor(lib: HfLibTokenizer, config: Json, sources: Uint8Array[]) {
+  private constructor(lib: HfLibTokenizer, config: Json, sources: Uint8Array[], unkId: number, name: string) {
     this.#lib = lib;
+    this.#unkId = unkId;
+    this.#name = name;
     this.#sources = sources;
     const vocab = lib.get_vocab(true);
     let max = -1;
@@ -117,13 +135,27 @@ export class HfTokenizer implements Tokenizer {
       );
     }
     const sources = [tokenizerJson.slice(), configJson?.slice() ?? new Uint8Array(0)];
-    return new HfTokenizer(lib, config, sources);
+    return new HfTokenizer(lib, config, sources, modelUnkId(json, lib), name);
   }
 
-  /** Token ids of the whole text; `bos` adds the tokenizer's own special tokens (see the module doc). */
+  /**
+   * Token ids of the whole text; `bos` adds the tokenizer's own special tokens (see the module doc).
+   * A piece outside the vocabulary becomes the model's unknown token (`model.unk_token`).
+   * @throws {UnsupportedError} when a piece is outside the vocabulary and the model has no unknown token
+   */
   encode(text: string, opts: EncodeOptions = {}): number[] {
     const bos = opts.bos ?? false;
-    const ids = this.#lib.encode(text, { add_special_tokens: bos }).ids;
+    const { ids, tokens } = this.#lib.encode(text, { add_special_tokens: bos });
+    for (let i = 0; i < ids.length; i++) {
+      if (Number.isInteger(ids[i])) continue;
+      if (this.#unkId < 0) {
+        throw new UnsupportedError(
+          `${this.#name}: the piece ${JSON.stringify(tokens[i])} is not in the vocabulary, ` +
+            "and model.unk_token names no token of it; remove it from the text or use a tokenizer that covers it",
+        );
+      }
+      ids[i] = this.#unkId;
+    }
     if (bos && this.#addBos && ids[0] !== this.bosId) ids.unshift(this.bosId);
     return ids;
   }

@@ -174,9 +174,11 @@ class Scratch {
  *
  * @example
  * ```ts
- * import { loadEmbeddedFiles } from "../model/embedded.ts";
+ * import { Llama2cTokenizer, loadEmbeddedFiles } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
  * const tok = Llama2cTokenizer.fromBytes((await loadEmbeddedFiles()).tokenizer);
- * tok.encode("Once upon a time", { bos: true }); // [1, 9038, 2501, 263, 931]
+ * assert.deepEqual(tok.encode("Once upon a time", { bos: true }), [1, 9038, 2501, 263, 931]);
  * ```
  */
 export class Llama2cTokenizer implements Tokenizer {

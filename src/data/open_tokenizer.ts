@@ -41,8 +41,11 @@ async function openLlama2c(path: string): Promise<Tokenizer> {
  *
  * @example
  * ```ts
+ * import { openTokenizer } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
  * const tok = await openTokenizer("stories15M");
- * tok.encode("Hello world!"); // [15043, 3186, 29991]
+ * assert.deepEqual(tok.encode("Hello world!"), [15043, 3186, 29991]);
  * ```
  */
 export async function openTokenizer(spec: string): Promise<Tokenizer> {

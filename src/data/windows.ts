@@ -74,8 +74,12 @@ export function calibrationStart(i: number, total: number, nsamples: number, seq
  *
  * @example
  * ```ts
+ * import { calibrationWindows } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
  * const w = calibrationWindows(Int32Array.from({ length: 10 }, (_, i) => i), 3, 4);
- * w.map((x) => x[0]); // [0, 2, 4]
+ * assert.deepEqual(w.map((x) => x[0]), [0, 2, 4]); // floor(i * (10 - 4) / 3)
+ * assert.deepEqual(w[2], Int32Array.of(4, 5, 6, 7));
  * ```
  */
 export function calibrationWindows(tokens: TokenIds, nsamples: number, seqlen: number): Int32Array[] {
@@ -96,8 +100,12 @@ export function calibrationWindows(tokens: TokenIds, nsamples: number, seqlen: n
  *
  * @example
  * ```ts
+ * import { evalWindows } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
  * const w = evalWindows(Int32Array.from({ length: 10 }, (_, i) => i), 4);
- * w.map((x) => x[0]); // [0, 4]
+ * assert.deepEqual(w.map((x) => x[0]), [0, 4]); // tokens 8 and 9 do not fill a window
+ * assert.equal(evalWindows(Int32Array.from({ length: 10 }, (_, i) => i), 4, 1).length, 1);
  * ```
  */
 export function evalWindows(tokens: TokenIds, seqlen: number, maxWindows?: number): Int32Array[] {

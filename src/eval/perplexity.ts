@@ -9,7 +9,34 @@ import type { Gpu } from "../gpu/device.ts";
 import type { ForwardRunner } from "../model/forward.ts";
 import { loss } from "../ops/basic.ts";
 
-/** The result of {@linkcode evaluatePerplexity}. */
+/**
+ * The result of {@linkcode evaluatePerplexity}.
+ *
+ * @example What three windows of 6 tokens give
+ * ```ts
+ * import {
+ *   evaluatePerplexity, type EvalResult, ForwardRunner, Gpu, GpuModel, openWeights,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+ * const runner = new ForwardRunner(model, 6);
+ * const windows = [ // token ids, BOS first
+ *   [1, 9038, 2501, 263, 931, 29892],
+ *   [1, 365, 2354, 471, 263, 2217],
+ *   [1, 3118, 2462, 29892, 263, 2217],
+ * ];
+ * const r: EvalResult = await evaluatePerplexity(runner, windows);
+ * assert.deepEqual([r.windows, r.tokens], [3, 3 * 5]); // each window scores its 5 next-token predictions
+ * assert.equal(r.ppl, Math.exp(r.meanNll));
+ * assert.ok(r.ppl > 1 && r.ppl < model.config.vocabSize); // better than a uniform guess
+ * assert.equal(r.kl, undefined); // no reference model was given
+ * runner.release();
+ * model.release();
+ * gpu.destroy();
+ * ```
+ */
 export interface EvalResult {
   /** Perplexity: exp of {@linkcode EvalResult.meanNll}. */
   ppl: number;
@@ -25,7 +52,34 @@ export interface EvalResult {
   tokens: number;
 }
 
-/** Options of {@linkcode evaluatePerplexity}. */
+/**
+ * Options of {@linkcode evaluatePerplexity}.
+ *
+ * @example KL divergence from the dense model, for a model with its last MLP output zeroed
+ * ```ts
+ * import {
+ *   evaluatePerplexity, type EvalOptions, ForwardRunner, Gpu, GpuModel, openWeights,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const source = await openWeights("stories15M");
+ * const dense = await GpuModel.load(gpu, source);
+ * const damaged = await GpuModel.load(gpu, source);
+ * damaged.replaceLinear(5, "down", new Float32Array(288 * 768));
+ * const reference = new ForwardRunner(dense, 8), runner = new ForwardRunner(damaged, 8);
+ * const windows = [1, 2, 3, 4, 5].map((w) => Int32Array.from({ length: 8 }, (_, i) => 300 * w + i));
+ * const progress: string[] = [];
+ * const options: EvalOptions = { reference, onProgress: (done, total) => progress.push(`${done}/${total}`) };
+ * const r = await evaluatePerplexity(runner, windows, options);
+ * assert.deepEqual(progress, ["4/5", "5/5"]); // reported every 4 windows and at the end
+ * assert.ok(r.kl! > 0); // the two models' next-token distributions differ
+ * const denseOnly = await evaluatePerplexity(reference, windows);
+ * assert.ok(Math.abs(r.referencePpl! - denseOnly.ppl) < 1e-4 * denseOnly.ppl);
+ * for (const x of [runner, reference, damaged, dense]) x.release();
+ * gpu.destroy();
+ * ```
+ */
 export interface EvalOptions {
   /** Dense reference model for the KL divergence (same tokenizer and vocab). */
   reference?: ForwardRunner;
@@ -33,7 +87,36 @@ export interface EvalOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Evaluate `runner`'s model on equal-length windows. */
+/**
+ * Evaluate `runner`'s model on equal-length windows.
+ *
+ * @example The perplexity of one window, and the same number computed on the host from the logits
+ * ```ts
+ * import {
+ *   evaluatePerplexity, ForwardRunner, Gpu, GpuModel, openTokenizer, openWeights,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+ * const tokenizer = await openTokenizer("stories15M");
+ * const ids = tokenizer.encode("Once upon a time, there was", { bos: true }); // 8 tokens
+ * const runner = new ForwardRunner(model, ids.length);
+ * const { ppl, tokens } = await evaluatePerplexity(runner, [ids]);
+ * runner.forward(ids);
+ * const V = model.config.vocabSize, logits = await gpu.readF32(runner.logits);
+ * let nll = 0; // sum over positions of -log softmax(row t)[ids[t + 1]]
+ * for (let t = 0; t + 1 < ids.length; t++) {
+ *   const row = logits.subarray(t * V, (t + 1) * V), max = row.reduce((a, b) => Math.max(a, b));
+ *   nll += max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0)) - row[ids[t + 1]];
+ * }
+ * assert.equal(tokens, 7);
+ * assert.ok(Math.abs(ppl - Math.exp(nll / 7)) < 1e-4 * ppl);
+ * runner.release();
+ * model.release();
+ * gpu.destroy();
+ * ```
+ */
 export async function evaluatePerplexity(
   runner: ForwardRunner,
   windows: ArrayLike<number>[],

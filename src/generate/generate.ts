@@ -10,6 +10,28 @@ import { Sampler, type SamplerOptions } from "./sampler.ts";
 /**
  * Options of {@linkcode generate}: the sampler's settings plus the length limit, stop tokens and a token
  * callback.
+ *
+ * @example Greedy decoding that streams its tokens and stops before the token " was"
+ * ```ts
+ * import { generate, type GenerateOptions, Gpu, GpuModel, openTokenizer, openWeights } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+ * const tokenizer = await openTokenizer("stories15M");
+ * const streamed: number[] = [];
+ * const options: GenerateOptions = {
+ *   maxTokens: 20,
+ *   temperature: 0,
+ *   stopIds: tokenizer.encode("was"), // [471]: "▁was"
+ *   onToken: (id) => streamed.push(id),
+ * };
+ * const { ids } = await generate(model, tokenizer.encode("Once upon a time", { bos: true }), options);
+ * assert.equal(tokenizer.decode(ids), ", there"); // the greedy continuation is ", there was a little"
+ * assert.deepEqual(streamed, ids); // the stop token is not emitted
+ * model.release();
+ * gpu.destroy();
+ * ```
  */
 export interface GenerateOptions extends SamplerOptions {
   /** New tokens to generate at most (stops early at the model's context or at `stopIds`). */
@@ -20,7 +42,25 @@ export interface GenerateOptions extends SamplerOptions {
   onToken?: (id: number) => void;
 }
 
-/** The result of {@linkcode generate}: the new tokens and the timings. */
+/**
+ * The result of {@linkcode generate}: the new tokens and the timings.
+ *
+ * @example Four sampled tokens after BOS, and the decode throughput
+ * ```ts
+ * import { generate, type GenerateResult, Gpu, GpuModel, openWeights } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+ * const r: GenerateResult = await generate(model, [1], { maxTokens: 4, temperature: 0.8, seed: 1 });
+ * assert.equal(r.ids.length, 4); // no stop ids: exactly maxTokens new tokens
+ * assert.ok(r.ids.every((id) => Number.isInteger(id) && id >= 0 && id < model.config.vocabSize));
+ * assert.ok(r.prefillSeconds > 0 && r.decodeSeconds > 0);
+ * assert.equal(r.tokensPerSecond, (r.ids.length - 1) / r.decodeSeconds); // the first token is prefill's
+ * model.release();
+ * gpu.destroy();
+ * ```
+ */
 export interface GenerateResult {
   /** The new token ids (prompt excluded). */
   ids: number[];
@@ -32,7 +72,25 @@ export interface GenerateResult {
   tokensPerSecond: number;
 }
 
-/** Generate from `prompt` (token ids, BOS included if wanted) with `model`. */
+/**
+ * Generate from `prompt` (token ids, BOS included if wanted) with `model`.
+ *
+ * @example Greedy continuation of "Once upon a time" with the embedded stories15M
+ * ```ts
+ * import { generate, Gpu, GpuModel, openTokenizer, openWeights } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+ * const tokenizer = await openTokenizer("stories15M");
+ * const prompt = tokenizer.encode("Once upon a time", { bos: true }); // [1, 9038, 2501, 263, 931]
+ * const result = await generate(model, prompt, { maxTokens: 5, temperature: 0 });
+ * assert.deepEqual(result.ids, [29892, 727, 471, 263, 2217]);
+ * assert.equal(tokenizer.decode(result.ids), ", there was a little");
+ * model.release();
+ * gpu.destroy();
+ * ```
+ */
 export async function generate(
   model: GpuModel,
   prompt: number[],

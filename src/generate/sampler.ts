@@ -6,7 +6,23 @@
  */
 import { ArgumentError } from "../errors.ts";
 
-/** Options of a {@linkcode Sampler}. */
+/**
+ * Options of a {@linkcode Sampler}.
+ *
+ * @example Nucleus sampling at top-p 0.6 from probabilities 0.5, 0.3, 0.2: token 2 is never drawn
+ * ```ts
+ * import { Sampler, type SamplerOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const options: SamplerOptions = { temperature: 1, topP: 0.6, seed: 7 };
+ * const logits = [Math.log(0.5), Math.log(0.3), Math.log(0.2)];
+ * const a = new Sampler(options), b = new Sampler(options);
+ * const draws = Array.from({ length: 200 }, () => a.sample(logits));
+ * assert.deepEqual(draws, Array.from({ length: 200 }, () => b.sample(logits))); // same seed, same draws
+ * assert.ok(!draws.includes(2)); // the nucleus is {0, 1}: 0.5 < 0.6 <= 0.5 + 0.3
+ * assert.ok(draws.includes(0) && draws.includes(1));
+ * ```
+ */
 export interface SamplerOptions {
   /** 0 = greedy (argmax, ties to the lower id). Default 1. */
   temperature?: number;
@@ -16,7 +32,22 @@ export interface SamplerOptions {
   seed?: number;
 }
 
-/** mulberry32: a small, fast, seeded generator of floats in [0, 1). */
+/**
+ * mulberry32: a small, fast, seeded generator of floats in [0, 1).
+ *
+ * @example Reproducible uniform draws
+ * ```ts
+ * import { seededRandom } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const a = seededRandom(42), b = seededRandom(42);
+ * const xs = Array.from({ length: 10000 }, () => a());
+ * assert.deepEqual(xs, Array.from({ length: 10000 }, () => b())); // same seed, same sequence
+ * assert.notEqual(seededRandom(43)(), xs[0]);
+ * assert.ok(xs.every((x) => x >= 0 && x < 1));
+ * assert.ok(Math.abs(xs.reduce((s, x) => s + x, 0) / xs.length - 0.5) < 0.01); // mean of U[0, 1)
+ * ```
+ */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
@@ -28,7 +59,18 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-/** Index of the largest value; the lowest index among equals. */
+/**
+ * Index of the largest value; the lowest index among equals.
+ *
+ * @example Greedy choice from a row of logits
+ * ```ts
+ * import { argmax } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(argmax(new Float32Array([-1.5, 2.25, 0, 2.25])), 1); // a tie goes to the lower index
+ * assert.equal(argmax([-3, -2, -7]), 1);
+ * ```
+ */
 export function argmax(x: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
@@ -38,6 +80,19 @@ export function argmax(x: ArrayLike<number>): number {
 /**
  * Picks next tokens from logits on the host: greedy at temperature 0, otherwise softmax sampling with nucleus
  * (top-p) truncation, from a seeded generator so runs are reproducible.
+ *
+ * @example Greedy, then sampling that follows the softmax
+ * ```ts
+ * import { Sampler } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const logits = [Math.log(0.5), Math.log(0.3), Math.log(0.2)]; // softmax: 0.5, 0.3, 0.2
+ * assert.equal(new Sampler({ temperature: 0 }).sample(logits), 0); // greedy: the argmax
+ * const sampler = new Sampler({ temperature: 1, topP: 1, seed: 3 }); // topP 1: no truncation
+ * const counts = [0, 0, 0];
+ * for (let i = 0; i < 20000; i++) counts[sampler.sample(logits)]++;
+ * [0.5, 0.3, 0.2].forEach((p, id) => assert.ok(Math.abs(counts[id] / 20000 - p) < 0.015));
+ * ```
  */
 export class Sampler {
   /** Softmax temperature (0 = greedy). */

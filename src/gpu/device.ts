@@ -6,10 +6,38 @@
  */
 import { GpuUnavailableError, UnsupportedError } from "../errors.ts";
 
-/** Environment switch that disables f16 kernels even where `shader-f16` exists. */
+/**
+ * Environment switch that disables f16 kernels even where `shader-f16` exists.
+ *
+ * @example Force f32 kernels for every Gpu the process creates (like `OWLGPU_FORCE_F32=1 deno run ...`)
+ * ```ts
+ * import { FORCE_F32_ENV, Gpu } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(FORCE_F32_ENV, "OWLGPU_FORCE_F32");
+ * Deno.env.set(FORCE_F32_ENV, "1");
+ * const gpu = await Gpu.create();
+ * assert.equal(gpu.f16, false); // even on an adapter with shader-f16
+ * gpu.destroy();
+ * Deno.env.delete(FORCE_F32_ENV);
+ * ```
+ */
 export const FORCE_F32_ENV = "OWLGPU_FORCE_F32";
 
-/** Options of {@linkcode Gpu.create}. */
+/**
+ * Options of {@linkcode Gpu.create}.
+ *
+ * @example Ask for f32 kernels only, whatever the adapter offers
+ * ```ts
+ * import { Gpu, type GpuOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const options: GpuOptions = { forceF32: true, powerPreference: "low-power" };
+ * const gpu = await Gpu.create(options);
+ * assert.equal(gpu.f16, false);
+ * gpu.destroy();
+ * ```
+ */
 export interface GpuOptions {
   /** Use f32 kernels even where `shader-f16` exists (also: OWLGPU_FORCE_F32=1). */
   forceF32?: boolean;
@@ -17,7 +45,30 @@ export interface GpuOptions {
   powerPreference?: GPUPowerPreference;
 }
 
-/** A buffer binding: a whole buffer, or a byte range of one. */
+/**
+ * A buffer binding: a whole buffer, or a byte range of one.
+ *
+ * @example Run a kernel on 4 elements in the middle of a buffer, through a byte-range binding
+ * ```ts
+ * import { type Binding, Gpu } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const wgsl = `@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+ * @compute @workgroup_size(4) fn main(@builtin(global_invocation_id) id: vec3u) {
+ *   x[id.x] = 2.0 * x[id.x];
+ * }`;
+ * // A range binding's offset must be a multiple of minStorageBufferOffsetAlignment (256 bytes, typically).
+ * const at = gpu.device.limits.minStorageBufferOffsetAlignment / 4; // in f32 elements
+ * const buf = gpu.upload(Float32Array.from({ length: 2 * at }, (_, i) => i), "x");
+ * const range: Binding = { buffer: buf, offset: at * 4, size: 4 * 4 }; // x[0] in WGSL is element `at`
+ * gpu.dispatch(gpu.pipeline("double-x", () => wgsl), [range], null, 1);
+ * const out = await gpu.readF32(buf, at - 1, 6);
+ * assert.deepEqual([...out], [at - 1, 2 * at, 2 * (at + 1), 2 * (at + 2), 2 * (at + 3), at + 4]);
+ * gpu.release(buf);
+ * gpu.destroy();
+ * ```
+ */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
 
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
@@ -32,7 +83,33 @@ function envForceF32(): boolean {
   }
 }
 
-/** One GPU device plus the bookkeeping every kernel launch needs. */
+/**
+ * One GPU device plus the bookkeeping every kernel launch needs.
+ *
+ * @example Your own WGSL kernel: y = a x + y, with the uniform `a` in binding 0 and batched dispatches
+ * ```ts
+ * import { Gpu } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const wgsl = `@group(0) @binding(0) var<uniform> a: vec4f;
+ * @group(0) @binding(1) var<storage, read> x: array<f32>;
+ * @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+ * @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3u) {
+ *   if (id.x < arrayLength(&y)) { y[id.x] += a.x * x[id.x]; }
+ * }`;
+ * const x = gpu.upload(new Float32Array([1, 2, 3]), "x");
+ * const y = gpu.upload(new Float32Array([10, 20, 30]), "y");
+ * const axpy = gpu.pipeline("axpy", () => wgsl); // compiled once per key, then cached
+ * gpu.dispatch(axpy, [x, y], new Float32Array([2, 0, 0, 0]), 1); // recorded, not yet submitted
+ * gpu.dispatch(axpy, [x, y], new Float32Array([-1, 0, 0, 0]), 1);
+ * assert.deepEqual([...await gpu.readF32(y)], [11, 22, 33]); // y + 2x - x; the read submits the batch
+ * assert.equal(gpu.liveBuffers, 2);
+ * gpu.release(x, y);
+ * assert.equal(gpu.liveBuffers, 0);
+ * gpu.destroy();
+ * ```
+ */
 export class Gpu {
   /** `shader-f16` present and not disabled: f16 weights stay f16 on the GPU. */
   readonly f16: boolean;

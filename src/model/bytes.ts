@@ -15,7 +15,24 @@ function checkRange(src: ByteSource, offset: number, length: number): void {
   }
 }
 
-/** A ByteSource over bytes already in memory (a subarray view, no copy). */
+/**
+ * A ByteSource over bytes already in memory (a subarray view, no copy).
+ *
+ * @example Positioned reads, and a read past the end
+ * ```ts
+ * import { MemoryByteSource, ModelFormatError } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const src = new MemoryByteSource(new Uint8Array([10, 11, 12, 13, 14]), "five.bin");
+ * assert.equal(src.size, 5);
+ * assert.deepEqual(await src.read(1, 3), new Uint8Array([11, 12, 13]));
+ * await assert.rejects(
+ *   src.read(3, 4),
+ *   (e) => e instanceof ModelFormatError && e.message.startsWith("five.bin: read of 4 bytes at offset 3"),
+ * );
+ * src.close();
+ * ```
+ */
 export class MemoryByteSource implements ByteSource {
   readonly size: number;
   /** Wrap `bytes` (not copied); `name` labels error messages. */
@@ -34,7 +51,24 @@ export class MemoryByteSource implements ByteSource {
   close(): void {}
 }
 
-/** A ByteSource over a file on disk, read with positioned reads. Deno only. */
+/**
+ * A ByteSource over a file on disk, read with positioned reads. Deno only.
+ *
+ * @example Read 2 bytes at offset 4 of a file; a missing file is a ModelFormatError
+ * ```ts
+ * import { FileByteSource, ModelFormatError } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array([1, 2, 3, 4, 5, 6]));
+ * const src = await FileByteSource.open(path);
+ * assert.deepEqual([src.size, src.name], [6, path]);
+ * assert.deepEqual(await src.read(4, 2), new Uint8Array([5, 6]));
+ * src.close();
+ * await Deno.remove(path);
+ * await assert.rejects(FileByteSource.open(path), ModelFormatError);
+ * ```
+ */
 export class FileByteSource implements ByteSource {
   private constructor(private readonly file: Deno.FsFile, readonly size: number, readonly name: string) {}
 

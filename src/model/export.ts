@@ -20,7 +20,37 @@ import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
 import type { WeightSource } from "./weights.ts";
 import { checkPlainFileName, writeDirectoryAtomic } from "../util/files.ts";
 
-/** Options of exportHuggingFace. */
+/**
+ * Options of exportHuggingFace.
+ *
+ * @example Export in f16 with one linear replaced (as a pruner would) and a README added
+ * ```ts
+ * import {
+ *   exportHuggingFace, type ExportOptions, linearWeight, openHuggingFace, openWeights,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const dir = await Deno.makeTempDir();
+ * const down5 = linearWeight(5, "down");
+ * let progress = "";
+ * const options: ExportOptions = {
+ *   dtype: "f16",
+ *   override: (name) => name === down5 ? new Float32Array(288 * 768) : undefined, // others: the source's
+ *   extraFiles: { "README.md": new TextEncoder().encode("stories15M, last MLP zeroed\n") },
+ *   onProgress: (done, total) => (progress = `${done}/${total}`),
+ * };
+ * await exportHuggingFace(source, dir, options);
+ * assert.equal(progress, "56/56"); // every tensor once; the tied LM head is not stored
+ * const exported = await openHuggingFace(dir);
+ * assert.equal(exported.dtype, "f16");
+ * assert.ok((await exported.readF32(down5)).every((x) => x === 0));
+ * assert.equal(await Deno.readTextFile(`${dir}/README.md`), "stories15M, last MLP zeroed\n");
+ * exported.close();
+ * source.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export interface ExportOptions {
   /** Storage dtype of every tensor in model.safetensors. */
   dtype: "f32" | "f16";
@@ -51,7 +81,24 @@ const ARCH_EXTRAS: Record<Architecture, Record<string, unknown>> = {
   Qwen2ForCausalLM: { use_sliding_window: false },
 };
 
-/** The config.json of an exported model. */
+/**
+ * The config.json of an exported model.
+ *
+ * @example stories15M's config.json, and what openHuggingFace reads back from it
+ * ```ts
+ * import { hfConfigJson, hfModelConfig, llama2cConfig } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const config = llama2cConfig({
+ *   dim: 288, hiddenDim: 768, nLayers: 6, nHeads: 6, nKvHeads: 6, vocabSize: 32000, seqLen: 256,
+ * });
+ * const json = hfConfigJson(config, "f16");
+ * assert.deepEqual([json.model_type, json.hidden_size, json.num_hidden_layers], ["llama", 288, 6]);
+ * assert.deepEqual([json.tie_word_embeddings, json.torch_dtype], [true, "float16"]);
+ * // The same model; exported q/k rows follow transformers' RoPE layout:
+ * assert.deepEqual(hfModelConfig(json, "config.json"), { ...config, ropeLayout: "half" });
+ * ```
+ */
 export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<string, unknown> {
   return {
     architectures: [c.architecture],
@@ -79,6 +126,17 @@ export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<strin
 /**
  * Reorder the rows of a q or k projection [rows, cols] (or a bias, cols = 1) from llama2.c's
  * interleaved RoPE pairs to rotate-half pairs: within each head, row 2i → i, row 2i+1 → i + headDim/2.
+ *
+ * @example Heads of 4 rows: llama2.c pairs rows (0, 1) and (2, 3), transformers (0, 2) and (1, 3)
+ * ```ts
+ * import { interleavedToHalf } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const w = new Float32Array([0, 0, 1, 1, 2, 2, 3, 3]); // 4 rows x 2 columns, row r holds r
+ * assert.deepEqual([...interleavedToHalf(w, 4, 2, 4)], [0, 0, 2, 2, 1, 1, 3, 3]);
+ * const bias = new Float32Array([0, 1, 2, 3, 4, 5, 6, 7]); // two heads: each is permuted on its own
+ * assert.deepEqual([...interleavedToHalf(bias, 8, 1, 4)], [0, 2, 1, 3, 4, 6, 5, 7]);
+ * ```
  */
 export function interleavedToHalf(
   w: Float32Array,
@@ -111,6 +169,21 @@ function ropeRowNames(c: ModelConfig): Set<string> {
  * The tensors of an exported model.safetensors (Hugging Face names and row order, `opts.dtype`),
  * each converted only when the writer asks for it. No file API: a browser passes them to
  * `encodeSafetensors(tensors, { format: "pt" })` for the same bytes `exportHuggingFace` writes.
+ *
+ * @example The tensor list of stories15M, and its layer-0 q_proj permuted to transformers' row order
+ * ```ts
+ * import { exportTensors, interleavedToHalf, linearWeight, openWeights } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const tensors = exportTensors(source, { dtype: "f32" });
+ * assert.equal(tensors.length, 1 + 6 * 9 + 1); // embedding, 6 blocks of 9, final norm; the LM head is tied
+ * const q = tensors.find((t) => t.name === linearWeight(0, "q"))!;
+ * const bytes = typeof q.data === "function" ? await q.data() : q.data; // converted now, not before
+ * const expected = interleavedToHalf(await source.readF32(q.name), 288, 288, 48);
+ * assert.deepEqual(new Float32Array(bytes.slice().buffer), expected);
+ * source.close();
+ * ```
  */
 export function exportTensors(source: WeightSource, opts: ExportOptions): SafetensorsTensor[] {
   const c = source.config;
@@ -137,9 +210,35 @@ export function exportTensors(source: WeightSource, opts: ExportOptions): Safete
 
 /**
  * Write `source` (with `opts.override` substituted) as a Hugging Face directory at `outDir`.
- * @example
+ * @example Export stories15M: the exported model gives the same logits as the original
  * ```ts
- * await exportHuggingFace(await openWeights("stories15M"), "out/stories15M-hf", { dtype: "f16" });
+ * import {
+ *   exportHuggingFace, ForwardRunner, Gpu, GpuModel, openHuggingFace, openWeights, type WeightSource,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const dir = await Deno.makeTempDir();
+ * await exportHuggingFace(source, dir, { dtype: "f32" });
+ * const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+ * assert.deepEqual(files, ["config.json", "model.safetensors"]);
+ * const gpu = await Gpu.create();
+ * const logits = async (weights: WeightSource) => {
+ *   const model = await GpuModel.load(gpu, weights);
+ *   const runner = new ForwardRunner(model, 3);
+ *   runner.forward([1, 9038, 2501]); // BOS "Once upon"
+ *   const out = await gpu.readF32(runner.logits);
+ *   runner.release();
+ *   model.release();
+ *   return out;
+ * };
+ * const exported = await openHuggingFace(dir);
+ * const [a, b] = [await logits(source), await logits(exported)];
+ * assert.ok(a.every((x, i) => Math.abs(x - b[i]) < 1e-3)); // q/k rows permuted, q·k unchanged
+ * exported.close();
+ * source.close();
+ * gpu.destroy();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function exportHuggingFace(

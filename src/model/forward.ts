@@ -28,7 +28,27 @@ import { type LinearName, LINEARS, linearShape, type ModelConfig } from "./confi
 import { attnNorm, EMBED, FINAL_NORM, linearBias, linearWeight, LM_HEAD, mlpNorm } from "./names.ts";
 import type { WeightSource } from "./weights.ts";
 
-/** One decoder block's weights on the GPU. */
+/**
+ * One decoder block's weights on the GPU.
+ *
+ * @example Load block 2 of stories15M and read its down projection back
+ * ```ts
+ * import { Gpu, type GpuBlock, GpuModel, linearWeight, openWeights, readMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const source = await openWeights("stories15M");
+ * const model = await GpuModel.load(gpu, source, { dtype: "f32", lazyBlocks: true });
+ * const block: GpuBlock = await model.loadBlock(2);
+ * assert.equal(model.blocks[2], block);
+ * assert.deepEqual([block.linears.down.rows, block.linears.down.cols], [288, 768]);
+ * assert.deepEqual(await readMatrix(gpu, block.linears.down), await source.readF32(linearWeight(2, "down")));
+ * assert.equal(block.attnNorm.size, 288 * 4); // f32 [dim]
+ * assert.equal(block.bias, undefined); // q/k/v biases are Qwen2's
+ * model.release();
+ * gpu.destroy();
+ * ```
+ */
 export interface GpuBlock {
   /** RMSNorm weight before the attention, f32 [dim]. */
   attnNorm: GPUBuffer;
@@ -45,9 +65,35 @@ export interface GpuBlock {
   bias?: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer };
 }
 
-/** Where a linear's input is observed: the inputs shared by q/k/v, o, gate/up and down. */
+/**
+ * Where a linear's input is observed: the inputs shared by q/k/v, o, gate/up and down.
+ *
+ * @example The width of each group's input is the C_in of every linear that reads it
+ * ```ts
+ * import { GROUP_LINEARS, type LinearInputGroup, linearShape, llama2cConfig } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const header = { dim: 64, hiddenDim: 172, nLayers: 2, nHeads: 8, nKvHeads: 2, vocabSize: 100, seqLen: 64 };
+ * const c = llama2cConfig(header);
+ * const width: Record<LinearInputGroup, number> = { qkv: 64, o: 8 * 8, gateup: 64, down: 172 };
+ * for (const group of Object.keys(width) as LinearInputGroup[]) {
+ *   for (const lin of GROUP_LINEARS[group]) assert.equal(linearShape(c, lin)[1], width[group]);
+ * }
+ * ```
+ */
 export type LinearInputGroup = "qkv" | "o" | "gateup" | "down";
-/** The linears that read each observed input group. */
+/**
+ * The linears that read each observed input group.
+ *
+ * @example Each of the seven linears reads exactly one group, in the block's order
+ * ```ts
+ * import { GROUP_LINEARS, LINEARS } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(Object.values(GROUP_LINEARS).flat(), [...LINEARS]);
+ * assert.deepEqual(GROUP_LINEARS.gateup, ["gate", "up"]); // both read the MLP's normalised input
+ * ```
+ */
 export const GROUP_LINEARS: Record<LinearInputGroup, LinearName[]> = {
   qkv: ["q", "k", "v"],
   o: ["o"],
@@ -55,12 +101,80 @@ export const GROUP_LINEARS: Record<LinearInputGroup, LinearName[]> = {
   down: ["down"],
 };
 
-/** Called with each linear input of a block as it is computed: x is f32 [T, C_in]. */
+/**
+ * Called with each linear input of a block as it is computed: x is f32 [T, C_in].
+ *
+ * @example Observe block 0's linear inputs; q_proj multiplies exactly the observed q/k/v input
+ * ```ts
+ * import {
+ *   ForwardRunner, Gpu, GpuModel, type LinearInputObserver, linearWeight, openWeights,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const source = await openWeights("stories15M");
+ * const model = await GpuModel.load(gpu, source, { dtype: "f32" });
+ * const runner = new ForwardRunner(model, 1);
+ * const seen: string[] = [];
+ * const qkvInput = gpu.buffer(288 * 4, "qkv-input");
+ * const observe: LinearInputObserver = (group, x, T, cIn) => {
+ *   seen.push(`${group} ${T}x${cIn}`);
+ *   if (group === "qkv") gpu.copy(x, 0, qkvInput, 0, T * cIn * 4); // x is reused later in the block
+ * };
+ * runner.embed([9038]);
+ * runner.block(0, 1, 0, observe);
+ * assert.deepEqual(seen, ["qkv 1x288", "o 1x288", "gateup 1x288", "down 1x768"]);
+ * const x = await gpu.readF32(qkvInput), q = await gpu.readF32(runner.q, 0, 288); // RoPE at position 0: none
+ * const wq = await source.readF32(linearWeight(0, "q"));
+ * for (const j of [0, 100, 287]) {
+ *   const dot = x.reduce((s, v, k) => s + v * wq[j * 288 + k], 0);
+ *   assert.ok(Math.abs(q[j] - dot) < 1e-4 * (1 + Math.abs(dot)));
+ * }
+ * gpu.release(qkvInput);
+ * runner.release();
+ * model.release();
+ * gpu.destroy();
+ * ```
+ */
 export type LinearInputObserver = (group: LinearInputGroup, x: GPUBuffer, T: number, cIn: number) => void;
 
 /**
  * Pruned linears stored sparse, by canonical tensor name, in the row order of the model's source
  * (a SparseModel from `loadSparseModel` is one, and its own source).
+ *
+ * @example Your own SparseWeights: block 0's q_proj pruned and run sparse gives the dense logits
+ * ```ts
+ * import {
+ *   ForwardRunner, Gpu, GpuModel, linearWeight, openWeights, packUnstructured, type SparseWeights,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const source = await openWeights("stories15M");
+ * const q0 = linearWeight(0, "q");
+ * const pruned = (await source.readF32(q0)).map((w) => Math.abs(w) < 0.05 ? 0 : w);
+ * const sparse: SparseWeights = {
+ *   config: source.config,
+ *   isSparse: (name) => name === q0,
+ *   readSparse: (name) => Promise.resolve(packUnstructured(pruned, 288, 288)),
+ * };
+ * const sparseModel = await GpuModel.load(gpu, source, { dtype: "f32", sparse });
+ * assert.equal(sparseModel.sparseLinearCount, 1);
+ * const denseModel = await GpuModel.load(gpu, source, { dtype: "f32" });
+ * denseModel.replaceLinear(0, "q", pruned);
+ * const logits = async (model: GpuModel) => {
+ *   const runner = new ForwardRunner(model, 2);
+ *   runner.forward([1, 9038]);
+ *   const out = await gpu.readF32(runner.logits);
+ *   runner.release();
+ *   return out;
+ * };
+ * const [a, b] = [await logits(sparseModel), await logits(denseModel)];
+ * assert.ok(a.every((x, i) => Math.abs(x - b[i]) < 1e-3));
+ * sparseModel.release();
+ * denseModel.release();
+ * gpu.destroy();
+ * ```
  */
 export interface SparseWeights {
   /** The sparse weights' model (checked against the source: shapes and RoPE layout). */
@@ -71,7 +185,27 @@ export interface SparseWeights {
   readSparse(name: string): Promise<SparseMatrix>;
 }
 
-/** Options of {@linkcode GpuModel.load}. */
+/**
+ * Options of {@linkcode GpuModel.load}.
+ *
+ * @example Lazy blocks: only embeddings, head and norms are uploaded; blocks come and go on demand
+ * ```ts
+ * import { Gpu, GpuModel, type GpuModelOptions, openWeights } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const options: GpuModelOptions = { dtype: "f32", lazyBlocks: true };
+ * const model = await GpuModel.load(gpu, await openWeights("stories15M"), options);
+ * assert.ok(model.blocks.every((b) => b === undefined));
+ * assert.equal(model.linearBytes(), 0);
+ * await model.loadBlock(0);
+ * assert.equal(model.linearBytes(), (4 * 288 * 288 + 3 * 768 * 288) * 4); // one block's linears, f32
+ * model.releaseBlock(0);
+ * assert.equal(model.blocks[0], undefined);
+ * model.release();
+ * gpu.destroy();
+ * ```
+ */
 export interface GpuModelOptions {
   /** Weight dtype on the GPU (sparse values too). Default: f16 when the device has it and the source is 16-bit. */
   dtype?: GpuDType;
@@ -91,6 +225,26 @@ function sameShape(a: ModelConfig, b: ModelConfig): boolean {
 /**
  * A model's weights on the GPU: embeddings, LM head, final norm and RoPE tables, plus every block (or, with
  * `lazyBlocks`, the blocks loaded on demand). Run it with a {@linkcode ForwardRunner}.
+ *
+ * @example Load stories15M, predict the token after "Once", and free every buffer
+ * ```ts
+ * import { argmax, ForwardRunner, Gpu, GpuModel, openWeights } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+ * assert.equal(model.blocks.length, 6);
+ * assert.equal(model.linearBytes(), 6 * (4 * 288 * 288 + 3 * 768 * 288) * 4);
+ * const runner = new ForwardRunner(model, 2);
+ * runner.forward([1, 9038]); // BOS "Once"
+ * const V = model.config.vocabSize;
+ * assert.equal(argmax(await gpu.readF32(runner.logits, V, V)), 2501); // row 1: "▁upon"
+ * runner.release();
+ * model.release();
+ * model.source.close();
+ * assert.equal(gpu.liveBuffers, 0);
+ * gpu.destroy();
+ * ```
  */
 export class GpuModel {
   /** Each block's weights, `undefined` while the block is not loaded. */
@@ -113,9 +267,23 @@ export class GpuModel {
   /**
    * Upload a model from `source`; with `opts.sparse`, the linears it stores sparse are held in the
    * sparse layout (everything else still comes from `source`).
-   * @example
+   * @example The default dtype, and f16 weights (half the bytes) where the device has shader-f16
    * ```ts
-   * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+   * import { Gpu, GpuModel, openWeights } from "@owlgpu/owlgpu";
+   * import assert from "node:assert/strict";
+   *
+   * const gpu = await Gpu.create();
+   * const source = await openWeights("stories15M");
+   * const model = await GpuModel.load(gpu, source);
+   * assert.equal(model.dtype, "f32"); // by default, f16 only for a 16-bit source on an f16 device
+   * assert.ok(model.blocks.every((b) => b !== undefined));
+   * if (gpu.f16) {
+   *   const half = await GpuModel.load(gpu, source, { dtype: "f16" });
+   *   assert.equal(half.linearBytes(), model.linearBytes() / 2);
+   *   half.release();
+   * }
+   * model.release();
+   * gpu.destroy();
    * ```
    */
   static async load(gpu: Gpu, source: WeightSource, opts: GpuModelOptions = {}): Promise<GpuModel> {
@@ -160,11 +328,31 @@ export class GpuModel {
    * A sparse model directory's model (`loadSparseModel`): every tensor from it, the linears it
    * stores sparse run with the sparse kernels (values as f16 when the model's dtype is f16, i.e.
    * the directory's weights are 16-bit and the device has shader-f16; else f32).
-   * @example
+   * @example A source that is its own sparse weights: every linear of stories15M at 50% sparsity
    * ```ts
-   * const sm = await loadSparseModel("pruned/stories15M-owl-wanda-70");
-   * const model = await GpuModel.loadSparse(gpu, sm);
-   * await generate(model, prompt, { maxTokens: 64 });
+   * import { generate, Gpu, GpuModel, LINEARS, openWeights, packUnstructured } from "@owlgpu/owlgpu";
+   * import assert from "node:assert/strict";
+   *
+   * const gpu = await Gpu.create();
+   * const source = await openWeights("stories15M");
+   * const halve = (w: Float32Array) => { // zero the smaller half of the magnitudes
+   *   const t = Float32Array.from(w, Math.abs).sort()[w.length >> 1];
+   *   return w.map((x) => Math.abs(x) < t ? 0 : x);
+   * };
+   * const model = await GpuModel.loadSparse(gpu, Object.assign(source, {
+   *   isSparse: (name: string) => name.endsWith("_proj.weight"), // the block linears
+   *   readSparse: async (name: string) => {
+   *     const [rows, cols] = source.info(name).shape;
+   *     return packUnstructured(halve(await source.readF32(name)), rows, cols);
+   *   },
+   * }));
+   * assert.equal(model.sparseLinearCount, 6 * LINEARS.length);
+   * const denseBytes = 6 * (4 * 288 * 288 + 3 * 768 * 288) * 4; // all linears as dense f32
+   * assert.ok(model.linearBytes() < 0.7 * denseBytes); // half the values, plus the sparse layout's indexing
+   * const { ids } = await generate(model, [1, 9038, 2501, 263, 931], { maxTokens: 3, temperature: 0 });
+   * assert.equal(ids.length, 3);
+   * model.release();
+   * gpu.destroy();
    * ```
    */
   static loadSparse(
@@ -267,7 +455,33 @@ export class GpuModel {
   }
 }
 
-/** Options of a {@linkcode ForwardRunner}. */
+/**
+ * Options of a {@linkcode ForwardRunner}.
+ *
+ * @example A per-layer K/V cache: decoding one token after a prefill matches one pass over all tokens
+ * ```ts
+ * import { argmax, ForwardRunner, Gpu, GpuModel, openWeights, type RunnerOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+ * const V = model.config.vocabSize, ids = [1, 9038, 2501, 263]; // BOS "Once upon a"
+ * const whole = new ForwardRunner(model, 4);
+ * whole.forward(ids);
+ * const expected = await gpu.readF32(whole.logits, 3 * V, V);
+ * const options: RunnerOptions = { perLayerCache: true, maxSeq: 4 };
+ * const step = new ForwardRunner(model, 3, options);
+ * step.forward(ids.slice(0, 3), 0); // prefill: positions 0..2 go into every layer's cache
+ * step.forward([ids[3]], 3); // position 3 attends to the cached positions
+ * const got = await gpu.readF32(step.logits, 0, V);
+ * assert.ok(got.every((x, i) => Math.abs(x - expected[i]) < 1e-3));
+ * assert.equal(argmax(got), 931); // "▁time"
+ * whole.release();
+ * step.release();
+ * model.release();
+ * gpu.destroy();
+ * ```
+ */
 export interface RunnerOptions {
   /** Keep a K/V cache per layer (generation). Default: one shared K/V scratch (prefill only). */
   perLayerCache?: boolean;
@@ -275,7 +489,30 @@ export interface RunnerOptions {
   maxSeq?: number;
 }
 
-/** Activation buffers for up to maxTokens tokens, plus the K/V cache. */
+/**
+ * Activation buffers for up to maxTokens tokens, plus the K/V cache.
+ *
+ * @example One whole pass, then the same pass in steps (embed, blocks, head) as the pruner runs it
+ * ```ts
+ * import { argmax, ForwardRunner, Gpu, GpuModel, openWeights } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const model = await GpuModel.load(gpu, await openWeights("stories15M"));
+ * const runner = new ForwardRunner(model, 4);
+ * const ids = [1, 9038, 2501, 263]; // BOS "Once upon a"
+ * runner.forward(ids);
+ * const whole = await gpu.readF32(runner.logits); // [4, vocabSize]
+ * assert.equal(argmax(whole.subarray(3 * 32000)), 931); // "▁time"
+ * runner.embed(ids);
+ * for (let l = 0; l < model.config.nLayers; l++) runner.block(l, ids.length);
+ * runner.head(ids.length);
+ * assert.deepEqual(await gpu.readF32(runner.logits), whole);
+ * runner.release();
+ * model.release();
+ * gpu.destroy();
+ * ```
+ */
 export class ForwardRunner {
   /** The residual stream, f32 [maxTokens, dim]. */
   readonly x: GPUBuffer;

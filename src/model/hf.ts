@@ -23,7 +23,22 @@ const CONFIG_FILE = "config.json";
 const SINGLE_FILE = "model.safetensors";
 const INDEX_FILE = "model.safetensors.index.json";
 
-/** A tensor the model needs: canonical name and shape. */
+/**
+ * A tensor the model needs: canonical name and shape.
+ *
+ * @example Check that a checkpoint holds every tensor its config implies, with the right shape
+ * ```ts
+ * import { EMBED, type ExpectedTensor, expectedTensors, openWeights } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const expected: ExpectedTensor[] = expectedTensors(source.config);
+ * const embedding: ExpectedTensor = { name: EMBED, shape: [32000, 288] };
+ * assert.deepEqual(expected[0], embedding);
+ * for (const t of expected) assert.deepEqual(source.info(t.name).shape, t.shape);
+ * source.close();
+ * ```
+ */
 export interface ExpectedTensor {
   /** Canonical tensor name. */
   name: string;
@@ -34,6 +49,24 @@ export interface ExpectedTensor {
 /**
  * Every tensor a model with config `c` has, in Hugging Face order (embedding, blocks, final norm,
  * LM head). The LM head is listed even when tied.
+ *
+ * @example The tensors of a 2-layer Qwen2 model (q/k/v biases included)
+ * ```ts
+ * import {
+ *   attnNorm, EMBED, expectedTensors, hfModelConfig, linearBias, linearWeight, LM_HEAD,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const c = hfModelConfig({
+ *   architectures: ["Qwen2ForCausalLM"], hidden_size: 64, intermediate_size: 172, num_hidden_layers: 2,
+ *   num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 100, tie_word_embeddings: true,
+ * }, "config.json");
+ * const tensors = expectedTensors(c);
+ * assert.equal(tensors.length, 1 + 2 * (2 + 7 + 3) + 2); // per block: 2 norms, 7 linears, 3 biases
+ * const first = [EMBED, attnNorm(0), linearWeight(0, "q"), linearBias(0, "q")];
+ * assert.deepEqual(tensors.slice(0, 4).map((t) => t.name), first);
+ * assert.deepEqual(tensors.at(-1), { name: LM_HEAD, shape: [100, 64] }); // listed though tied
+ * ```
  */
 export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
   const out: ExpectedTensor[] = [{ name: EMBED, shape: [c.vocabSize, c.dim] }];
@@ -121,9 +154,19 @@ function ropeTheta(f: ConfigFields, file: string): number {
 
 /**
  * Translate a parsed config.json into a ModelConfig. `file` names config.json in error messages.
- * @example
+ * @example A Mistral-7B-shaped config.json; absent fields take transformers' defaults
  * ```ts
- * const c = hfModelConfig(JSON.parse(await Deno.readTextFile("dir/config.json")), "dir/config.json");
+ * import { hfModelConfig } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const json = JSON.parse(`{
+ *   "architectures": ["MistralForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+ *   "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+ *   "vocab_size": 32000, "rope_theta": 1000000.0
+ * }`);
+ * const c = hfModelConfig(json, "Mistral-7B/config.json");
+ * assert.deepEqual([c.headDim, c.nKvHeads, c.ropeTheta, c.ropeLayout], [128, 8, 1e6, "half"]);
+ * assert.deepEqual([c.maxSeqLen, c.normEps, c.tiedEmbeddings, c.qkvBias], [2048, 1e-6, false, false]);
  * ```
  */
 export function hfModelConfig(json: Record<string, unknown>, file: string): ModelConfig {
@@ -327,11 +370,22 @@ class HfWeights implements WeightSource {
 
 /**
  * Open a Hugging Face model directory as a WeightSource under canonical names.
- * @example
+ * @example Export stories15M as an f16 Hugging Face directory and open it
  * ```ts
- * const w = await openHuggingFace("./TinyLlama-1.1B");
- * const emb = await w.readF32("model.embed_tokens.weight");
+ * import { EMBED, exportHuggingFace, openHuggingFace, openWeights } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const dir = await Deno.makeTempDir();
+ * await exportHuggingFace(source, dir, { dtype: "f16" }); // config.json + model.safetensors
+ * const w = await openHuggingFace(dir);
+ * assert.equal(w.dtype, "f16");
+ * assert.deepEqual(w.config, { ...source.config, ropeLayout: "half" }); // transformers' RoPE layout
+ * const emb = await w.readF32(EMBED); // f16 on disk, f32 here
+ * assert.deepEqual(emb, (await source.readF32(EMBED)).map(Math.f16round));
  * w.close();
+ * source.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function openHuggingFace(dir: string): Promise<WeightSource> {

@@ -27,7 +27,21 @@ import type { ByteSource, TensorInfo, WeightSource } from "./weights.ts";
 const HEADER_BYTES = 7 * 4;
 const F32 = 4;
 
-/** The seven header fields, as stored. */
+/**
+ * The seven header fields, as stored.
+ *
+ * @example A negative vocab_size: the file carries its own classifier (an untied LM head)
+ * ```ts
+ * import { llama2cConfig, type Llama2cHeader } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const header: Llama2cHeader = {
+ *   dim: 64, hiddenDim: 172, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: -100, seqLen: 128,
+ * };
+ * const c = llama2cConfig(header);
+ * assert.deepEqual([c.vocabSize, c.tiedEmbeddings, c.headDim, c.maxSeqLen], [100, false, 8, 128]);
+ * ```
+ */
 export interface Llama2cHeader {
   /** Hidden size. */
   dim: number;
@@ -51,7 +65,25 @@ interface Placed {
   offset: number;
 }
 
-/** Decode and sanity-check the 28-byte header; `file` names the source in error messages. */
+/**
+ * Decode and sanity-check the 28-byte header; `file` names the source in error messages.
+ *
+ * @example stories15M's header, and one that cannot be a llama2.c checkpoint
+ * ```ts
+ * import { ModelFormatError, parseLlama2cHeader } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = new Uint8Array(new Int32Array([288, 768, 6, 6, 6, 32000, 256]).buffer); // 7 x int32
+ * assert.deepEqual(parseLlama2cHeader(bytes, "model.bin"), {
+ *   dim: 288, hiddenDim: 768, nLayers: 6, nHeads: 6, nKvHeads: 6, vocabSize: 32000, seqLen: 256,
+ * });
+ * const bad = new Uint8Array(new Int32Array([288, 768, 6, 5, 5, 32000, 256]).buffer); // 288 / 5 heads
+ * assert.throws(
+ *   () => parseLlama2cHeader(bad, "bad.bin"),
+ *   (e) => e instanceof ModelFormatError && e.message.startsWith("bad.bin: dim 288 is not a multiple"),
+ * );
+ * ```
+ */
 export function parseLlama2cHeader(bytes: Uint8Array, file: string): Llama2cHeader {
   if (bytes.byteLength < HEADER_BYTES) {
     throw new ModelFormatError(
@@ -90,7 +122,23 @@ export function parseLlama2cHeader(bytes: Uint8Array, file: string): Llama2cHead
   return h;
 }
 
-/** The ModelConfig a llama2.c header implies. */
+/**
+ * The ModelConfig a llama2.c header implies.
+ *
+ * @example stories15M's config: what the header says, plus llama2.c's fixed choices
+ * ```ts
+ * import { llama2cConfig } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const c = llama2cConfig({
+ *   dim: 288, hiddenDim: 768, nLayers: 6, nHeads: 6, nKvHeads: 6, vocabSize: 32000, seqLen: 256,
+ * });
+ * assert.deepEqual([c.architecture, c.headDim, c.vocabSize], ["LlamaForCausalLM", 48, 32000]);
+ * assert.equal(c.tiedEmbeddings, true); // vocab_size > 0: the classifier is the embedding table
+ * assert.deepEqual([c.ropeLayout, c.normEps, c.ropeTheta], ["interleaved", 1e-5, 10000]);
+ * assert.deepEqual([c.bosTokenId, c.eosTokenId], [1, 2]);
+ * ```
+ */
 export function llama2cConfig(h: Llama2cHeader): ModelConfig {
   return {
     architecture: "LlamaForCausalLM",
@@ -184,10 +232,27 @@ class Llama2cWeights implements WeightSource {
 
 /**
  * Open a llama2.c legacy checkpoint. The file size must be exactly what the header implies.
- * @example
+ * @example A tiny checkpoint whose float i holds the value i: each tensor is read from its place
  * ```ts
- * const w = await openLlama2c(await FileByteSource.open("stories15M.bin"));
- * w.config.dim; // 288
+ * import {
+ *   EMBED, FINAL_NORM, linearWeight, MemoryByteSource, ModelFormatError, openLlama2c,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // Header: dim 4, hidden 8, 1 layer, 2 heads, 2 KV heads, vocab 3, context 2. Then 188 floats:
+ * // embedding 12, attention norm 4, q/k/v/o 4 x 16, MLP norm 4, w1/w2/w3 (gate/down/up) 3 x 32,
+ * // final norm 4, RoPE tables 4.
+ * const file = Float32Array.from({ length: 7 + 188 }, (_, i) => i - 7);
+ * new Int32Array(file.buffer, 0, 7).set([4, 8, 1, 2, 2, 3, 2]);
+ * const bytes = new Uint8Array(file.buffer);
+ * const w = await openLlama2c(new MemoryByteSource(bytes, "tiny.bin"));
+ * assert.deepEqual([w.config.dim, w.config.headDim, w.config.ropeLayout], [4, 2, "interleaved"]);
+ * assert.deepEqual(await w.readF32(EMBED), Float32Array.from({ length: 12 }, (_, i) => i));
+ * assert.equal((await w.readF32(linearWeight(0, "q")))[0], 16);
+ * assert.equal((await w.readF32(linearWeight(0, "up")))[0], 12 + 4 + 64 + 4 + 2 * 32);
+ * assert.equal((await w.readF32(FINAL_NORM))[0], 180);
+ * const cut = new MemoryByteSource(bytes.subarray(0, 400), "cut.bin"); // shorter than the header implies
+ * await assert.rejects(openLlama2c(cut), ModelFormatError);
  * ```
  */
 export async function openLlama2c(src: ByteSource, description: string = src.name): Promise<WeightSource> {

@@ -19,7 +19,28 @@ import { tmpSuffix } from "../util/files.ts";
 const MAX_HEADER_BYTES = 100_000_000;
 const METADATA_KEY = "__metadata__";
 
-/** One tensor of a safetensors file. */
+/**
+ * One tensor of a safetensors file.
+ *
+ * @example Where a tensor's bytes lie in the file: right after the header and the tensors before it
+ * ```ts
+ * import {
+ *   encodeSafetensors, MemoryByteSource, type SafetensorsEntry, SafetensorsFile,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = await encodeSafetensors([
+ *   { name: "a", dtype: "f16", shape: [3], data: new Uint8Array(new Float16Array([1, 2, 3]).buffer) },
+ *   { name: "b", dtype: "f32", shape: [2, 2], data: new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer) },
+ * ]);
+ * const file = await SafetensorsFile.open(new MemoryByteSource(bytes));
+ * const dataStart = 8 + Number(new DataView(bytes.buffer).getBigUint64(0, true)); // after the header
+ * const b: SafetensorsEntry = file.entry("b");
+ * assert.deepEqual(b, { name: "b", dtype: "f32", shape: [2, 2], offset: dataStart + 3 * 2, byteLength: 16 });
+ * const raw = bytes.slice(b.offset, b.offset + b.byteLength);
+ * assert.deepEqual(new Float32Array(raw.buffer), new Float32Array([1, 2, 3, 4]));
+ * ```
+ */
 export interface SafetensorsEntry extends TensorInfo {
   /** Absolute byte offset of the data in the file. */
   offset: number;
@@ -27,7 +48,32 @@ export interface SafetensorsEntry extends TensorInfo {
   byteLength: number;
 }
 
-/** A tensor to write: `data` is raw little-endian bytes, or a function that produces them when needed. */
+/**
+ * A tensor to write: `data` is raw little-endian bytes, or a function that produces them when needed.
+ *
+ * @example Bytes given now, and bytes produced only when the writer reaches the tensor
+ * ```ts
+ * import {
+ *   ArgumentError, encodeSafetensors, MemoryByteSource, SafetensorsFile, type SafetensorsTensor,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const produced: string[] = [];
+ * const bias: SafetensorsTensor = {
+ *   name: "bias", dtype: "f32", shape: [2], data: new Uint8Array(new Float32Array([0.5, -1]).buffer),
+ * };
+ * const weight: SafetensorsTensor = {
+ *   name: "weight", dtype: "f16", shape: [2, 2],
+ *   data: () => (produced.push("weight"), new Uint8Array(new Float16Array([1, 2, 3, 4]).buffer)),
+ * };
+ * const bytes = await encodeSafetensors([bias, weight]);
+ * assert.deepEqual(produced, ["weight"]);
+ * const file = await SafetensorsFile.open(new MemoryByteSource(bytes));
+ * assert.deepEqual(await file.readF32("weight"), new Float32Array([1, 2, 3, 4]));
+ * // Bytes that do not match the dtype and shape are refused:
+ * await assert.rejects(encodeSafetensors([{ ...bias, shape: [3] }]), ArgumentError);
+ * ```
+ */
 export interface SafetensorsTensor {
   /** Tensor name. */
   name: string;
@@ -95,7 +141,29 @@ function checkNoOverlap(file: string, entries: SafetensorsEntry[]): void {
   }
 }
 
-/** A parsed safetensors file whose tensors are read on demand. */
+/**
+ * A parsed safetensors file whose tensors are read on demand.
+ *
+ * @example Names, metadata, raw bytes and f32 values of an f16 tensor
+ * ```ts
+ * import { encodeSafetensors, MemoryByteSource, ModelFormatError, SafetensorsFile } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const raw = new Uint8Array(new Float16Array([0.5, 1.5, -2, 4]).buffer);
+ * const w = { name: "w", dtype: "f16" as const, shape: [2, 2], data: raw };
+ * const bytes = await encodeSafetensors([w], { by: "me" });
+ * const file = await SafetensorsFile.open(new MemoryByteSource(bytes, "w.safetensors"));
+ * assert.deepEqual([file.names(), file.has("w"), file.has("v")], [["w"], true, false]);
+ * assert.deepEqual(file.metadata, { by: "me" });
+ * assert.deepEqual(await file.readRaw("w"), raw);
+ * assert.deepEqual(await file.readF32("w"), new Float32Array([0.5, 1.5, -2, 4]));
+ * assert.throws(
+ *   () => file.entry("v"),
+ *   (e) => e instanceof ModelFormatError && e.message === "w.safetensors: no tensor named v",
+ * );
+ * file.close();
+ * ```
+ */
 export class SafetensorsFile {
   private constructor(
     private readonly src: ByteSource,
@@ -106,10 +174,19 @@ export class SafetensorsFile {
 
   /**
    * Parse and validate the header of a safetensors file.
-   * @example
+   * @example A complete file opens; the same file cut short is refused before any tensor is read
    * ```ts
-   * const f = await SafetensorsFile.open(await FileByteSource.open("model.safetensors"));
-   * const w = await f.readF32("model.embed_tokens.weight");
+   * import { encodeSafetensors, MemoryByteSource, ModelFormatError, SafetensorsFile } from "@owlgpu/owlgpu";
+   * import assert from "node:assert/strict";
+   *
+   * const x = { name: "x", dtype: "f32" as const, shape: [4], data: new Uint8Array(16) };
+   * const bytes = await encodeSafetensors([x]);
+   * const file = await SafetensorsFile.open(new MemoryByteSource(bytes, "x.safetensors"));
+   * assert.deepEqual(file.entry("x").shape, [4]);
+   * await assert.rejects(
+   *   SafetensorsFile.open(new MemoryByteSource(bytes.subarray(0, bytes.length - 4), "cut.safetensors")),
+   *   (e) => e instanceof ModelFormatError && /cut.safetensors: tensor x ends .* truncated/.test(e.message),
+   * );
    * ```
    */
   static async open(src: ByteSource): Promise<SafetensorsFile> {
@@ -243,6 +320,23 @@ async function tensorBytes(t: SafetensorsTensor): Promise<Uint8Array> {
 /**
  * Serialize tensors into one in-memory safetensors file (browsers, tests). Tensors are laid out in
  * the given order.
+ *
+ * @example The bytes: an 8-byte header length, the JSON header padded to 8 bytes, then the data
+ * ```ts
+ * import { encodeSafetensors } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const x = new Uint8Array(new Float32Array([1, 2]).buffer);
+ * const tensor = { name: "x", dtype: "f32" as const, shape: [2], data: x };
+ * const bytes = await encodeSafetensors([tensor], { format: "pt" });
+ * const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+ * assert.equal(n % 8, 0);
+ * assert.deepEqual(JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))), {
+ *   __metadata__: { format: "pt" },
+ *   x: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+ * });
+ * assert.deepEqual(bytes.subarray(8 + n), x);
+ * ```
  */
 export async function encodeSafetensors(
   tensors: SafetensorsTensor[],
@@ -349,11 +443,25 @@ async function writeFromIterable(
  * one pass, one tensor in memory at a time (give `data` as a function to produce each tensor only
  * when it is written). An async iterable is spooled to a temporary file first, since the header,
  * which must come first, is known only at the end. `path` appears only once the file is complete.
- * @example
+ * @example Write an array of tensors, then tensors produced one by one by an async generator
  * ```ts
- * await writeSafetensors("w.safetensors", [
- *   { name: "x", dtype: "f32", shape: [2], data: new Uint8Array(new Float32Array([1, 2]).buffer) },
- * ]);
+ * import { FileByteSource, SafetensorsFile, type SafetensorsTensor, writeSafetensors } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const f32 = (...xs: number[]) => new Uint8Array(new Float32Array(xs).buffer);
+ * await writeSafetensors(`${dir}/w.safetensors`, [{ name: "x", dtype: "f32", shape: [2], data: f32(1, 2) }]);
+ * async function* layers(): AsyncGenerator<SafetensorsTensor> {
+ *   for (let i = 0; i < 3; i++) yield { name: `layer${i}`, dtype: "f32", shape: [1], data: f32(10 * i) };
+ * }
+ * await writeSafetensors(`${dir}/layers.safetensors`, layers());
+ * const file = await SafetensorsFile.open(await FileByteSource.open(`${dir}/layers.safetensors`));
+ * assert.deepEqual(file.names(), ["layer0", "layer1", "layer2"]);
+ * assert.deepEqual(await file.readF32("layer2"), new Float32Array([20]));
+ * file.close();
+ * const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+ * assert.deepEqual(names, ["layers.safetensors", "w.safetensors"]); // no temporary files left behind
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function writeSafetensors(

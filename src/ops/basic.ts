@@ -19,13 +19,55 @@ import { UnsupportedError } from "../errors.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 
-/** a[i] = a[i] + b[i] (op "add") or silu(a[i]) * b[i] (op "swiglu"), n elements. */
+/**
+ * a[i] = a[i] + b[i] (op "add") or silu(a[i]) * b[i] (op "swiglu"), n elements.
+ *
+ * @example The residual add, then the SwiGLU gate, in place on `a`
+ * ```ts
+ * import { elementwise, Gpu } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const a = gpu.upload(new Float32Array([1, -2, 3, 4]), "a");
+ * const b = gpu.upload(new Float32Array([1, 2, 3, 4]), "b");
+ * elementwise(gpu, "add", a, b, 3); // only the first n = 3 elements
+ * assert.deepEqual([...await gpu.readF32(a)], [2, 0, 6, 4]);
+ *
+ * elementwise(gpu, "swiglu", a, b, 4); // a[i] = silu(a[i]) * b[i]
+ * const silu = (v: number) => v / (1 + Math.exp(-v));
+ * const got = await gpu.readF32(a);
+ * [2, 0, 6, 4].forEach((v, i) => assert.ok(Math.abs(got[i] - silu(v) * (i + 1)) < 1e-4));
+ * gpu.release(a, b);
+ * gpu.destroy();
+ * ```
+ */
 export function elementwise(gpu: Gpu, op: ElementwiseOp, a: GPUBuffer, b: GPUBuffer, n: number): void {
   const pipe = gpu.pipeline(`elementwise/${op}`, () => elementwiseWgsl(op));
   gpu.dispatch(pipe, [a, b], packUniforms([n]), Math.ceil(n / ELEMENTWISE_WG));
 }
 
-/** out[T, dim] = table[ids] (table possibly chunked by rows). */
+/**
+ * out[T, dim] = table[ids] (table possibly chunked by rows).
+ *
+ * @example Look up 3 tokens in a 5 x 3 table held in row chunks of 2
+ * ```ts
+ * import { embedding, Gpu, releaseMatrix, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const vocab = 5, dim = 3, T = 3;
+ * const table = Float32Array.from({ length: vocab * dim }, (_, i) => i); // row v = [3v, 3v + 1, 3v + 2]
+ * const E = uploadMatrix(gpu, table, vocab, dim, "embed", "f32", 2);
+ * assert.equal(E.chunks.length, 3);
+ * const ids = gpu.upload(new Uint32Array([4, 0, 2]), "ids");
+ * const out = gpu.buffer(T * dim * 4, "out");
+ * embedding(gpu, ids, E, out, T);
+ * assert.deepEqual([...await gpu.readF32(out)], [12, 13, 14, 0, 1, 2, 6, 7, 8]);
+ * releaseMatrix(gpu, E);
+ * gpu.release(ids, out);
+ * gpu.destroy();
+ * ```
+ */
 export function embedding(gpu: Gpu, ids: GPUBuffer, table: GpuMatrix, out: GPUBuffer, T: number): void {
   const pipe = gpu.pipeline(`embedding/${table.dtype}`, () => embeddingWgsl(table.dtype));
   for (const c of table.chunks) {
@@ -37,6 +79,27 @@ export function embedding(gpu: Gpu, ids: GPUBuffer, table: GpuMatrix, out: GPUBu
 /**
  * Record y[t, :] = RMSNorm(x[t, :]) * w for T rows of `dim` (f32) into the current batch; throws {@linkcode
  * UnsupportedError} when `dim` exceeds a CPU adapter's loop limit.
+ *
+ * @example Normalise two rows of 3 and compare with a CPU loop
+ * ```ts
+ * import { Gpu, rmsnorm } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const T = 2, dim = 3, eps = 1e-5;
+ * const X = [1, 2, 3, -4, 0, 4], W = [1, 0.5, 2];
+ * const x = gpu.upload(new Float32Array(X), "x"), w = gpu.upload(new Float32Array(W), "w");
+ * const y = gpu.buffer(T * dim * 4, "y");
+ * rmsnorm(gpu, x, w, y, T, dim, eps);
+ * const got = await gpu.readF32(y);
+ * for (let t = 0; t < T; t++) {
+ *   const row = X.slice(t * dim, (t + 1) * dim);
+ *   const inv = 1 / Math.sqrt(row.reduce((s, v) => s + v * v, 0) / dim + eps);
+ *   row.forEach((v, j) => assert.ok(Math.abs(got[t * dim + j] - v * inv * W[j]) < 1e-5));
+ * }
+ * gpu.release(x, w, y);
+ * gpu.destroy();
+ * ```
  */
 export function rmsnorm(
   gpu: Gpu,
@@ -55,7 +118,30 @@ export function rmsnorm(
   gpu.dispatch(pipe, [x, w, y], packUniforms([T, dim, { f32: eps }]), Math.ceil(T / RMSNORM_WG));
 }
 
-/** In-place RoPE on x [T, nHeads * headDim] for positions pos0 .. pos0 + T - 1. */
+/**
+ * In-place RoPE on x [T, nHeads * headDim] for positions pos0 .. pos0 + T - 1.
+ *
+ * @example Rotate 2 tokens at positions 3 and 4 (llama2.c's interleaved pairs)
+ * ```ts
+ * import { Gpu, rope, ropeTables } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const T = 2, nHeads = 2, headDim = 4, pos0 = 3, half = headDim / 2;
+ * const { cos, sin } = ropeTables(pos0 + T, headDim, 10000); // [position, headDim / 2]
+ * const X = Float32Array.from({ length: T * nHeads * headDim }, (_, i) => i + 1);
+ * const x = gpu.upload(X, "q"), c = gpu.upload(cos, "cos"), s = gpu.upload(sin, "sin");
+ * rope(gpu, "interleaved", x, c, s, T, nHeads, headDim, pos0);
+ * const got = await gpu.readF32(x);
+ * for (let a = 0; a < X.length; a += 2) { // the pair (x[2i], x[2i + 1]) of head h of token t
+ *   const t = Math.floor(a / (nHeads * headDim)), i = (a % headDim) / 2, p = (pos0 + t) * half + i;
+ *   assert.ok(Math.abs(got[a] - (X[a] * cos[p] - X[a + 1] * sin[p])) < 1e-5);
+ *   assert.ok(Math.abs(got[a + 1] - (X[a] * sin[p] + X[a + 1] * cos[p])) < 1e-5);
+ * }
+ * gpu.release(x, c, s);
+ * gpu.destroy();
+ * ```
+ */
 export function rope(
   gpu: Gpu,
   layout: RopeLayout,
@@ -72,7 +158,29 @@ export function rope(
   gpu.dispatch(pipe, [x, cos, sin], packUniforms([T, nHeads, headDim, pos0]), Math.ceil(n / ROPE_WG));
 }
 
-/** Causal GQA attention of T queries (positions pos0..) over the K/V cache. */
+/**
+ * Causal GQA attention of T queries (positions pos0..) over the K/V cache.
+ *
+ * @example Two query heads sharing one K/V head; zero keys make the softmax uniform
+ * ```ts
+ * import { attention, Gpu } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const T = 3, nHeads = 2, nKvHeads = 1, headDim = 4;
+ * const q = gpu.upload(Float32Array.from({ length: T * nHeads * headDim }, (_, i) => Math.sin(i)), "q");
+ * const k = gpu.buffer(T * nKvHeads * headDim * 4, "k"); // all zero: every score is 0
+ * // V row p = p + 1: query t sees positions 0..t only, so its output is (1 + ... + (t + 1)) / (t + 1).
+ * const V = Float32Array.from({ length: T * headDim }, (_, i) => Math.floor(i / headDim) + 1);
+ * const v = gpu.upload(V, "v");
+ * const out = gpu.buffer(T * nHeads * headDim * 4, "out");
+ * attention(gpu, q, k, v, out, T, nHeads, nKvHeads, headDim, 0);
+ * const got = await gpu.readF32(out);
+ * got.forEach((o, i) => assert.ok(Math.abs(o - (Math.floor(i / (nHeads * headDim)) + 2) / 2) < 1e-5));
+ * gpu.release(q, k, v, out);
+ * gpu.destroy();
+ * ```
+ */
 export function attention(
   gpu: Gpu,
   q: GPUBuffer,
@@ -104,6 +212,26 @@ export function attention(
  * Rows go in dispatches of whole multiples of 64 rows (256-byte binding offsets) when R x V
  * logits exceed the adapter's binding limit (lavapipe: 128 MiB, 1048 rows of V = 32000).
  * @param maxRowsPerChunk override for tests (forces several dispatches on small inputs).
+ *
+ * @example Next-token NLL of 2 rows of 3 logits, and KL of logits against themselves
+ * ```ts
+ * import { Gpu, loss } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const R = 2, V = 3;
+ * const p = gpu.upload(new Float32Array([1, 2, 3, 0, 0, Math.log(2)]), "logits"); // [R, V]
+ * const targets = gpu.upload(new Uint32Array([2, 0]), "targets");
+ * const out = gpu.buffer(R * 4, "out");
+ * loss(gpu, "nll", p, targets, out, R, V); // out[r] = logsumexp(P[r]) - P[r, target[r]]
+ * const nll = await gpu.readF32(out);
+ * assert.ok(Math.abs(nll[0] - (Math.log(Math.E + Math.E ** 2 + Math.E ** 3) - 3)) < 1e-5);
+ * assert.ok(Math.abs(nll[1] - Math.log(4)) < 1e-5); // logsumexp(0, 0, ln 2) = ln 4
+ * loss(gpu, "kl", p, p, out, R, V); // KL(softmax(P) || softmax(P)) = 0
+ * (await gpu.readF32(out)).forEach((kl) => assert.ok(Math.abs(kl) < 1e-6));
+ * gpu.release(p, targets, out);
+ * gpu.destroy();
+ * ```
  */
 export function loss(
   gpu: Gpu,

@@ -33,7 +33,29 @@ import type { Binding, Gpu } from "../gpu/device.ts";
 export const GEMV_TEX_DEFAULT_RT = 8;
 export const GEMV_TEX_DEFAULT_UK = 4;
 
-/** One texture of a {@linkcode GpuTexMatrix}: a run of whole weight blocks. */
+/**
+ * One texture of a {@linkcode GpuTexMatrix}: a run of whole weight blocks.
+ *
+ * @example 40 rows in pieces of at most 16 (blocks of 8 lanes x rt 1 rows), one dispatch each
+ * ```ts
+ * import {
+ *   gemvTex, type GemvTexPiece, Gpu, releaseGemvTex, releaseGemvTexScratch, uploadGemvTex,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadGemvTex(gpu, new Float32Array(40 * 4).fill(1), 40, 4, { rt: 1, maxPieceRows: 16 });
+ * const pieces: GemvTexPiece[] = w.pieces;
+ * assert.deepEqual(pieces.map((p) => [p.rowStart, p.rows]), [[0, 16], [16, 16], [32, 8]]);
+ * const x = gpu.upload(new Float32Array([1, 2, 3, 4]), "x"), y = gpu.buffer(40 * 4, "y");
+ * gemvTex(gpu, x, w, y);
+ * assert.ok((await gpu.readF32(y)).every((v) => v === 10)); // every piece's rows were written
+ * releaseGemvTex(gpu, w);
+ * releaseGemvTexScratch(gpu);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export interface GemvTexPiece {
   /** First weight row of the piece. */
   rowStart: number;
@@ -45,7 +67,31 @@ export interface GemvTexPiece {
   view: GPUTextureView;
 }
 
-/** A dense [rows, cols] weight in the texture layout of kernels/linear_gemv_tex.ts. */
+/**
+ * A dense [rows, cols] weight in the texture layout of kernels/linear_gemv_tex.ts.
+ *
+ * @example A 3 x 9 f32 weight in the default layout (rt 8, uk 4), then a product with it
+ * ```ts
+ * import {
+ *   GEMV_TEX_WIDTH, gemvTex, Gpu, type GpuTexMatrix, releaseGemvTex, releaseGemvTexScratch, uploadGemvTex,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const W = Float32Array.from({ length: 3 * 9 }, (_, i) => i % 4);
+ * const m: GpuTexMatrix = uploadGemvTex(gpu, W, 3, 9);
+ * assert.deepEqual([m.rows, m.cols, m.dtype, m.rt, m.uk, m.packed], [3, 9, "f32", 8, 4, false]);
+ * assert.equal(m.kvp, 4); // ceil(9 / 4) = 3 rgba32float texels a row, padded to uk = 4
+ * assert.equal(m.bytes, GEMV_TEX_WIDTH * 16); // one 64-row block fits one texture row
+ * const x = gpu.upload(new Float32Array(9).fill(1), "x"), y = gpu.buffer(3 * 4, "y");
+ * gemvTex(gpu, x, m, y);
+ * assert.deepEqual([...await gpu.readF32(y)], [12, 13, 14]); // row sums of W
+ * releaseGemvTex(gpu, m);
+ * releaseGemvTexScratch(gpu);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export interface GpuTexMatrix {
   /** Weight rows (N). */
   rows: number;
@@ -67,7 +113,34 @@ export interface GpuTexMatrix {
   bytes: number;
 }
 
-/** Options of {@linkcode uploadGemvTex}. */
+/**
+ * Options of {@linkcode uploadGemvTex}.
+ *
+ * @example A smaller register tile and forced texture pieces give the same product
+ * ```ts
+ * import {
+ *   gemvTex, Gpu, releaseGemvTex, releaseGemvTexScratch, uploadGemvTex, type UploadGemvTexOptions,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const N = 20, K = 7;
+ * const W = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i)), X = [1, 2, 3, 4, 5, 6, 7];
+ * const opts: UploadGemvTexOptions = { rt: 2, uk: 4, maxPieceRows: 16, label: "w" };
+ * const w = uploadGemvTex(gpu, W, N, K, opts);
+ * assert.equal(w.pieces.length, 2); // blocks of 8 lanes x 2 rows: 16 + 4 rows
+ * const x = gpu.upload(new Float32Array(X), "x"), y = gpu.buffer(N * 4, "y");
+ * gemvTex(gpu, x, w, y);
+ * const got = await gpu.readF32(y);
+ * for (let n = 0; n < N; n++) {
+ *   assert.ok(Math.abs(got[n] - X.reduce((s, v, k) => s + v * W[n * K + k], 0)) < 1e-5);
+ * }
+ * releaseGemvTex(gpu, w);
+ * releaseGemvTexScratch(gpu);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export interface UploadGemvTexOptions {
   /** Weight dtype on the GPU (f16 needs `gpu.f16`; rgba16float). Default f32. */
   dtype?: GpuDType;
@@ -86,7 +159,21 @@ export interface UploadGemvTexOptions {
   packed?: boolean;
 }
 
-/** Whether a [*, K] weight can run here: X must fit the 64 KiB uniform slot. */
+/**
+ * Whether a [*, K] weight can run here: X must fit the 64 KiB uniform slot.
+ *
+ * @example Up to 16384 input columns (wider weights take `linear`)
+ * ```ts
+ * import { GEMV_TEX_SLOT_FLOATS, gemvTexSupported } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(GEMV_TEX_SLOT_FLOATS * 4, 64 * 1024);
+ * assert.ok(gemvTexSupported(11008)); // LLaMA-7B's down projection
+ * assert.ok(gemvTexSupported(GEMV_TEX_SLOT_FLOATS));
+ * assert.ok(!gemvTexSupported(GEMV_TEX_SLOT_FLOATS + 1));
+ * assert.ok(!gemvTexSupported(0));
+ * ```
+ */
 export function gemvTexSupported(K: number): boolean {
   return Number.isInteger(K) && K >= 1 && K <= GEMV_TEX_SLOT_FLOATS;
 }
@@ -94,6 +181,28 @@ export function gemvTexSupported(K: number): boolean {
 /**
  * Upload a row-major f32 [rows, cols] matrix once into the texture layout (host reorder; f16
  * rounds to nearest even). Throws UnsupportedError when cols > 16384.
+ *
+ * @example Upload once, multiply, and the error for a too-wide weight
+ * ```ts
+ * import {
+ *   gemvTex, Gpu, releaseGemvTex, releaseGemvTexScratch, UnsupportedError, uploadGemvTex,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const N = 5, K = 6, X = [1, 2, 3, 4, 5, 6];
+ * const W = Float32Array.from({ length: N * K }, (_, i) => (i % 5) - 2);
+ * const w = uploadGemvTex(gpu, W, N, K);
+ * const x = gpu.upload(new Float32Array(X), "x"), y = gpu.buffer(N * 4, "y");
+ * gemvTex(gpu, x, w, y);
+ * const want = Array.from({ length: N }, (_, n) => X.reduce((s, v, k) => s + v * W[n * K + k], 0));
+ * assert.deepEqual([...await gpu.readF32(y)], want);
+ * assert.throws(() => uploadGemvTex(gpu, new Float32Array(20000), 1, 20000), UnsupportedError);
+ * releaseGemvTex(gpu, w);
+ * releaseGemvTexScratch(gpu);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
  */
 export function uploadGemvTex(
   gpu: Gpu,
@@ -169,6 +278,25 @@ export function uploadGemvTex(
 /**
  * Destroy the matrix's textures (after submitting recorded work that may read them) and empty `pieces`;
  * `undefined` is a no-op.
+ *
+ * @example Release right after recording a product: the product still runs
+ * ```ts
+ * import { gemvTex, Gpu, releaseGemvTex, releaseGemvTexScratch, uploadGemvTex } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadGemvTex(gpu, new Float32Array([1, 2, 3, 4]), 2, 2);
+ * const x = gpu.upload(new Float32Array([1, 1]), "x"), y = gpu.buffer(2 * 4, "y");
+ * gemvTex(gpu, x, w, y); // recorded
+ * releaseGemvTex(gpu, w); // submits it, then destroys the textures
+ * assert.deepEqual([...await gpu.readF32(y)], [3, 7]);
+ * assert.equal(w.pieces.length, 0);
+ * assert.throws(() => gemvTex(gpu, x, w, y), /released/);
+ * releaseGemvTex(gpu, undefined); // a no-op
+ * releaseGemvTexScratch(gpu);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
  */
 export function releaseGemvTex(gpu: Gpu, m: GpuTexMatrix | undefined): void {
   if (!m) return;
@@ -193,7 +321,29 @@ function slotBuffer(gpu: Gpu): GPUBuffer {
   return b;
 }
 
-/** Free the uniform X slot kept for this device. */
+/**
+ * Free the uniform X slot kept for this device.
+ *
+ * @example Free the slot when done; a later `gemvTex` makes a new one
+ * ```ts
+ * import { gemvTex, Gpu, releaseGemvTex, releaseGemvTexScratch, uploadGemvTex } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadGemvTex(gpu, new Float32Array([1, 2, 3, 4, 5, 6]), 2, 3);
+ * const x = gpu.upload(new Float32Array([1, 0, 2]), "x"), y = gpu.buffer(2 * 4, "y");
+ * gemvTex(gpu, x, w, y);
+ * releaseGemvTexScratch(gpu); // submits the recorded product first
+ * assert.deepEqual([...await gpu.readF32(y)], [7, 16]);
+ * gpu.write(x, new Float32Array([0, 1, 0]));
+ * gemvTex(gpu, x, w, y); // a new slot
+ * assert.deepEqual([...await gpu.readF32(y)], [2, 5]);
+ * releaseGemvTexScratch(gpu);
+ * releaseGemvTex(gpu, w);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export function releaseGemvTexScratch(gpu: Gpu): void {
   const b = slots.get(gpu);
   if (!b) return;
@@ -202,13 +352,54 @@ export function releaseGemvTexScratch(gpu: Gpu): void {
   slots.delete(gpu);
 }
 
-/** Force kernel options (tests, benchmarks). */
+/**
+ * Force kernel options (tests, benchmarks).
+ *
+ * @example 16 invocations per workgroup instead of 8
+ * ```ts
+ * import {
+ *   gemvTex, gemvTexOptions, type GemvTexOverride, Gpu, releaseGemvTex, releaseGemvTexScratch, uploadGemvTex,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadGemvTex(gpu, new Float32Array([1, 2, 3, 4, 5, 6]), 3, 2);
+ * const o: GemvTexOverride = { workgroupSize: 16 };
+ * assert.equal(gemvTexOptions(w, false, o).workgroupSize, 16);
+ * const x = gpu.upload(new Float32Array([1, -1]), "x"), y = gpu.buffer(3 * 4, "y");
+ * gemvTex(gpu, x, w, y, 1, undefined, o);
+ * assert.deepEqual([...await gpu.readF32(y)], [-1, -1, -1]);
+ * releaseGemvTex(gpu, w);
+ * releaseGemvTexScratch(gpu);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export interface GemvTexOverride {
   /** Invocations per workgroup, a multiple of 8 (default 8). */
   workgroupSize?: number;
 }
 
-/** Kernel options for `w` (its layout's `rt`, `uk` and packing), with or without a bias. */
+/**
+ * Kernel options for `w` (its layout's `rt`, `uk` and packing), with or without a bias.
+ *
+ * @example The options follow the upload's layout; a bias makes another kernel
+ * ```ts
+ * import {
+ *   gemvTexKey, gemvTexOptions, gemvTexWgsl, Gpu, releaseGemvTex, uploadGemvTex,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadGemvTex(gpu, new Float32Array(2 * 3), 2, 3, { rt: 4, uk: 2 });
+ * const o = gemvTexOptions(w, true);
+ * assert.deepEqual(o, { rt: 4, uk: 2, bias: true, workgroupSize: 8, packed: false });
+ * assert.notEqual(gemvTexKey(o), gemvTexKey(gemvTexOptions(w, false)));
+ * assert.ok(gemvTexWgsl(o).includes("@workgroup_size(8)"));
+ * releaseGemvTex(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export function gemvTexOptions(w: GpuTexMatrix, bias: boolean, o: GemvTexOverride = {}): GemvTexOptions {
   return { rt: w.rt, uk: w.uk, bias, workgroupSize: o.workgroupSize ?? 8, packed: w.packed };
 }
@@ -217,6 +408,32 @@ export function gemvTexOptions(w: GpuTexMatrix, bias: boolean, o: GemvTexOverrid
  * Record Y[m, :] = X[m, :] W^T (+ bias) for m < M (one X copy and one dispatch per piece per
  * activation row: meant for M = 1) into the current batch. Y row stride is w.rows.
  * @param x f32 [M, K]; @param y f32 [M, N]; @param bias f32 [N].
+ *
+ * @example Y = X W^T + b for 2 activation rows, against a CPU loop
+ * ```ts
+ * import { gemvTex, Gpu, releaseGemvTex, releaseGemvTexScratch, uploadGemvTex } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const M = 2, N = 3, K = 5;
+ * const W = Float32Array.from({ length: N * K }, (_, i) => Math.cos(i));
+ * const X = Float32Array.from({ length: M * K }, (_, i) => i - 4), B = [0.5, -1, 2];
+ * const w = uploadGemvTex(gpu, W, N, K);
+ * const x = gpu.upload(X, "x"), y = gpu.buffer(M * N * 4, "y"), b = gpu.upload(new Float32Array(B), "b");
+ * gemvTex(gpu, x, w, y, M, b);
+ * const got = await gpu.readF32(y);
+ * for (let m = 0; m < M; m++) {
+ *   for (let n = 0; n < N; n++) {
+ *     let want = B[n];
+ *     for (let k = 0; k < K; k++) want += X[m * K + k] * W[n * K + k];
+ *     assert.ok(Math.abs(got[m * N + n] - want) < 1e-5);
+ *   }
+ * }
+ * releaseGemvTex(gpu, w);
+ * releaseGemvTexScratch(gpu);
+ * gpu.release(x, y, b);
+ * gpu.destroy();
+ * ```
  */
 export function gemvTex(
   gpu: Gpu,

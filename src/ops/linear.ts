@@ -17,7 +17,31 @@ import { packUniforms } from "../../kernels/common.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 
-/** Force a version (tests use this to cover every path on one adapter). */
+/**
+ * Force a version (tests use this to cover every path on one adapter).
+ *
+ * @example Force the storage `tile` version with a 2 x 4 tile, whatever the adapter would pick
+ * ```ts
+ * import {
+ *   chooseLinear, Gpu, linear, type LinearOverride, releaseMatrix, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const M = 3, N = 2, K = 4;
+ * const w = uploadMatrix(gpu, new Float32Array([1, 2, 3, 4, -1, 0, 1, 0]), N, K, "w");
+ * const force: LinearOverride = { variant: "tile", tm: 2, tn: 4 };
+ * const opts = chooseLinear(gpu, M, K, w, false, force);
+ * assert.deepEqual([opts.variant, opts.tm, opts.tn], ["tile", 2, 4]);
+ * const x = gpu.upload(new Float32Array([1, 1, 1, 1, 0, 1, 0, 1, 2, 0, 0, 0]), "x");
+ * const y = gpu.buffer(M * N * 4, "y");
+ * linear(gpu, x, w, y, M, undefined, force);
+ * assert.deepEqual([...await gpu.readF32(y)], [10, 0, 6, 0, 2, -2]);
+ * releaseMatrix(gpu, w);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export interface LinearOverride {
   /** Kernel version. */
   variant?: LinearOptions["variant"];
@@ -29,7 +53,27 @@ export interface LinearOverride {
   texPieceRows?: number;
 }
 
-/** Kernel options for an M x N x K product on this adapter. */
+/**
+ * Kernel options for an M x N x K product on this adapter.
+ *
+ * @example The version depends on the adapter and the shape; the options name and generate the kernel
+ * ```ts
+ * import { chooseLinear, Gpu, linearKey, linearWgsl, releaseMatrix, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, new Float32Array(6 * 8), 6, 8, "w"); // N = 6, K = 8, f32
+ * const gemv = chooseLinear(gpu, 1, 8, w, false); // M = 1
+ * assert.equal(gemv.variant, gpu.isCpu ? "tile" : "wgreduce");
+ * const gemm = chooseLinear(gpu, 16, 8, w, true); // M = 16, with a bias
+ * assert.equal(gemm.variant, gpu.isCpu ? "texture" : "tile");
+ * assert.equal(gemm.vec, 4); // K % 4 == 0: vec4 loads
+ * assert.notEqual(linearKey(gemv), linearKey(gemm)); // two pipelines
+ * assert.ok(linearWgsl(gemm).includes(`@workgroup_size(${gemm.workgroupSize})`));
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export function chooseLinear(
   gpu: Gpu,
   M: number,
@@ -71,6 +115,32 @@ export function chooseLinear(
 /**
  * Record Y[M, N] = X[M, K] W^T + b into the current batch.
  * @param x f32 [M, K]; @param w [N, K] possibly chunked; @param y f32 [M, N]; @param bias f32 [N].
+ *
+ * @example Y = X W^T + b for 2 rows, against a CPU loop
+ * ```ts
+ * import { Gpu, linear, releaseMatrix, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const M = 2, N = 3, K = 8;
+ * const W = Float32Array.from({ length: N * K }, (_, i) => (i % 7) - 3);
+ * const X = Float32Array.from({ length: M * K }, (_, i) => i / 4);
+ * const B = new Float32Array([0.5, -1, 2]);
+ * const w = uploadMatrix(gpu, W, N, K, "w");
+ * const x = gpu.upload(X, "x"), y = gpu.buffer(M * N * 4, "y"), bias = gpu.upload(B, "b");
+ * linear(gpu, x, w, y, M, bias);
+ * const got = await gpu.readF32(y);
+ * for (let m = 0; m < M; m++) {
+ *   for (let n = 0; n < N; n++) {
+ *     let want = B[n];
+ *     for (let k = 0; k < K; k++) want += X[m * K + k] * W[n * K + k];
+ *     assert.ok(Math.abs(got[m * N + n] - want) < 1e-5);
+ *   }
+ * }
+ * releaseMatrix(gpu, w);
+ * gpu.release(x, y, bias);
+ * gpu.destroy();
+ * ```
  */
 export function linear(
   gpu: Gpu,

@@ -45,7 +45,27 @@ import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 
-/** A prune mask on the GPU: bit-packed u32 [rows, wordsPerRow], 1 = pruned. */
+/**
+ * A prune mask on the GPU: bit-packed u32 [rows, wordsPerRow], 1 = pruned.
+ *
+ * @example The bit layout of a 2 x 40 mask: 2 words a row, bit j % 32 of word j / 32 is column j
+ * ```ts
+ * import { Gpu, type PruneMask, releaseMask, releaseMatrix, rowMask, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const rows = 2, cols = 40;
+ * const W = Float32Array.from({ length: rows * cols }, (_, i) => i % cols); // |W| grows along a row
+ * const w = uploadMatrix(gpu, W, rows, cols, "w");
+ * const mask: PruneMask = rowMask(gpu, w, null, 33); // per row, the 33 smallest |W|: columns 0..32
+ * assert.equal(mask.wordsPerRow, 2);
+ * assert.equal(mask.buffer.size, rows * mask.wordsPerRow * 4);
+ * assert.deepEqual([...await gpu.readU32(mask.buffer)], [0xffffffff, 1, 0xffffffff, 1]);
+ * releaseMask(gpu, mask);
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export interface PruneMask {
   /** The mask words, u32 [rows * wordsPerRow]. */
   buffer: GPUBuffer;
@@ -57,10 +77,53 @@ export interface PruneMask {
   wordsPerRow: number;
 }
 
-/** Kernel version: "cpu" (lavapipe-style) or "gpu"; default from `gpu.isCpu`. */
+/**
+ * Kernel version: "cpu" (lavapipe-style) or "gpu"; default from `gpu.isCpu`.
+ *
+ * @example Both versions of the row mask give the same mask on any adapter
+ * ```ts
+ * import {
+ *   Gpu, type KernelStyle, readMask, releaseMask, releaseMatrix, rowMask, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, Float32Array.from({ length: 3 * 8 }, (_, i) => Math.cos(1.7 * i)), 3, 8, "w");
+ * const styles: KernelStyle[] = ["cpu", "gpu"];
+ * const masks: Uint8Array[] = [];
+ * for (const style of styles) {
+ *   const mask = rowMask(gpu, w, null, 3, { style });
+ *   masks.push(await readMask(gpu, mask));
+ *   releaseMask(gpu, mask);
+ * }
+ * assert.deepEqual(masks[0], masks[1]);
+ * assert.equal(masks[0].reduce((a, b) => a + b, 0), 3 * 3); // 3 pruned in each of the 3 rows
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export type KernelStyle = "cpu" | "gpu";
 
-/** Options shared by the prune-kernel launchers. */
+/**
+ * Options shared by the prune-kernel launchers.
+ *
+ * @example Force the workgroup ("gpu") version of the score sum, on any adapter
+ * ```ts
+ * import { Gpu, type PruneKernelOptions, releaseMatrix, scoreSum, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, new Float32Array([1, -2, 3, -4, 5, -6]), 2, 3, "w");
+ * const sqrtR = gpu.upload(new Float32Array([1, 0.5, 2]), "sqrtR"); // one per column
+ * const opts: PruneKernelOptions = { style: "gpu" };
+ * const { sum, numel } = await scoreSum(gpu, [{ w, sqrtR }], opts);
+ * assert.equal(numel, 6);
+ * assert.ok(Math.abs(sum - (1 + 1 + 6 + 4 + 2.5 + 12)) < 1e-5); // sum of |W * sqrtR|
+ * releaseMatrix(gpu, w);
+ * gpu.release(sqrtR);
+ * gpu.destroy();
+ * ```
+ */
 export interface PruneKernelOptions {
   /** Kernel version; default from `gpu.isCpu`. */
   style?: KernelStyle;
@@ -103,9 +166,20 @@ function newMask(gpu: Gpu, rows: number, cols: number): PruneMask {
  * with one batch `x` (f32 [T, C]) of `b` sequences, `nBefore` sequences having been seen:
  * `r = r * f32(nBefore / (nBefore + b)) + (sum_t x[t, j]^2) / (nBefore + b)`, all in f32.
  *
- * @example
- * ```ts ignore
- * for (let w = 0; w < windows; w++) updateScalerRow(gpu, x, r, T, C, w, 1);
+ * @example Two calibration sequences: `r` ends as the mean over sequences of sum_t x^2
+ * ```ts
+ * import { Gpu, updateScalerRow } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const T = 2, C = 3;
+ * const windows = [[1, 2, 3, 3, 0, 1], [0, 2, 1, 1, 2, 1]].map((x) => gpu.upload(new Float32Array(x), "x"));
+ * const r = gpu.buffer(C * 4, "scaler_row"); // zeros
+ * windows.forEach((x, n) => updateScalerRow(gpu, x, r, T, C, n, 1)); // n sequences seen before this one
+ * // Per column, sum_t x^2 is [10, 4, 10] in the first sequence and [1, 8, 2] in the second.
+ * assert.deepEqual([...await gpu.readF32(r)], [5.5, 6, 6]);
+ * gpu.release(r, ...windows);
+ * gpu.destroy();
  * ```
  */
 export function updateScalerRow(
@@ -135,7 +209,25 @@ export function updateScalerRow(
 
 // ---- OWL outlier count ------------------------------------------------------------------------
 
-/** One linear of a block for the outlier count: its weight and its f32 sqrt(scaler_row). */
+/**
+ * One linear of a block for the outlier count: its weight and its f32 sqrt(scaler_row).
+ *
+ * @example A 2 x 2 linear with its input statistic, counted by {@linkcode countAbove}
+ * ```ts
+ * import { countAbove, Gpu, releaseMatrix, type ScoredLinear, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const lin: ScoredLinear = {
+ *   w: uploadMatrix(gpu, new Float32Array([1, -2, 3, -4]), 2, 2, "w"),
+ *   sqrtR: gpu.upload(new Float32Array([2, 0.5]), "sqrtR"),
+ * };
+ * assert.equal(await countAbove(gpu, [lin], 1.5), 3); // the scores |W * sqrtR| are 2, 1, 6, 2
+ * releaseMatrix(gpu, lin.w);
+ * gpu.release(lin.sqrtR);
+ * gpu.destroy();
+ * ```
+ */
 export interface ScoredLinear {
   /** The weight. */
   w: GpuMatrix;
@@ -186,6 +278,24 @@ function partialCount(linears: ScoredLinear[], style: KernelStyle): number {
 /**
  * Sum of the Wanda scores `|W * sqrtR|` of all `linears`: f32 partial sums on the GPU (runs of at
  * most a few thousand scores), added on the host in float64.
+ *
+ * @example Two linears of different shapes form one population
+ * ```ts
+ * import { Gpu, releaseMatrix, scoreSum, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const a = uploadMatrix(gpu, new Float32Array([1, -2, 3, -4]), 2, 2, "a");
+ * const b = uploadMatrix(gpu, new Float32Array([0.5, 0.5, -1]), 1, 3, "b");
+ * const ra = gpu.upload(new Float32Array([1, 2]), "ra"), rb = gpu.upload(new Float32Array([2, 2, 2]), "rb");
+ * const { sum, numel } = await scoreSum(gpu, [{ w: a, sqrtR: ra }, { w: b, sqrtR: rb }]);
+ * assert.equal(numel, 7);
+ * assert.equal(sum, 1 + 4 + 3 + 8 + (1 + 1 + 2)); // |W * sqrtR| of a, then of b
+ * releaseMatrix(gpu, a);
+ * releaseMatrix(gpu, b);
+ * gpu.release(ra, rb);
+ * gpu.destroy();
+ * ```
  */
 export async function scoreSum(
   gpu: Gpu,
@@ -205,7 +315,25 @@ export async function scoreSum(
   }
 }
 
-/** Exact number of Wanda scores of `linears` strictly greater than the f32 value `thresh`. */
+/**
+ * Exact number of Wanda scores of `linears` strictly greater than the f32 value `thresh`.
+ *
+ * @example With sqrtR = 1 the scores are |W|; a score equal to the threshold does not count
+ * ```ts
+ * import { countAbove, Gpu, releaseMatrix, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, new Float32Array([1, -2, 3, -4, 5, -6]), 3, 2, "w");
+ * const sqrtR = gpu.upload(new Float32Array([1, 1]), "sqrtR");
+ * assert.equal(await countAbove(gpu, [{ w, sqrtR }], 3), 3); // 4, 5 and 6
+ * assert.equal(await countAbove(gpu, [{ w, sqrtR }], 0), 6);
+ * assert.equal(await countAbove(gpu, [{ w, sqrtR }], 6), 0);
+ * releaseMatrix(gpu, w);
+ * gpu.release(sqrtR);
+ * gpu.destroy();
+ * ```
+ */
 export async function countAbove(
   gpu: Gpu,
   linears: ScoredLinear[],
@@ -226,9 +354,24 @@ export async function countAbove(
  * `mean` = float64 sum / numel, `count` = scores > `f32(f32(M) * f32(mean))` (exact).
  * D_l = 100 * count / numel.
  *
- * @example
- * ```ts ignore
- * const { count, numel } = await outlierCount(gpu, LINEARS.map((l) => ({ w: block[l], sqrtR: sq[l] })), 5);
+ * @example A block of two linears with one outlier: scores 1 (x 7) and 9, mean 2
+ * ```ts
+ * import { Gpu, outlierCount, releaseMatrix, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w1 = uploadMatrix(gpu, new Float32Array([1, -1, 1, -1]), 2, 2, "w1");
+ * const w2 = uploadMatrix(gpu, new Float32Array([1, 1, -1, 9]), 1, 4, "w2");
+ * const r1 = gpu.upload(new Float32Array([1, 1]), "r1");
+ * const r2 = gpu.upload(new Float32Array([1, 1, 1, 1]), "r2");
+ * const linears = [{ w: w1, sqrtR: r1 }, { w: w2, sqrtR: r2 }];
+ * const { count, numel, mean } = await outlierCount(gpu, linears, 3); // M = 3: scores > 3 * mean
+ * assert.deepEqual([count, numel, mean], [1, 8, 2]);
+ * assert.equal((100 * count) / numel, 12.5); // the block's outlier ratio D_l, in %
+ * releaseMatrix(gpu, w1);
+ * releaseMatrix(gpu, w2);
+ * gpu.release(r1, r2);
+ * gpu.destroy();
  * ```
  */
 export async function outlierCount(
@@ -246,7 +389,33 @@ export async function outlierCount(
 
 // ---- row masks --------------------------------------------------------------------------------
 
-/** Options of the row-mask launchers. */
+/**
+ * Options of the row-mask launchers.
+ *
+ * @example 4-bit radix digits in the per-lane version, against a sort on the CPU
+ * ```ts
+ * import {
+ *   Gpu, readMask, releaseMask, releaseMatrix, rowMask, type RowMaskKernelOptions, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const rows = 3, cols = 7, k = 4;
+ * const W = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(3 * i + 1));
+ * const w = uploadMatrix(gpu, W, rows, cols, "w");
+ * const opts: RowMaskKernelOptions = { style: "cpu", radixBits: 4 };
+ * const mask = rowMask(gpu, w, null, k, opts);
+ * const got = await readMask(gpu, mask);
+ * for (let r = 0; r < rows; r++) {
+ *   const row = [...W.subarray(r * cols, (r + 1) * cols)].map(Math.abs);
+ *   const kth = row.toSorted((a, b) => a - b)[k - 1]; // the k smallest |W| are pruned
+ *   row.forEach((v, j) => assert.equal(got[r * cols + j], v <= kth ? 1 : 0));
+ * }
+ * releaseMask(gpu, mask);
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export interface RowMaskKernelOptions extends PruneKernelOptions {
   /** Bits per radix digit of the "cpu" version (default 8). */
   radixBits?: 4 | 8;
@@ -255,6 +424,24 @@ export interface RowMaskKernelOptions extends PruneKernelOptions {
 /**
  * Record a per-row mask of `w`: in every row exactly `k` entries with the lowest score are pruned,
  * ties → lower column. Score `|W * sqrtR|` (Wanda) or `|W|` when `sqrtR` is null.
+ *
+ * @example Magnitude (`sqrtR` null), 2 pruned per row; ties go to the lower column
+ * ```ts
+ * import {
+ *   ArgumentError, Gpu, readMask, releaseMask, releaseMatrix, rowMask, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, new Float32Array([5, -2, 1, 2, 7, 3, 0, -3, 4, 3]), 2, 5, "w");
+ * const mask = rowMask(gpu, w, null, 2);
+ * // Row 0: |W| 1 then the first of the two 2s; row 1: 0 then the first of the three 3s.
+ * assert.deepEqual([...await readMask(gpu, mask)], [0, 1, 1, 0, 0, 1, 1, 0, 0, 0]);
+ * assert.throws(() => rowMask(gpu, w, null, 6), ArgumentError); // k > cols
+ * releaseMask(gpu, mask);
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
  */
 export function rowMask(
   gpu: Gpu,
@@ -289,11 +476,24 @@ export function rowMask(
  * Wanda's mask: per output row, the `k` (= floor(C_in * s)) lowest `|W * sqrtR|`, ties → lower
  * column.
  *
- * @example
- * ```ts ignore
- * const mask = wandaRowMask(gpu, w, sqrtR, Math.floor(w.cols * 0.5));
+ * @example Wanda at 50%: a small weight on a loud input channel survives
+ * ```ts
+ * import {
+ *   applyMask, Gpu, readMask, readMatrix, releaseMask, releaseMatrix, uploadMatrix, wandaRowMask,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, new Float32Array([0.125, 1, 2, -0.25, 3, 1]), 2, 3, "w");
+ * const sqrtR = gpu.upload(new Float32Array([100, 1, 1]), "sqrtR"); // column 0's input is loud
+ * const mask = wandaRowMask(gpu, w, sqrtR, Math.floor(w.cols * 0.5)); // scores: 12.5 1 2 | 25 3 1
+ * assert.deepEqual([...await readMask(gpu, mask)], [0, 1, 0, 0, 0, 1]);
  * applyMask(gpu, w, mask);
  * releaseMask(gpu, mask);
+ * assert.deepEqual([...await readMatrix(gpu, w)], [0.125, 0, 2, -0.25, 3, 0]);
+ * releaseMatrix(gpu, w);
+ * gpu.release(sqrtR);
+ * gpu.destroy();
  * ```
  */
 export function wandaRowMask(
@@ -309,6 +509,20 @@ export function wandaRowMask(
 /**
  * Per-row mask of a plain f32 scores buffer [rows, cols] (one binding; scores must be
  * non-negative and not NaN; -0 counts as +0).
+ *
+ * @example Scores computed elsewhere: prune the 2 lowest of each row of 4
+ * ```ts
+ * import { Gpu, readMask, releaseMask, rowMaskFromScores } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const scores = gpu.upload(new Float32Array([0.5, 0.1, 0.9, 0.3, 2, 1, 0, 3]), "scores"); // [2, 4]
+ * const mask = rowMaskFromScores(gpu, scores, 2, 4, 2);
+ * assert.deepEqual([...await readMask(gpu, mask)], [0, 1, 0, 1, 0, 1, 1, 0]);
+ * releaseMask(gpu, mask);
+ * gpu.release(scores);
+ * gpu.destroy();
+ * ```
  */
 export function rowMaskFromScores(
   gpu: Gpu,
@@ -324,7 +538,29 @@ export function rowMaskFromScores(
 
 // ---- magnitude (whole-matrix) masks ----------------------------------------------------------
 
-/** Options of {@linkcode magnitudeMask}. */
+/**
+ * Options of {@linkcode magnitudeMask}.
+ *
+ * @example The reference's `quirk` prunes every tie of the threshold, the exact count only `k`
+ * ```ts
+ * import {
+ *   Gpu, magnitudeMask, type MagnitudeMaskOptions, readMask, releaseMask, releaseMatrix, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, new Float32Array([1, -2, 2, 3, 5, -2, 8, 9]), 2, 4, "w"); // |W|: 1 2 2 2 3 ..
+ * const exact = await magnitudeMask(gpu, w, 0.25); // k = floor(8 * 0.25) = 2: the 1 and the first 2
+ * const opts: MagnitudeMaskOptions = { quirk: true }; // every |W| <= sorted |W|[k] = 2
+ * const quirk = await magnitudeMask(gpu, w, 0.25, opts);
+ * assert.deepEqual([...await readMask(gpu, exact)], [1, 1, 0, 0, 0, 0, 0, 0]);
+ * assert.deepEqual([...await readMask(gpu, quirk)], [1, 1, 1, 0, 0, 1, 0, 0]);
+ * releaseMask(gpu, exact);
+ * releaseMask(gpu, quirk);
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export interface MagnitudeMaskOptions extends PruneKernelOptions {
   /** The reference's threshold: prune every |W| <= the value at sorted index floor(numel * s). */
   quirk?: boolean;
@@ -334,6 +570,23 @@ export interface MagnitudeMaskOptions extends PruneKernelOptions {
  * Magnitude mask over the whole matrix (every chunk): exactly `floor(numel * s)` entries with the
  * smallest |W| are pruned, ties → lower flat index (or the reference's `quirk`). Four histogram
  * passes with a host read-back each, then a tie count per segment, scanned on the host.
+ *
+ * @example One threshold over a 3 x 3 matrix held in 3 row chunks: rows lose different counts
+ * ```ts
+ * import {
+ *   ArgumentError, Gpu, magnitudeMask, readMask, releaseMask, releaseMatrix, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, new Float32Array([9, -1, 4, 2, 8, -7, 3, 6, -5]), 3, 3, "w", "f32", 1);
+ * const mask = await magnitudeMask(gpu, w, 0.5); // floor(9 * 0.5) = 4 pruned: |W| 1, 2, 3 and 4
+ * assert.deepEqual([...await readMask(gpu, mask)], [0, 1, 1, 1, 0, 0, 1, 0, 0]);
+ * await assert.rejects(magnitudeMask(gpu, w, 1), ArgumentError); // sparsity must be < 1
+ * releaseMask(gpu, mask);
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
  */
 export async function magnitudeMask(
   gpu: Gpu,
@@ -435,6 +688,24 @@ export async function magnitudeMask(
  * Record an N:M mask: per row, in every group of M consecutive columns, the N lowest scores
  * (`|W * sqrtR|`, or `|W|` when `sqrtR` is null), ties → lower column. 0 <= N <= M <= 16 and
  * cols % M == 0; N may change from call to call at no compile cost (OWL's mixed N:M).
+ *
+ * @example 2:4 on a 2 x 8 weight (ties go to the lower column), then 1:4 with the same pipeline
+ * ```ts
+ * import { Gpu, nmMask, readMask, releaseMask, releaseMatrix, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const W = [4, -1, 3, 2, 0.5, -6, 7, 1, 1, 1, 1, 1, -2, 3, -4, 5];
+ * const w = uploadMatrix(gpu, new Float32Array(W), 2, 8, "w");
+ * const m24 = nmMask(gpu, w, null, 2, 4); // per group of 4 columns, the 2 smallest |W|
+ * assert.deepEqual([...await readMask(gpu, m24)], [0, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 1, 1, 0, 0]);
+ * const m14 = nmMask(gpu, w, null, 1, 4);
+ * assert.equal((await readMask(gpu, m14)).reduce((a, b) => a + b, 0), 4); // one in each of 4 groups
+ * releaseMask(gpu, m24);
+ * releaseMask(gpu, m14);
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
  */
 export function nmMask(gpu: Gpu, w: GpuMatrix, sqrtR: GPUBuffer | null, N: number, M: number): PruneMask {
   if (!Number.isInteger(M) || M < 1 || M > 16 || !Number.isInteger(N) || N < 0 || N > M) {
@@ -461,7 +732,26 @@ function checkMask(w: { rows: number; cols: number }, mask: PruneMask): void {
   }
 }
 
-/** Record W = 0 wherever the mask says pruned (every chunk, in place). */
+/**
+ * Record W = 0 wherever the mask says pruned (every chunk, in place).
+ *
+ * @example Zero a 2:4 mask's weights in place
+ * ```ts
+ * import {
+ *   applyMask, Gpu, nmMask, readMatrix, releaseMask, releaseMatrix, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, new Float32Array([4, -1, 3, 2, 0.5, -6, 7, 1]), 2, 4, "w");
+ * const mask = nmMask(gpu, w, null, 2, 4);
+ * applyMask(gpu, w, mask);
+ * assert.deepEqual([...await readMatrix(gpu, w)], [4, 0, 3, 0, 0, -6, 7, 0]);
+ * releaseMask(gpu, mask);
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export function applyMask(gpu: Gpu, w: GpuMatrix, mask: PruneMask): void {
   checkMask(w, mask);
   const pipe = gpu.pipeline(maskApplyKey(w.dtype), () => maskApplyWgsl(w.dtype));
@@ -471,7 +761,27 @@ export function applyMask(gpu: Gpu, w: GpuMatrix, mask: PruneMask): void {
   }
 }
 
-/** Read a mask back as one byte per weight, row-major, 1 = pruned (tests, reports). */
+/**
+ * Read a mask back as one byte per weight, row-major, 1 = pruned (tests, reports).
+ *
+ * @example A 2 x 35 mask (2 u32 words a row on the GPU) read as 70 bytes
+ * ```ts
+ * import { Gpu, readMask, releaseMask, releaseMatrix, rowMask, uploadMatrix } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const rows = 2, cols = 35;
+ * const W = Float32Array.from({ length: rows * cols }, (_, i) => (i % cols) + 1); // |W| = column + 1
+ * const w = uploadMatrix(gpu, W, rows, cols, "w");
+ * const mask = rowMask(gpu, w, null, cols - 1); // each row keeps only its largest, column 34
+ * const bytes = await readMask(gpu, mask);
+ * assert.equal(bytes.length, rows * cols);
+ * bytes.forEach((b, i) => assert.equal(b, i % cols === cols - 1 ? 0 : 1));
+ * releaseMask(gpu, mask);
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export async function readMask(
   gpu: Gpu,
   mask: PruneMask,
@@ -489,7 +799,29 @@ export async function readMask(
   return out;
 }
 
-/** Free a mask's buffer; recorded work is submitted first, so it may still use the mask. */
+/**
+ * Free a mask's buffer; recorded work is submitted first, so it may still use the mask.
+ *
+ * @example Release a mask right after recording its use
+ * ```ts
+ * import {
+ *   applyMask, Gpu, nmMask, readMatrix, releaseMask, releaseMatrix, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadMatrix(gpu, new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]), 2, 4, "w");
+ * const live = gpu.liveBuffers;
+ * const mask = nmMask(gpu, w, null, 2, 4);
+ * applyMask(gpu, w, mask); // recorded, not yet submitted
+ * releaseMask(gpu, mask); // submits it first: the mask is still applied
+ * assert.equal(gpu.liveBuffers, live);
+ * assert.deepEqual([...await readMatrix(gpu, w)], [0, 0, 3, 4, 0, 0, 7, 8]);
+ * releaseMask(gpu, undefined); // a no-op
+ * releaseMatrix(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export function releaseMask(gpu: Gpu, mask: PruneMask | undefined): void {
   if (!mask) return;
   gpu.flush();

@@ -59,7 +59,27 @@ import type { KernelStyle, PruneMask } from "./prune_ops.ts";
 /** llvmpipe ends an invocation's loops after this many iterations (kernels/common.ts). */
 const LOOP_LIMIT = 65535;
 
-/** Options shared by the SparseGPT launchers. */
+/**
+ * Options shared by the SparseGPT launchers.
+ *
+ * @example Accumulate a Hessian with the "gpu" tiling, on any adapter
+ * ```ts
+ * import {
+ *   Gpu, newHessian, readHessian, releaseHessian, type SparseGPTKernelOptions, updateHessian,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const x = gpu.upload(new Float32Array([1, 2, 0, 0, 1, -1]), "x"); // one sequence, T = 2 tokens x n = 3
+ * const opts: SparseGPTKernelOptions = { style: "gpu" };
+ * const h = newHessian(gpu, 3);
+ * updateHessian(gpu, h, x, 2, 1, opts);
+ * assert.deepEqual([...await readHessian(gpu, h)], [2, 4, 0, 4, 10, -2, 0, -2, 2]); // 2 X^T X
+ * releaseHessian(gpu, h);
+ * gpu.release(x);
+ * gpu.destroy();
+ * ```
+ */
 export interface SparseGPTKernelOptions {
   /** Kernel tiling: "cpu" (lavapipe: big tiles) or "gpu"; default from `gpu.isCpu`. */
   style?: KernelStyle;
@@ -122,7 +142,26 @@ function releaseSquare(gpu: Gpu, m: GpuMatrix): void {
 
 // ---- Hessian ----------------------------------------------------------------------------------
 
-/** The running Hessian of one linear input (C_in = n), reversed storage; see the module doc. */
+/**
+ * The running Hessian of one linear input (C_in = n), reversed storage; see the module doc.
+ *
+ * @example A Hessian counts its sequences; {@linkcode readHessian} gives it in natural order
+ * ```ts
+ * import { Gpu, type Hessian, newHessian, readHessian, releaseHessian, updateHessian } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const h: Hessian = newHessian(gpu, 4);
+ * assert.deepEqual([h.n, h.mat.rows, h.mat.cols, h.nSamples], [4, 4, 4, 0]);
+ * const x = gpu.upload(new Float32Array([1, 0, 0, 2]), "x"); // one sequence of one token
+ * updateHessian(gpu, h, x, 1);
+ * assert.equal(h.nSamples, 1);
+ * assert.deepEqual([...await readHessian(gpu, h)], [2, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 8]);
+ * releaseHessian(gpu, h);
+ * gpu.release(x);
+ * gpu.destroy();
+ * ```
+ */
 export interface Hessian {
   /** Input channels (the Hessian is n x n). */
   n: number;
@@ -132,13 +171,46 @@ export interface Hessian {
   nSamples: number;
 }
 
-/** Options of {@linkcode newHessian}. */
+/**
+ * Options of {@linkcode newHessian}.
+ *
+ * @example A 70 x 70 Hessian in chunks of 32 rows; the chunking does not show in its values
+ * ```ts
+ * import { Gpu, type HessianAllocOptions, readHessian, releaseHessian, uploadHessian } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const n = 70, H = Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 2 : 0)); // 2 I
+ * const opts: HessianAllocOptions = { maxRowsPerChunk: 40 }; // rounded down to 32
+ * const h = uploadHessian(gpu, H, n, 1, opts);
+ * assert.deepEqual(h.mat.chunks.map((c) => c.rows), [32, 32, 6]);
+ * assert.deepEqual([...await readHessian(gpu, h)], H);
+ * releaseHessian(gpu, h);
+ * gpu.destroy();
+ * ```
+ */
 export interface HessianAllocOptions {
   /** Rows per chunk (rounded down to a multiple of 32); default: as many as a binding holds. */
   maxRowsPerChunk?: number;
 }
 
-/** A zero Hessian for inputs of `n` channels. */
+/**
+ * A zero Hessian for inputs of `n` channels.
+ *
+ * @example A zero 5 x 5 Hessian, and the error for a size of 0
+ * ```ts
+ * import { ArgumentError, Gpu, newHessian, readHessian, releaseHessian } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const h = newHessian(gpu, 5);
+ * assert.equal(h.nSamples, 0);
+ * assert.deepEqual([...await readHessian(gpu, h)], new Array(25).fill(0));
+ * assert.throws(() => newHessian(gpu, 0), ArgumentError);
+ * releaseHessian(gpu, h);
+ * gpu.destroy();
+ * ```
+ */
 export function newHessian(gpu: Gpu, n: number, opts: HessianAllocOptions = {}): Hessian {
   if (!Number.isInteger(n) || n < 1) {
     throw new ArgumentError(`Hessian size must be a positive integer, got ${n}`);
@@ -146,7 +218,25 @@ export function newHessian(gpu: Gpu, n: number, opts: HessianAllocOptions = {}):
   return { n, mat: newSquare(gpu, n, `hessian${n}`, opts.maxRowsPerChunk), nSamples: 0 };
 }
 
-/** Free the Hessian's buffers; `undefined` is a no-op. */
+/**
+ * Free the Hessian's buffers; `undefined` is a no-op.
+ *
+ * @example Every buffer of a chunked Hessian goes back
+ * ```ts
+ * import { Gpu, newHessian, releaseHessian } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const live = gpu.liveBuffers;
+ * const h = newHessian(gpu, 64, { maxRowsPerChunk: 32 });
+ * assert.equal(gpu.liveBuffers, live + 2); // two chunks of 32 rows
+ * releaseHessian(gpu, h);
+ * assert.equal(gpu.liveBuffers, live);
+ * assert.equal(h.mat.chunks.length, 0);
+ * releaseHessian(gpu, undefined); // a no-op
+ * gpu.destroy();
+ * ```
+ */
 export function releaseHessian(gpu: Gpu, h: Hessian | undefined): void {
   if (h) releaseSquare(gpu, h.mat);
 }
@@ -162,10 +252,23 @@ function hessianOptions(style: KernelStyle, n: number): HessianOptions {
  * Record the running-average update of `h` with one batch `x` (f32 [T, n]) of `b` sequences:
  * `H = H * f32(N / (N + b)) + f32(2 / (N + b)) * X^T X` (N = sequences seen so far).
  *
- * @example
- * ```ts ignore
- * const h = newHessian(gpu, 288);
- * runner.block(l, T, 0, (g, x, t) => g === "qkv" && updateHessian(gpu, h, x, t));
+ * @example Two sequences: H = (2 / 2) (X1^T X1 + X2^T X2)
+ * ```ts
+ * import { Gpu, newHessian, readHessian, releaseHessian, updateHessian } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const x1 = gpu.upload(new Float32Array([1, 2]), "x1"); // T = 1 token x n = 2 channels
+ * const x2 = gpu.upload(new Float32Array([1, 0, 0, 3]), "x2"); // T = 2 tokens
+ * const h = newHessian(gpu, 2);
+ * updateHessian(gpu, h, x1, 1); // H = 2 X1^T X1
+ * assert.deepEqual([...await readHessian(gpu, h)], [2, 4, 4, 8]);
+ * updateHessian(gpu, h, x2, 2); // H = H * (1 / 2) + (2 / 2) X2^T X2
+ * assert.deepEqual([...await readHessian(gpu, h)], [2, 2, 2, 13]);
+ * assert.equal(h.nSamples, 2);
+ * releaseHessian(gpu, h);
+ * gpu.release(x1, x2);
+ * gpu.destroy();
  * ```
  */
 export function updateHessian(
@@ -208,7 +311,25 @@ async function readReversed(gpu: Gpu, m: GpuMatrix): Promise<Float32Array> {
   return out;
 }
 
-/** H in natural order, symmetric (from the stored lower triangle of J H J), for tests. */
+/**
+ * H in natural order, symmetric (from the stored lower triangle of J H J), for tests.
+ *
+ * @example One token x = [1, 2, 3]: H = 2 x^T x, row-major and symmetric
+ * ```ts
+ * import { Gpu, newHessian, readHessian, releaseHessian, updateHessian } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const x = gpu.upload(new Float32Array([1, 2, 3]), "x");
+ * const h = newHessian(gpu, 3);
+ * updateHessian(gpu, h, x, 1);
+ * const H = await readHessian(gpu, h);
+ * for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) assert.equal(H[i * 3 + j], 2 * (i + 1) * (j + 1));
+ * releaseHessian(gpu, h);
+ * gpu.release(x);
+ * gpu.destroy();
+ * ```
+ */
 export async function readHessian(gpu: Gpu, h: Hessian): Promise<Float32Array> {
   const n = h.n, a = await readReversed(gpu, h.mat);
   // Stored lower triangle (b <= a in reversed indices) = natural upper triangle (j >= i).
@@ -219,6 +340,24 @@ export async function readHessian(gpu: Gpu, h: Hessian): Promise<Float32Array> {
 /**
  * A Hessian holding the symmetric n x n matrix `H` (natural order; only its upper triangle is
  * read), as if accumulated from `nSamples` sequences: for tests and for Hessians computed elsewhere.
+ *
+ * @example Only the upper triangle is read
+ * ```ts
+ * import { Gpu, readHessian, releaseHessian, uploadHessian } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const H = [
+ *   4, 1, 2,
+ *   99, 5, 3,
+ *   99, 99, 6,
+ * ];
+ * const h = uploadHessian(gpu, H, 3, 128); // as if from 128 sequences
+ * assert.equal(h.nSamples, 128);
+ * assert.deepEqual([...await readHessian(gpu, h)], [4, 1, 2, 1, 5, 3, 2, 3, 6]);
+ * releaseHessian(gpu, h);
+ * gpu.destroy();
+ * ```
  */
 export function uploadHessian(
   gpu: Gpu,
@@ -246,7 +385,30 @@ export function uploadHessian(
 
 // ---- factorisation ----------------------------------------------------------------------------
 
-/** The damped inverse factor of a Hessian: what the OBS pass needs. */
+/**
+ * The damped inverse factor of a Hessian: what the OBS pass needs.
+ *
+ * @example A diagonal Hessian with a dead input (channel 2 never fires)
+ * ```ts
+ * import {
+ *   factorHessian, Gpu, type InverseFactor, readInverseFactorU, releaseHessian, releaseInverseFactor,
+ *   uploadHessian,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const h = uploadHessian(gpu, [4, 0, 0, 0, 1, 0, 0, 0, 0], 3);
+ * const f: InverseFactor = await factorHessian(gpu, h, { percdamp: 0.01 });
+ * assert.deepEqual([f.n, f.deadCount, f.retries, f.percdamp], [3, 1, 0, 0.01]);
+ * assert.deepEqual([...await gpu.readU32(f.dead)], [0, 0, 1]);
+ * assert.ok(Math.abs(f.damp - 0.01 * (4 + 1 + 1) / 3) < 1e-12); // the dead H_jj counts as 1
+ * const U = await readInverseFactorU(gpu, f); // diagonal here: 1 / sqrt(H_jj + damp)
+ * [4, 1, 1].forEach((d, j) => assert.ok(Math.abs(U[j * 3 + j] - 1 / Math.sqrt(d + f.damp)) < 1e-6));
+ * releaseInverseFactor(gpu, f);
+ * releaseHessian(gpu, h);
+ * gpu.destroy();
+ * ```
+ */
 export interface InverseFactor {
   /** Input channels. */
   n: number;
@@ -264,7 +426,31 @@ export interface InverseFactor {
   retries: number;
 }
 
-/** Options of {@linkcode factorHessian}. */
+/**
+ * Options of {@linkcode factorHessian}.
+ *
+ * @example An indefinite H: enough damping factors it; no retries and too little damping fail
+ * ```ts
+ * import {
+ *   factorHessian, type FactorOptions, Gpu, releaseHessian, releaseInverseFactor, UnsupportedError,
+ *   uploadHessian,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const h = uploadHessian(gpu, [1, 2, 2, 1], 2); // eigenvalues 3 and -1
+ * const f = await factorHessian(gpu, h, { percdamp: 5 }); // H + 5 I is positive definite
+ * assert.equal(f.retries, 0);
+ * releaseInverseFactor(gpu, f);
+ * const strict: FactorOptions = { percdamp: 0.01, maxRetries: 0, label: "block 0 q/k/v input" };
+ * await assert.rejects(
+ *   factorHessian(gpu, h, strict),
+ *   (e) => e instanceof UnsupportedError && e.message.includes("block 0 q/k/v input"),
+ * );
+ * releaseHessian(gpu, h);
+ * gpu.destroy();
+ * ```
+ */
 export interface FactorOptions extends SparseGPTKernelOptions {
   /** Damping as a fraction of the mean diagonal (default 0.01). */
   percdamp?: number;
@@ -384,10 +570,20 @@ function recordInverse(gpu: Gpu, A: GpuMatrix, side: Side, style: KernelStyle): 
  * with percdamp x 10 up to `maxRetries` times when a pivot fails), inverse. `h` is left as it was
  * (release it when no longer needed); release the result with {@linkcode releaseInverseFactor}.
  *
- * @example
- * ```ts ignore
- * const f = await factorHessian(gpu, h, { percdamp: 0.01 });
- * const { mask } = sparsegptPrune(gpu, w, f, { sparsity: 0.5 });
+ * @example An indefinite H: the damping is raised x10 until the factorisation succeeds
+ * ```ts
+ * import { factorHessian, Gpu, releaseHessian, releaseInverseFactor, uploadHessian } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const h = uploadHessian(gpu, [1, 1.5, 1.5, 1], 2); // eigenvalues 2.5 and -0.5; mean(diag H) = 1
+ * const f = await factorHessian(gpu, h); // percdamp 0.01, up to 3 retries
+ * assert.equal(f.retries, 2); // damp 0.01 and 0.1 fail, 1 succeeds
+ * assert.equal(f.percdamp, 0.01 * 10 ** 2);
+ * assert.equal(f.damp, f.percdamp * 1);
+ * releaseInverseFactor(gpu, f);
+ * releaseHessian(gpu, h);
+ * gpu.destroy();
  * ```
  */
 export async function factorHessian(gpu: Gpu, h: Hessian, opts: FactorOptions = {}): Promise<InverseFactor> {
@@ -481,7 +677,26 @@ export async function factorHessian(gpu: Gpu, h: Hessian, opts: FactorOptions = 
   };
 }
 
-/** Free the factor's buffers (after submitting recorded work that may read them); `undefined` is a no-op. */
+/**
+ * Free the factor's buffers (after submitting recorded work that may read them); `undefined` is a no-op.
+ *
+ * @example The factor's buffers all go back
+ * ```ts
+ * import { factorHessian, Gpu, releaseHessian, releaseInverseFactor, uploadHessian } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const h = uploadHessian(gpu, [2, 0, 0, 2], 2);
+ * const live = gpu.liveBuffers;
+ * const f = await factorHessian(gpu, h);
+ * assert.ok(gpu.liveBuffers > live);
+ * releaseInverseFactor(gpu, f);
+ * assert.equal(gpu.liveBuffers, live);
+ * releaseInverseFactor(gpu, undefined); // a no-op
+ * releaseHessian(gpu, h);
+ * gpu.destroy();
+ * ```
+ */
 export function releaseInverseFactor(gpu: Gpu, f: InverseFactor | undefined): void {
   if (!f) return;
   gpu.flush();
@@ -489,7 +704,28 @@ export function releaseInverseFactor(gpu: Gpu, f: InverseFactor | undefined): vo
   gpu.release(f.dead);
 }
 
-/** U (upper Cholesky factor of the damped H^-1) in natural order, zeros below the diagonal (tests). */
+/**
+ * U (upper Cholesky factor of the damped H^-1) in natural order, zeros below the diagonal (tests).
+ *
+ * @example Without damping, U^T U = H^-1 = [[2, -1], [-1, 2]] / 3 for H = [[2, 1], [1, 2]]
+ * ```ts
+ * import {
+ *   factorHessian, Gpu, readInverseFactorU, releaseHessian, releaseInverseFactor, uploadHessian,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const h = uploadHessian(gpu, [2, 1, 1, 2], 2);
+ * const f = await factorHessian(gpu, h, { percdamp: 0 });
+ * const [u00, u01, u10, u11] = await readInverseFactorU(gpu, f);
+ * assert.equal(u10, 0); // upper triangular
+ * const UtU = [u00 * u00, u00 * u01, u01 * u00, u01 * u01 + u11 * u11];
+ * [2 / 3, -1 / 3, -1 / 3, 2 / 3].forEach((v, i) => assert.ok(Math.abs(UtU[i] - v) < 1e-6));
+ * releaseInverseFactor(gpu, f);
+ * releaseHessian(gpu, h);
+ * gpu.destroy();
+ * ```
+ */
 export async function readInverseFactorU(gpu: Gpu, f: InverseFactor): Promise<Float32Array> {
   const n = f.n, u = await readReversed(gpu, f.mat);
   for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) u[i * n + j] = 0;
@@ -498,7 +734,34 @@ export async function readInverseFactorU(gpu: Gpu, f: InverseFactor): Promise<Fl
 
 // ---- OBS pass -----------------------------------------------------------------------------------
 
-/** Options of {@linkcode sparsegptPrune}. */
+/**
+ * Options of {@linkcode sparsegptPrune}.
+ *
+ * @example 2:4 with H = I: OBS then reduces to magnitude pruning and leaves the kept weights alone
+ * ```ts
+ * import {
+ *   factorHessian, Gpu, readMask, readMatrix, releaseHessian, releaseInverseFactor, releaseMask,
+ *   releaseMatrix, sparsegptPrune, type SparseGPTPruneOptions, uploadHessian, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const n = 8, W = [4, -1, 3, 2, 0.5, -6, 7, 1, 1, 2, -3, 4, 8, -7, 6, 5];
+ * const h = uploadHessian(gpu, Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0)), n);
+ * const f = await factorHessian(gpu, h);
+ * const w = uploadMatrix(gpu, new Float32Array(W), 2, n, "w");
+ * const opts: SparseGPTPruneOptions = { sparsity: 0, nm: { n: 2, m: 4 }, blocksize: 4 };
+ * const { mask, expected } = sparsegptPrune(gpu, w, f, opts);
+ * assert.equal(expected, 2 * 2 * 2); // 2 rows x 2 groups x N
+ * assert.deepEqual([...await readMask(gpu, mask)], [0, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1, 1]);
+ * assert.deepEqual([...await readMatrix(gpu, w)], [4, 0, 3, 0, 0, -6, 7, 0, 0, 0, -3, 4, 8, -7, 0, 0]);
+ * releaseMask(gpu, mask);
+ * releaseMatrix(gpu, w);
+ * releaseInverseFactor(gpu, f);
+ * releaseHessian(gpu, h);
+ * gpu.destroy();
+ * ```
+ */
 export interface SparseGPTPruneOptions extends SparseGPTKernelOptions {
   /** Unstructured target sparsity in [0, 1); ignored with `nm`. */
   sparsity: number;
@@ -510,7 +773,20 @@ export interface SparseGPTPruneOptions extends SparseGPTKernelOptions {
   quirk?: boolean;
 }
 
-/** Pruned count the contract asks of {@linkcode sparsegptPrune} for a rows x cols weight. */
+/**
+ * Pruned count the contract asks of {@linkcode sparsegptPrune} for a rows x cols weight.
+ *
+ * @example Unstructured counts are floored per block of columns; N:M counts are exact
+ * ```ts
+ * import { sparsegptExpected } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // 3 x 10 in blocks of 4, 4 and 2 columns: floor(12 * 0.3) + floor(12 * 0.3) + floor(6 * 0.3)
+ * assert.equal(sparsegptExpected(3, 10, { sparsity: 0.3, blocksize: 4 }), 3 + 3 + 1); // not floor(9)
+ * assert.equal(sparsegptExpected(3, 10, { sparsity: 0.3, blocksize: 128 }), 9); // one block
+ * assert.equal(sparsegptExpected(3, 8, { sparsity: 0, nm: { n: 2, m: 4 } }), 3 * 2 * 2);
+ * ```
+ */
 export function sparsegptExpected(rows: number, cols: number, o: SparseGPTPruneOptions): number {
   const bs = o.blocksize ?? 128;
   if (o.nm) return rows * (cols / o.nm.m) * o.nm.n;
@@ -519,7 +795,26 @@ export function sparsegptExpected(rows: number, cols: number, o: SparseGPTPruneO
   return k;
 }
 
-/** Check SparseGPT options against a weight's shape (throws ArgumentError / UnsupportedError). */
+/**
+ * Check SparseGPT options against a weight's shape (throws ArgumentError / UnsupportedError).
+ *
+ * @example Validate options before any GPU work (`gpu` null skips the adapter's limits)
+ * ```ts
+ * import { ArgumentError, checkSparseGPTOptions, type SparseGPTPruneOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * checkSparseGPTOptions(null, 64, 256, { sparsity: 0.5 }); // fine: returns
+ * const bad: SparseGPTPruneOptions[] = [
+ *   { sparsity: 1 }, // sparsity must be in [0, 1)
+ *   { sparsity: 0.5, blocksize: 512 }, // blocksize in [1, 256]
+ *   { sparsity: 0, nm: { n: 2, m: 4 }, blocksize: 6 }, // blocksize a multiple of M
+ *   { sparsity: 0, nm: { n: 5, m: 4 } }, // N <= M
+ * ];
+ * for (const o of bad) assert.throws(() => checkSparseGPTOptions(null, 64, 256, o), ArgumentError);
+ * const nm = { n: 2, m: 4 }; // and cols a multiple of M:
+ * assert.throws(() => checkSparseGPTOptions(null, 64, 254, { sparsity: 0, nm }), ArgumentError);
+ * ```
+ */
 export function checkSparseGPTOptions(
   gpu: Gpu | null,
   rows: number,
@@ -560,9 +855,44 @@ function lazyOptions(style: KernelStyle): LazyOptions {
  * mask (1 = pruned) and the pruned count the contract asks for. Everything is recorded in the
  * current batch; release the mask with prune_ops' `releaseMask`.
  *
- * @example
- * ```ts ignore
- * const { mask, expected } = sparsegptPrune(gpu, w, factor, { sparsity: 0.7, blocksize: 128 });
+ * @example 50% of a 2 x 4 weight: the OBS updates of the kept weights beat masking alone
+ * ```ts
+ * import {
+ *   factorHessian, Gpu, newHessian, readMask, readMatrix, releaseHessian, releaseInverseFactor, releaseMask,
+ *   releaseMatrix, sparsegptPrune, updateHessian, uploadMatrix,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const rows = 2, n = 4, T = 6;
+ * const X = Float32Array.from({ length: T * n }, (_, i) => Math.sin(i) + Math.cos(i % n)); // correlated
+ * const W0 = Float32Array.from({ length: rows * n }, (_, i) => Math.cos(3 * i));
+ * const x = gpu.upload(X, "x"), h = newHessian(gpu, n);
+ * updateHessian(gpu, h, x, T);
+ * const f = await factorHessian(gpu, h);
+ * const w = uploadMatrix(gpu, W0, rows, n, "w");
+ * const { mask, expected } = sparsegptPrune(gpu, w, f, { sparsity: 0.5 });
+ * const M = await readMask(gpu, mask), W = await readMatrix(gpu, w);
+ * assert.equal(M.reduce((a, b) => a + b, 0), expected); // floor(2 * 4 * 0.5) = 4
+ * M.forEach((m, i) => m && assert.equal(W[i], 0));
+ * const err = (V: ArrayLike<number>) => { // || X W0^T - X V^T ||^2
+ *   let e = 0;
+ *   for (let t = 0; t < T; t++) {
+ *     for (let r = 0; r < rows; r++) {
+ *       let d = 0;
+ *       for (let k = 0; k < n; k++) d += X[t * n + k] * (W0[r * n + k] - V[r * n + k]);
+ *       e += d * d;
+ *     }
+ *   }
+ *   return e;
+ * };
+ * assert.ok(err(W) < err(W0.map((v, i) => (M[i] ? 0 : v))));
+ * releaseMask(gpu, mask);
+ * releaseMatrix(gpu, w);
+ * releaseInverseFactor(gpu, f);
+ * releaseHessian(gpu, h);
+ * gpu.release(x);
+ * gpu.destroy();
  * ```
  */
 export function sparsegptPrune(

@@ -57,7 +57,10 @@ function pairwiseSum(a: ArrayLike<number>, start: number, n: number): number {
  *
  * @example
  * ```ts
- * numpySum([1e16, 1, -1e16, 1]); // 1: left to right, 1e16 + 1 rounds back to 1e16
+ * import { numpySum } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(numpySum([1e16, 1, -1e16, 1]), 1); // left to right, 1e16 + 1 rounds back to 1e16
  * ```
  */
 export function numpySum(values: ArrayLike<number>): number {
@@ -134,7 +137,10 @@ function checkLambda(lambda: number, name = "lambda"): void {
  *
  * @example
  * ```ts
- * uniformAllocation(3, 0.5); // [0.5, 0.5, 0.5]
+ * import { uniformAllocation } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(uniformAllocation(3, 0.5), [0.5, 0.5, 0.5]);
  * ```
  */
 export function uniformAllocation(nBlocks: number, S: number): number[] {
@@ -150,7 +156,10 @@ export function uniformAllocation(nBlocks: number, S: number): number[] {
  *
  * @example
  * ```ts
- * outlierRatio(3, 1000); // 0.3
+ * import { outlierRatio } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(outlierRatio(3, 1000), 0.3); // percent: 3 of 1000 weights are outliers
  * ```
  */
 export function outlierRatio(count: number, numel: number): number {
@@ -268,7 +277,11 @@ function owlCore(
  *
  * @example
  * ```ts
- * owlAllocation([1, 2, 3, 4], 0.7, 0.08); // ≈ [0.78, 0.72667, 0.67333, 0.62]
+ * import { owlAllocation } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const s = owlAllocation([1, 2, 3, 4], 0.7, 0.08); // more outliers, less pruning
+ * assert.deepEqual(s.map((x) => +x.toFixed(5)), [0.78, 0.72667, 0.67333, 0.62]);
  * ```
  */
 export function owlAllocation(D: number[], S: number, lambda: number, options: OwlOptions = {}): number[] {
@@ -329,7 +342,11 @@ export interface OwlPerLinearOptions {
  *
  * @example
  * ```ts
- * owlAllocationPerLinear([[1, 3], [2, 4]], [[1, 1], [1, 1]], 0.5, 0.1); // ≈ [[0.6, 0.46667], [0.53333, 0.4]]
+ * import { owlAllocationPerLinear } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const s = owlAllocationPerLinear([[1, 3], [2, 4]], [[1, 1], [1, 1]], 0.5, 0.1);
+ * assert.deepEqual(s.map((row) => row.map((x) => +x.toFixed(5))), [[0.6, 0.46667], [0.53333, 0.4]]);
  * ```
  */
 export function owlAllocationPerLinear(
@@ -440,7 +457,11 @@ export interface MixedNM {
  *
  * @example
  * ```ts
- * owlMixedNM([0, 1, 2, 3], 4, 8, 3).n; // r - mean = [-1.5, -0.5, 0.5, 1.5] → k = [-2, -0, 0, 2] → [6, 4, 4, 2]
+ * import { owlMixedNM } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // r - mean = [-1.5, -0.5, 0.5, 1.5] → k = [-2, -0, 0, 2] → n = 4 - k = [6, 4, 4, 2]
+ * assert.deepEqual(owlMixedNM([0, 1, 2, 3], 4, 8, 3).n, [6, 4, 4, 2]);
  * ```
  */
 export function owlMixedNM(
@@ -504,7 +525,11 @@ export function owlMixedNM(
  *
  * @example
  * ```ts
- * depthAllocation(3, 0.5, 0.1); // [0.4, 0.5, 0.6]
+ * import { depthAllocation } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const s = depthAllocation(3, 0.5, 0.1); // deeper blocks are pruned more
+ * assert.deepEqual(s.map((x) => +x.toFixed(12)), [0.4, 0.5, 0.6]); // s[2] is 0.6000000000000001
  * ```
  */
 export function depthAllocation(nBlocks: number, S: number, beta: number): number[] {
@@ -538,7 +563,11 @@ export function depthAllocation(nBlocks: number, S: number, beta: number): numbe
  *
  * @example
  * ```ts
- * dlpAllocation([1, 2, 3, 4], 0.7, 0.08); // imp = [0.9, 0.8, 0.7, 0.6] → ≈ [0.62, 0.67333, 0.72667, 0.78]
+ * import { dlpAllocation } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const s = dlpAllocation([1, 2, 3, 4], 0.7, 0.08); // imp = [0.9, 0.8, 0.7, 0.6]
+ * assert.deepEqual(s.map((x) => +x.toFixed(5)), [0.62, 0.67333, 0.72667, 0.78]);
  * ```
  */
 export function dlpAllocation(meanScores: number[], S: number, alpha: number): number[] {
@@ -559,7 +588,10 @@ export function dlpAllocation(meanScores: number[], S: number, alpha: number): n
  *
  * @example
  * ```ts
- * pruneCount(100, 0.29); // 28
+ * import { pruneCount } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(pruneCount(100, 0.29), 28); // 100 * 0.29 is 28.999999999999996
  * ```
  */
 export function pruneCount(cIn: number, s: number): number {

@@ -121,7 +121,10 @@ export interface PruneJobSettings {
 export interface PruneJob {
   /** What report.json holds. */
   report: PruneReport;
-  /** Pruned linears by canonical name (empty for method "dense"). */
+  /**
+   * Every linear of every block after pruning, by canonical name, f32 [C_out, C_in]; for method
+   * "dense", every linear unchanged.
+   */
   weights: Map<string, Float32Array>;
   /** The dense model, loaded for the evaluation. */
   dense: GpuModel;
