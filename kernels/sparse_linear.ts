@@ -60,21 +60,112 @@ import { type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
 
 /**
  * Sparse weight formats: `unstructured` (any pattern) or `nm` (N:M, a fixed count kept per group of columns).
+ *
+ * @example The two formats' kernels find a row's weights differently
+ * ```ts
+ * import { type SparseFormat, type SparseLinearOptions, sparseLinearWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const options = (format: SparseFormat): SparseLinearOptions => ({
+ *   format, dtype: "f32", variant: "lane", x: "storage", tm: 1, segmented: false, bias: false, wtex: false,
+ *   layout: "groups", keep: format === "nm" ? 2 : 0, group: format === "nm" ? 4 : 0, workgroupSize: 64,
+ * });
+ * // Unstructured rows are found through row offsets P; N:M rows have a fixed count of index words I.
+ * assert.match(sparseLinearWgsl(options("unstructured")), /var<storage, read> P: array<u32>/);
+ * assert.match(sparseLinearWgsl(options("nm")), /var<storage, read> I: array<u32>/);
+ * ```
  */
 export type SparseFormat = "unstructured" | "nm";
 /**
  * Version of the sparse linear kernel: `lane` (one invocation per weight row) or `wg` (a workgroup per weight
  * row and activation row, GPU GEMV).
+ *
+ * @example A workgroup per output (wg) or an invocation per output (lane)
+ * ```ts
+ * import {
+ *   type SparseLinearOptions, sparseLinearWgsl, sparseLinearWorkgroups, type SparseVariant,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const options = (variant: SparseVariant): SparseLinearOptions => ({
+ *   format: "unstructured", dtype: "f32", variant, x: "storage", tm: 1, segmented: false, bias: false,
+ *   wtex: false, layout: "groups", keep: 0, group: 0, workgroupSize: 64,
+ * });
+ * // 100 weight rows, 3 activation rows: `wg` takes a workgroup per (weight row, activation row) and
+ * // reduces in shared memory; `lane` one invocation per pair, 64 to a workgroup.
+ * assert.equal(sparseLinearWorkgroups(options("wg"), 100, 3), 300);
+ * assert.equal(sparseLinearWorkgroups(options("lane"), 100, 3), Math.ceil(300 / 64));
+ * assert.match(sparseLinearWgsl(options("wg")), /var<workgroup> part/);
+ * assert.doesNotMatch(sparseLinearWgsl(options("lane")), /var<workgroup>/);
+ * ```
  */
 export type SparseVariant = "lane" | "wg";
-/** Where the kernel reads X: `ubo` (a 64 KiB uniform slot, CPU adapters) or `storage` (a storage buffer). */
+/**
+ * Where the kernel reads X: `ubo` (a 64 KiB uniform slot, CPU adapters) or `storage` (a storage buffer).
+ *
+ * @example X from a 64 KiB uniform slot or from a storage buffer
+ * ```ts
+ * import { type SparseLinearOptions, sparseLinearWgsl, type SparseXSource } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const options = (x: SparseXSource): SparseLinearOptions => ({
+ *   format: "unstructured", dtype: "f32", variant: "lane", x, tm: 4, segmented: false, bias: false,
+ *   wtex: false, layout: "groups", keep: 0, group: 0, workgroupSize: 8,
+ * });
+ * // `ubo`: X is read from a 64 KiB uniform slot (4096 vec4s: 4 activation rows of 4096 columns);
+ * // `storage`: from the whole f32 [M, K] buffer.
+ * assert.match(sparseLinearWgsl(options("ubo")), /var<uniform> XS: array<vec4<f32>, 4096>/);
+ * assert.match(sparseLinearWgsl(options("storage")), /var<storage, read> X: array<f32>/);
+ * ```
+ */
 export type SparseXSource = "ubo" | "storage";
-/** Unstructured GPU layout: CSR groups (u16 columns) or byte deltas (CPU adapters; see the module doc). */
+/**
+ * Unstructured GPU layout: CSR groups (u16 columns) or byte deltas (CPU adapters; see the module doc).
+ *
+ * @example Both unstructured layouts give the same product
+ * ```ts
+ * import {
+ *   Gpu, packUnstructured, releaseSparse, type SparseGpuLayout, sparseLinear, uploadSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const s = packUnstructured(new Float32Array([0, 2, 0, 0, 1, 0, 0, 3]), 2, 4);
+ * const x = gpu.upload(new Float32Array([1, 2, 3, 4]), "x"), y = gpu.buffer(2 * 4, "y");
+ * const layouts: SparseGpuLayout[] = ["groups", "delta"];
+ * for (const layout of layouts) {
+ *   const w = uploadSparse(gpu, s, { layout, texture: true }); // the delta layout lives in a texture
+ *   assert.equal(w.layout, layout);
+ *   sparseLinear(gpu, x, w, y, 1); // the same product either way: [2 * 2, 1 * 1 + 3 * 4]
+ *   assert.deepEqual(await gpu.readF32(y), new Float32Array([4, 13]));
+ *   releaseSparse(gpu, w);
+ * }
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export type SparseGpuLayout = "groups" | "delta";
 
 /**
  * Compile-time options of the sparse linear kernel (format, dtype, version, X source and layout flags); see
  * the module doc.
+ *
+ * @example Options of a 2:4 kernel with a bias: its WGSL and its dispatch size
+ * ```ts
+ * import { type SparseLinearOptions, sparseLinearWgsl, sparseLinearWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // 2:4 weights, f32 values in storage, X from storage, 4 activation rows per invocation, with a bias.
+ * const o: SparseLinearOptions = {
+ *   format: "nm", dtype: "f32", variant: "lane", x: "storage", tm: 4, segmented: false, bias: true,
+ *   wtex: false, layout: "groups", keep: 2, group: 4, workgroupSize: 64,
+ * };
+ * const wgsl = sparseLinearWgsl(o);
+ * assert.match(wgsl, /@compute @workgroup_size\(64\)/);
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)!.length, 6); // uniforms, X, I, V, Y and the bias
+ * // 100 weight rows times 8 activation rows in pairs of (row, 4 activation rows), 64 a workgroup:
+ * assert.equal(sparseLinearWorkgroups(o, 100, 8), Math.ceil((100 * 8) / 4 / 64));
+ * ```
  */
 export interface SparseLinearOptions {
   /** Weight format. */
@@ -108,20 +199,112 @@ export interface SparseLinearOptions {
   workgroupSize: number;
 }
 
-/** Nonzeros per group of the unstructured layout. */
+/**
+ * Nonzeros per group of the unstructured layout.
+ *
+ * @example Row offsets count groups of SPARSE_GROUP nonzeros
+ * ```ts
+ * import { Gpu, packUnstructured, releaseSparse, SPARSE_GROUP, uploadSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * // Row 0 keeps 10 weights, row 1 keeps 3; f32 values go in groups of 8 nonzeros.
+ * const W = new Float32Array(2 * 20);
+ * for (let c = 0; c < 10; c++) W[2 * c] = c + 1;
+ * W[20] = W[25] = W[39] = -1;
+ * const w = uploadSparse(gpu, packUnstructured(W, 2, 20), { texture: false, layout: "groups" });
+ * const groups = [Math.ceil(10 / SPARSE_GROUP.f32), Math.ceil(3 / SPARSE_GROUP.f32)]; // [2, 1]
+ * // The row offsets count groups: row 0 is groups [0, 2), row 1 is [2, 3).
+ * assert.deepEqual([...await gpu.readU32(w.chunks[0].ptr!)], [0, groups[0], groups[0] + groups[1]]);
+ * releaseSparse(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export const SPARSE_GROUP: Record<GpuDType, number> = { f32: 8, f16: 4 };
-/** Entries per group of the delta layout with 8-bit deltas (4-bit deltas: twice as many). */
+/**
+ * Entries per group of the delta layout with 8-bit deltas (4-bit deltas: twice as many).
+ *
+ * @example The delta kernel unrolls one multiply-add per entry of a group
+ * ```ts
+ * import { SPARSE_DELTA_GROUP, type SparseLinearOptions, sparseLinearWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: SparseLinearOptions = {
+ *   format: "unstructured", dtype: "f32", variant: "lane", x: "ubo", tm: 1, segmented: false, bias: false,
+ *   wtex: true, layout: "delta", deltaBits: 8, keep: 0, group: 0, workgroupSize: 8,
+ * };
+ * // The kernel unrolls one multiply-add per entry of a group: 16 with 8-bit deltas, 32 with 4-bit ones.
+ * const entries = (wgsl: string) => wgsl.match(/acc \+= /g)!.length;
+ * assert.equal(entries(sparseLinearWgsl(o)), SPARSE_DELTA_GROUP);
+ * assert.equal(entries(sparseLinearWgsl({ ...o, deltaBits: 4 })), 2 * SPARSE_DELTA_GROUP);
+ * ```
+ */
 export const SPARSE_DELTA_GROUP = 16;
 
 /** Entries per group of the delta layout with `bits`-bit deltas: 16 (8-bit) or 32 (4-bit). */
 export function deltaGroupEntries(bits: 4 | 8 = 8): number {
   return bits === 8 ? SPARSE_DELTA_GROUP : 2 * SPARSE_DELTA_GROUP;
 }
-/** Columns per block of the delta layout (a row's deltas restart at each block; slots hold whole blocks). */
+/**
+ * Columns per block of the delta layout (a row's deltas restart at each block; slots hold whole blocks).
+ *
+ * @example A 5000-column weight takes two blocks a row
+ * ```ts
+ * import { Gpu, packUnstructured, releaseSparse, SPARSE_DELTA_BLOCK, uploadSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const K = 5000; // block 0: columns [0, 4096), block 1: [4096, 5000)
+ * const W = new Float32Array(2 * K);
+ * W[7] = 1; // row 0, block 0
+ * W[K + 4999] = 2; // row 1, block 1
+ * const w = uploadSparse(gpu, packUnstructured(W, 2, K), { texture: true, layout: "delta", deltaBits: 8 });
+ * assert.equal(w.blocks, Math.ceil(K / SPARSE_DELTA_BLOCK));
+ * // One offset per (row, block), plus the end: only (0, 0) and (1, 1) hold a group of entries.
+ * assert.deepEqual([...await gpu.readU32(w.chunks[0].ptr!)], [0, 1, 1, 1, 2]);
+ * releaseSparse(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export const SPARSE_DELTA_BLOCK = 4096;
-/** Texels per row of the weight textures (flat layout, 16 KiB rows). */
+/**
+ * Texels per row of the weight textures (flat layout, 16 KiB rows).
+ *
+ * @example Weight textures are SPARSE_TEX_WIDTH texels wide
+ * ```ts
+ * import { Gpu, packUnstructured, releaseSparse, SPARSE_TEX_WIDTH, uploadSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * // 4 dense rows of 1000 f32 weights: 125 groups of 8 a row, 3 texels (12 words) a group.
+ * const w = uploadSparse(gpu, packUnstructured(new Float32Array(4 * 1000).fill(1), 4, 1000), {
+ *   texture: true,
+ *   layout: "groups",
+ * });
+ * const tex = w.chunks[0].tex!;
+ * assert.equal(tex.width, SPARSE_TEX_WIDTH); // texel i at (i % SPARSE_TEX_WIDTH, i / SPARSE_TEX_WIDTH)
+ * assert.equal(tex.height, Math.ceil((4 * 125 * 3) / SPARSE_TEX_WIDTH)); // 1500 texels: 2 rows
+ * releaseSparse(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export const SPARSE_TEX_WIDTH = 1024;
-/** f32 elements of one uniform X slot (64 KiB, WebGPU's default maxUniformBufferBindingSize). */
+/**
+ * f32 elements of one uniform X slot (64 KiB, WebGPU's default maxUniformBufferBindingSize).
+ *
+ * @example How many columns of X a uniform slot holds
+ * ```ts
+ * import { SPARSE_SLOT_FLOATS, sparseSlotCols } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(SPARSE_SLOT_FLOATS * 4, 64 * 1024); // WebGPU's default maxUniformBufferBindingSize
+ * // A slot holds 16384 columns of one activation row, or 4096 columns of 4 rows:
+ * assert.equal(sparseSlotCols(1), SPARSE_SLOT_FLOATS);
+ * assert.equal(sparseSlotCols(4), SPARSE_SLOT_FLOATS / 4);
+ * // so X [8, 5000] takes 2 m-tiles of 4 rows times 2 column segments: 4 slots.
+ * assert.equal(Math.ceil(8 / 4) * Math.ceil(5000 / sparseSlotCols(4)), 4);
+ * ```
+ */
 export const SPARSE_SLOT_FLOATS = 16384;
 export const SPARSE_SLOT_BYTES = SPARSE_SLOT_FLOATS * 4;
 /** Workgroup size of the X packing kernel. */
@@ -131,7 +314,25 @@ export function sparseIndexBits(group: number): 2 | 4 | 8 {
   return group <= 4 ? 2 : group <= 16 ? 4 : 8;
 }
 
-/** Pipeline cache key of {@linkcode sparseLinearWgsl} for these options. */
+/**
+ * Pipeline cache key of {@linkcode sparseLinearWgsl} for these options.
+ *
+ * @example Equal options share a key, different ones do not
+ * ```ts
+ * import { sparseLinearKey, type SparseLinearOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: SparseLinearOptions = {
+ *   format: "nm", dtype: "f32", variant: "lane", x: "ubo", tm: 4, segmented: false, bias: false,
+ *   wtex: true, layout: "groups", keep: 2, group: 4, workgroupSize: 8,
+ * };
+ * // Equal options share a pipeline (gpu.pipeline(key, wgsl)); any difference gets its own.
+ * assert.equal(sparseLinearKey(o), sparseLinearKey({ ...o }));
+ * assert.notEqual(sparseLinearKey(o), sparseLinearKey({ ...o, keep: 1 }));
+ * assert.notEqual(sparseLinearKey(o), sparseLinearKey({ ...o, bias: true }));
+ * assert.notEqual(sparseLinearKey(o), sparseLinearKey({ ...o, dtype: "f16" }));
+ * ```
+ */
 export function sparseLinearKey(o: SparseLinearOptions): string {
   const nm = o.format === "nm"
     ? `/${o.keep}:${o.group}`
@@ -142,7 +343,22 @@ export function sparseLinearKey(o: SparseLinearOptions): string {
   return `sparse/${o.format}${nm}/${o.dtype}/${o.variant}/${o.x}/tm${o.tm}/${flags}/wg${o.workgroupSize}`;
 }
 
-/** Columns of one X slot for `tm` activation rows (a whole number of N:M groups). */
+/**
+ * Columns of one X slot for `tm` activation rows (a whole number of N:M groups).
+ *
+ * @example Columns per slot, rounded down to whole N:M groups
+ * ```ts
+ * import { sparseSlotCols } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(sparseSlotCols(1), 16384); // one activation row: 16384 f32 in 64 KiB
+ * assert.equal(sparseSlotCols(4), 4096); // 4 rows: 4096 vec4
+ * // With N:M groups of 3 a slot holds whole groups only: 4095 columns, not 4096.
+ * assert.equal(sparseSlotCols(4, 3), 4095);
+ * // X [1, 20000] then takes 2 column segments.
+ * assert.equal(Math.ceil(20000 / sparseSlotCols(1)), 2);
+ * ```
+ */
 export function sparseSlotCols(tm: 1 | 4, group = 1): number {
   const s = SPARSE_SLOT_FLOATS / tm;
   return Math.floor(s / group) * group;
@@ -158,7 +374,27 @@ export function sparseLoopSteps(o: SparseLinearOptions, units: number): number {
   return walk + (o.segmented ? 40 : 0);
 }
 
-/** Workgroups of one dispatch over a chunk of `rows` rows (M activation rows). */
+/**
+ * Workgroups of one dispatch over a chunk of `rows` rows (M activation rows).
+ *
+ * @example Workgroups of each version for 37 weight rows and 9 activation rows
+ * ```ts
+ * import { type SparseLinearOptions, sparseLinearWorkgroups } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: SparseLinearOptions = {
+ *   format: "unstructured", dtype: "f32", variant: "lane", x: "storage", tm: 4, segmented: false,
+ *   bias: false, wtex: false, layout: "groups", keep: 0, group: 0, workgroupSize: 64,
+ * };
+ * const rows = 37, M = 9; // a chunk of 37 weight rows, 9 activation rows
+ * // lane + storage: an invocation per (weight row, 4 activation rows).
+ * assert.equal(sparseLinearWorkgroups(o, rows, M), Math.ceil((rows * Math.ceil(M / 4)) / 64));
+ * // lane + ubo: an invocation per weight row (one dispatch per m-tile and column segment).
+ * assert.equal(sparseLinearWorkgroups({ ...o, x: "ubo", workgroupSize: 8 }, rows, M), Math.ceil(rows / 8));
+ * // wg: a workgroup per (weight row, activation row).
+ * assert.equal(sparseLinearWorkgroups({ ...o, variant: "wg", tm: 1 }, rows, M), rows * M);
+ * ```
+ */
 export function sparseLinearWorkgroups(o: SparseLinearOptions, rows: number, M: number): number {
   if (o.variant === "wg") return rows * M;
   if (o.x === "ubo") return Math.ceil(rows / o.workgroupSize);
@@ -475,7 +711,27 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
-/** WGSL for a sparse linear version (see the module doc). */
+/**
+ * WGSL for a sparse linear version (see the module doc).
+ *
+ * @example WGSL of the GPU GEMV version
+ * ```ts
+ * import { type SparseLinearOptions, sparseLinearWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // The GPU GEMV version: a workgroup of 64 lanes per (weight row, activation row).
+ * const o: SparseLinearOptions = {
+ *   format: "unstructured", dtype: "f32", variant: "wg", x: "storage", tm: 1, segmented: false, bias: false,
+ *   wtex: false, layout: "groups", keep: 0, group: 0, workgroupSize: 64,
+ * };
+ * const wgsl = sparseLinearWgsl(o);
+ * assert.match(wgsl, /@compute @workgroup_size\(64\)/);
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)!.length, 5); // uniforms, X, P, E, Y
+ * assert.equal(sparseLinearWgsl({ ...o, bias: true }).match(/@binding\(\d\)/g)!.length, 6);
+ * // Combinations no version implements are refused: the wg version reads X from storage.
+ * assert.throws(() => sparseLinearWgsl({ ...o, x: "ubo" }));
+ * ```
+ */
 export function sparseLinearWgsl(o: SparseLinearOptions): string {
   if (o.variant === "wg") {
     if (o.x !== "storage" || o.segmented || o.layout === "delta") {
@@ -494,6 +750,17 @@ export function sparseLinearWgsl(o: SparseLinearOptions): string {
  * at element c; `tm` = 4: column c is the vec4 of the 4 rows. Zero outside X.
  * Uniforms: M, K, slotCols, nseg, total (vec4s to write), mtBase (m-tile of the first slot).
  * Bindings: 1 X f32 [M, K], 2 slots.
+ *
+ * @example WGSL that packs X for 4 activation rows a slot
+ * ```ts
+ * import { sparsePackXWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const wgsl = sparsePackXWgsl(4); // 4 activation rows a slot, each column a vec4 of the 4 rows
+ * assert.match(wgsl, /@compute @workgroup_size\(64\)/);
+ * assert.equal(wgsl.match(/@binding\(\d\)/g)!.length, 3); // uniforms, X, the slots
+ * assert.match(wgsl, /var<storage, read_write> XT: array<vec4<f32>>/);
+ * ```
  */
 export function sparsePackXWgsl(tm: 1 | 4): string {
   const vecs = SPARSE_SLOT_FLOATS / 4;
@@ -524,7 +791,20 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
-/** Pipeline cache key of {@linkcode sparsePackXWgsl} for `tm` activation rows per slot. */
+/**
+ * Pipeline cache key of {@linkcode sparsePackXWgsl} for `tm` activation rows per slot.
+ *
+ * @example One key per rows-per-slot count
+ * ```ts
+ * import { sparsePackXKey, sparsePackXWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * // One packing pipeline per rows-per-slot count, cached under its key.
+ * assert.equal(sparsePackXKey(4), sparsePackXKey(4));
+ * assert.notEqual(sparsePackXKey(1), sparsePackXKey(4));
+ * assert.notEqual(sparsePackXWgsl(1), sparsePackXWgsl(4)); // as their WGSL differs
+ * ```
+ */
 export function sparsePackXKey(tm: 1 | 4): string {
   return `sparse/packx/tm${tm}`;
 }

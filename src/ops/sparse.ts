@@ -35,7 +35,36 @@ import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuSparseMatrix } from "../sparse/upload.ts";
 
-/** Force a version (tests cover every path on one adapter with these). */
+/**
+ * Force a version (tests cover every path on one adapter with these).
+ *
+ * @example Force each kernel version in turn: all compute the same product
+ * ```ts
+ * import {
+ *   Gpu, packUnstructured, releaseSparse, sparseLinear, type SparseLinearOverride, uploadSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const W = new Float32Array([1, 0, 2, 0, 0, 3, 0, -1, 0, 0, 4, 0]); // [2, 6]
+ * const X = new Float32Array([1, 2, 3, 4, 5, 6, 0, 1, 0, 1, 0, 1, 2, 2, 2, 2, 2, 2]); // [3, 6]
+ * const w = uploadSparse(gpu, packUnstructured(W, 2, 6), { layout: "groups" }); // every version reads groups
+ * const x = gpu.upload(X, "x"), y = gpu.buffer(3 * 2 * 4, "y");
+ * const versions: SparseLinearOverride[] = [
+ *   { variant: "wg" },
+ *   { variant: "lane", x: "storage", tm: 1 },
+ *   { variant: "lane", x: "ubo", tm: 4 },
+ * ];
+ * for (const o of versions) { // every version computes the same Y [3, 2]
+ *   gpu.write(y, new Float32Array(3 * 2)); // clear y: each version must write it
+ *   sparseLinear(gpu, x, w, y, 3, undefined, o);
+ *   assert.deepEqual(await gpu.readF32(y), new Float32Array([1 + 6 + 18, -2 + 20, 3, -1, 12, 6]));
+ * }
+ * releaseSparse(gpu, w);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export interface SparseLinearOverride {
   /** Kernel version. */
   variant?: SparseVariant;
@@ -47,7 +76,32 @@ export interface SparseLinearOverride {
   slotTiles?: number;
 }
 
-/** Kernel options for Y[M, N] = X[M, K] W^T on this adapter. */
+/**
+ * Kernel options for Y[M, N] = X[M, K] W^T on this adapter.
+ *
+ * @example The kernel options for a GEMV and for a GEMM on this adapter
+ * ```ts
+ * import {
+ *   chooseSparseLinear, Gpu, packUnstructured, releaseSparse, sparseLinearKey, sparseLinearWgsl,
+ *   uploadSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadSparse(gpu, packUnstructured(new Float32Array([0, 1, 2, 0, 0, 3]), 2, 3));
+ * const gemv = chooseSparseLinear(gpu, 1, w, false); // one activation row
+ * const gemm = chooseSparseLinear(gpu, 9, w, true); // 9 activation rows, with a bias
+ * // A GEMV: one invocation per weight row on CPU adapters, a workgroup per weight row on GPUs.
+ * assert.equal(gemv.variant, gpu.isCpu ? "lane" : "wg");
+ * // A GEMM: one invocation per weight row and 4 activation rows, everywhere.
+ * assert.deepEqual([gemm.variant, gemm.tm, gemm.bias], ["lane", 4, true]);
+ * // The options name the pipeline and generate its WGSL:
+ * assert.notEqual(sparseLinearKey(gemv), sparseLinearKey(gemm));
+ * assert.match(sparseLinearWgsl(gemm), /@binding\(5\)/); // the bias
+ * releaseSparse(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export function chooseSparseLinear(
   gpu: Gpu,
   M: number,
@@ -102,7 +156,33 @@ function slotBuffer(gpu: Gpu, bytes: number): GPUBuffer {
   return b;
 }
 
-/** Free the uniform X slots kept for this device (they are otherwise kept until it is destroyed). */
+/**
+ * Free the uniform X slots kept for this device (they are otherwise kept until it is destroyed).
+ *
+ * @example Free the uniform X slots; the next call allocates them again
+ * ```ts
+ * import {
+ *   Gpu, packUnstructured, releaseSparse, releaseSparseScratch, sparseLinear, uploadSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const w = uploadSparse(gpu, packUnstructured(new Float32Array([2, 0, 0, 3]), 2, 2), { layout: "groups" });
+ * const x = gpu.upload(new Float32Array([5, 7]), "x"), y = gpu.buffer(2 * 4, "y");
+ * // This version copies X into 64 KiB uniform slots, kept per device for the next calls.
+ * const ubo = { variant: "lane", x: "ubo" } as const;
+ * sparseLinear(gpu, x, w, y, 1, undefined, ubo);
+ * assert.deepEqual(await gpu.readF32(y), new Float32Array([10, 21]));
+ * releaseSparseScratch(gpu); // free the slots now rather than with the device
+ * releaseSparseScratch(gpu); // nothing left: a no-op
+ * gpu.write(x, new Float32Array([1, 1]));
+ * sparseLinear(gpu, x, w, y, 1, undefined, ubo); // the next call allocates them again
+ * assert.deepEqual(await gpu.readF32(y), new Float32Array([2, 3]));
+ * releaseSparse(gpu, w);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export function releaseSparseScratch(gpu: Gpu): void {
   const b = scratch.get(gpu);
   if (!b) return;
@@ -114,6 +194,26 @@ export function releaseSparseScratch(gpu: Gpu): void {
 /**
  * Record Y[M, N] = X[M, K] W^T (+ bias) into the current batch.
  * @param x f32 [M, K]; @param w sparse [N, K]; @param y f32 [M, N]; @param bias f32 [N].
+ *
+ * @example Y = X W^T + b for 2 activation rows and a pruned 3 x 5 weight
+ * ```ts
+ * import { Gpu, packUnstructured, releaseSparse, sparseLinear, uploadSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const N = 3, K = 5, M = 2; // W [N, K] with most weights pruned, X [M, K]
+ * const W = new Float32Array([1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0.5, 0, -1, 0, 3]);
+ * const X = new Float32Array([1, 2, 3, 4, 5, -1, 0, 1, 0, 2]);
+ * const w = uploadSparse(gpu, packUnstructured(W, N, K), { label: "w" });
+ * const x = gpu.upload(X, "x"), b = gpu.upload(new Float32Array([10, 20, 30]), "b");
+ * const y = gpu.buffer(M * N * 4, "y");
+ * sparseLinear(gpu, x, w, y, M, b); // records Y[M, N] = X W^T + b into the current batch
+ * // Row 0: [1 + 8, 0, 0.5 - 3 + 15] + b; row 1: [-1, 0, -0.5 - 1 + 6] + b.
+ * assert.deepEqual(await gpu.readF32(y), new Float32Array([19, 20, 42.5, 9, 20, 34.5]));
+ * releaseSparse(gpu, w);
+ * gpu.release(x, y, b);
+ * gpu.destroy();
+ * ```
  */
 export function sparseLinear(
   gpu: Gpu,

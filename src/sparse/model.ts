@@ -195,11 +195,27 @@ export async function writeSparseModelFile(path: string, plan: SparseModelPlan):
 /**
  * Write a sparse model directory at `dir`: the tensors of `source`, with the weights in
  * `weightsByName` (pruned, zeros = pruned, in the source's row order) stored sparse.
- * @example
+ *
+ * @example Store one hand-pruned weight of stories15M sparse, and load it back
  * ```ts
- * const result = await prune(gpu, source, opts);
- * await saveSparseModel("out/stories15M-70-sparse", source, result.weights);
- * const model = await loadSparseModel("out/stories15M-70-sparse");
+ * import { interleavedToHalf, linearWeight, openWeights } from "@owlgpu/owlgpu";
+ * import { loadSparseModel, saveSparseModel } from "./model.ts"; // Deno-only, not in mod.ts
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * // Prune block 0's q projection by hand: keep the weights of magnitude over 0.05 (37%).
+ * const name = linearWeight(0, "q"), dim = source.config.dim;
+ * const q = (await source.readF32(name)).map((v) => (Math.abs(v) > 0.05 ? v : 0));
+ * const dir = await Deno.makeTempDir();
+ * const summary = await saveSparseModel(dir, source, { [name]: q });
+ * assert.deepEqual(summary.sparseNames, [name]);
+ * assert.ok(summary.sparseBytes < 0.5 * summary.denseF32Bytes);
+ * const model = await loadSparseModel(dir);
+ * assert.ok(model.isSparse(name) && !model.isSparse(linearWeight(0, "k")));
+ * // stories15M is a llama2.c model: its q/k rows are stored in Hugging Face (rotate-half) order.
+ * assert.deepEqual(await model.readF32(name), interleavedToHalf(q, dim, dim, source.config.headDim));
+ * model.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function saveSparseModel(

@@ -56,6 +56,29 @@ import {
 
 /**
  * One row chunk of a {@linkcode GpuSparseMatrix}, in the sparse kernels' layout (kernels/sparse_linear.ts).
+ *
+ * @example A 5-row weight uploaded in chunks of at most 2 rows
+ * ```ts
+ * import { Gpu, type GpuSparseChunk, packUnstructured, releaseSparse, uploadSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const N = 5, K = 6;
+ * const W = new Float32Array(N * K).map((_, i) => (i % 4 === 0 ? i : 0));
+ * const opts = { maxRowsPerChunk: 2, texture: false, layout: "groups" } as const;
+ * const w = uploadSparse(gpu, packUnstructured(W, N, K), opts);
+ * const chunks: GpuSparseChunk[] = w.chunks;
+ * assert.deepEqual(chunks.map((c) => [c.rowStart, c.rows]), [[0, 2], [2, 2], [4, 1]]);
+ * for (const c of chunks) {
+ *   // Unstructured: group offsets of the chunk's rows (from 0) and the groups; no N:M index words.
+ *   assert.ok(c.ptr && c.data && !c.idx && !c.tex);
+ *   const ptr = await gpu.readU32(c.ptr);
+ *   assert.equal(ptr.length, c.rows + 1);
+ *   assert.equal(ptr[0], 0);
+ * }
+ * releaseSparse(gpu, w);
+ * gpu.destroy();
+ * ```
  */
 export interface GpuSparseChunk {
   /** First weight row of the chunk. */
@@ -77,6 +100,27 @@ export interface GpuSparseChunk {
 /**
  * A sparse weight on the GPU in the sparse kernels' layout, in row chunks that each fit one binding (see
  * {@linkcode uploadSparse}).
+ *
+ * @example A 2:4 weight on the GPU, multiplied by a vector
+ * ```ts
+ * import {
+ *   Gpu, type GpuSparseMatrix, packNM, releaseSparse, sparseLinear, uploadSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * // 2:4 sparsity: 2 of every 4 columns kept.
+ * const W = new Float32Array([1, 0, 2, 0, 0, 3, 0, 4, 0, 0, 5, 6, 7, 8, 0, 0]); // [2, 8]
+ * const m: GpuSparseMatrix = uploadSparse(gpu, packNM(W, 2, 8, 2, 4), { texture: false });
+ * assert.deepEqual([m.format, m.rows, m.cols, m.keep, m.group], ["nm", 2, 8, 2, 4]);
+ * assert.equal(m.idxStride, 1); // 4 kept positions a row, 2 bits each: one u32 word
+ * const x = gpu.upload(new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]), "x"), y = gpu.buffer(2 * 4, "y");
+ * sparseLinear(gpu, x, m, y, 1);
+ * assert.deepEqual(await gpu.readF32(y), new Float32Array([1 + 6 + 18 + 32, 15 + 24 + 35 + 48]));
+ * releaseSparse(gpu, m);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
  */
 export interface GpuSparseMatrix {
   /** Sparse format. */
@@ -107,7 +151,28 @@ export interface GpuSparseMatrix {
   bytes: number;
 }
 
-/** Options of {@linkcode uploadSparse}. */
+/**
+ * Options of {@linkcode uploadSparse}.
+ *
+ * @example CSR groups in storage buffers, in chunks of 2 rows
+ * ```ts
+ * import {
+ *   ArgumentError, Gpu, packUnstructured, releaseSparse, uploadSparse, type UploadSparseOptions,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const s = packUnstructured(new Float32Array([0, 1, 0, 2, 3, 0, 0, 0, 0, 0, 4, 0]), 3, 4);
+ * // CSR groups in storage buffers (every kernel version reads them), at most 2 rows a chunk.
+ * const opts: UploadSparseOptions = { label: "w", maxRowsPerChunk: 2, texture: false, layout: "groups" };
+ * const w = uploadSparse(gpu, s, opts);
+ * assert.deepEqual([w.chunks.length, w.texture, w.layout, w.dtype], [2, false, "groups", "f32"]);
+ * // The delta layout lives in a texture only:
+ * assert.throws(() => uploadSparse(gpu, s, { ...opts, layout: "delta" }), ArgumentError);
+ * releaseSparse(gpu, w);
+ * gpu.destroy();
+ * ```
+ */
 export interface UploadSparseOptions {
   /** Value dtype on the GPU (default: the matrix's); f16 needs `gpu.f16`. */
   dtype?: GpuDType;
@@ -129,7 +194,34 @@ export interface UploadSparseOptions {
   deltaBits?: 4 | 8;
 }
 
-/** Largest column count of the unstructured GPU layout (u16 columns). */
+/**
+ * Largest column count of the unstructured GPU layout (u16 columns).
+ *
+ * @example Past SPARSE_MAX_COLS columns, only the delta layout uploads
+ * ```ts
+ * import {
+ *   Gpu, packUnstructured, releaseSparse, SPARSE_MAX_COLS, sparseLinear, UnsupportedError, uploadSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const K = SPARSE_MAX_COLS + 1;
+ * const W = new Float32Array(K);
+ * W[0] = 1;
+ * W[K - 1] = 2;
+ * const s = packUnstructured(W, 1, K);
+ * // The CSR groups store u16 columns: one column more is refused...
+ * assert.throws(() => uploadSparse(gpu, s, { texture: false, layout: "groups" }), UnsupportedError);
+ * // ...while the delta layout (column deltas within 4096-column blocks) has no column limit.
+ * const w = uploadSparse(gpu, s, { texture: true, layout: "delta" });
+ * const x = gpu.upload(new Float32Array(K).fill(1), "x"), y = gpu.buffer(4, "y");
+ * sparseLinear(gpu, x, w, y, 1);
+ * assert.deepEqual(await gpu.readF32(y), new Float32Array([3]));
+ * releaseSparse(gpu, w);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
+ */
 export const SPARSE_MAX_COLS = 65536;
 
 /** Words per group of the unstructured layout. */
@@ -465,6 +557,25 @@ function uploadNM(
 /**
  * Upload a sparse matrix in the layout of the sparse kernels (see the module doc), in row chunks
  * under the binding limit. Release with {@linkcode releaseSparse}.
+ *
+ * @example Upload a pruned weight and compute y = W x
+ * ```ts
+ * import { Gpu, packUnstructured, releaseSparse, sparseLinear, uploadSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const W = new Float32Array([0, 1.5, 0, 0, -2, 0, 0, 0, 0, 0, 0, 4]); // [3, 4], 75% zeros
+ * const w = uploadSparse(gpu, packUnstructured(W, 3, 4), { label: "w" });
+ * // Defaults follow the adapter: byte deltas in textures on CPU adapters, CSR groups in storage on GPUs.
+ * assert.equal(w.texture, gpu.isCpu);
+ * assert.equal(w.layout, gpu.isCpu ? "delta" : "groups");
+ * const x = gpu.upload(new Float32Array([1, 2, 3, 4]), "x"), y = gpu.buffer(3 * 4, "y");
+ * sparseLinear(gpu, x, w, y, 1);
+ * assert.deepEqual(await gpu.readF32(y), new Float32Array([1.5 * 2, -2 * 1, 4 * 4]));
+ * releaseSparse(gpu, w);
+ * gpu.release(x, y);
+ * gpu.destroy();
+ * ```
  */
 export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOptions = {}): GpuSparseMatrix {
   const dtype = opts.dtype ?? s.dtype;
@@ -522,7 +633,26 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
   };
 }
 
-/** Free the matrix's buffers and textures and empty `chunks`; `undefined` is a no-op. */
+/**
+ * Free the matrix's buffers and textures and empty `chunks`; `undefined` is a no-op.
+ *
+ * @example Releasing frees every buffer of the matrix
+ * ```ts
+ * import { Gpu, packUnstructured, releaseSparse, uploadSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const live = gpu.liveBuffers;
+ * const s = packUnstructured(new Float32Array([1, 0, 0, 2, 0, 3]), 3, 2);
+ * const w = uploadSparse(gpu, s, { maxRowsPerChunk: 1, texture: false, layout: "groups" });
+ * assert.equal(gpu.liveBuffers, live + 2 * 3); // row offsets and groups of 3 chunks
+ * releaseSparse(gpu, w);
+ * assert.equal(gpu.liveBuffers, live);
+ * assert.equal(w.chunks.length, 0);
+ * releaseSparse(gpu, undefined); // a no-op, handy for optional weights
+ * gpu.destroy();
+ * ```
+ */
 export function releaseSparse(gpu: Gpu, m: GpuSparseMatrix | undefined): void {
   if (!m) return;
   for (const c of m.chunks) {
