@@ -25,7 +25,8 @@
  * - **Errors**: one class per failure a user can act on, all derived from {@linkcode OwlError}.
  *
  * Functions that read or write files (`openWeights` on a path, `openTokenizer`,
- * `loadCorpusText`, `tokenizeCorpus`, `exportHuggingFace`, `writeSafetensors`, ...) need Deno.
+ * `loadCorpusText`, `tokenizeCorpus`, `exportHuggingFace`, `writeSafetensors`, `saveSparseModel`,
+ * `loadSparseModel`, ...) need Deno.
  * In a browser, fetch the bytes yourself and use the byte-level APIs instead:
  * {@linkcode MemoryByteSource} with {@linkcode openLlama2c} or {@linkcode SafetensorsFile},
  * {@linkcode Llama2cTokenizer.fromBytes}, {@linkcode HfTokenizer.fromBytes},
@@ -302,9 +303,8 @@ export {
 } from "./src/prune/pipeline.ts";
 export { type PruneReport, reportJson, reportMarkdown, reportSvg } from "./src/prune/report.ts";
 
-// ---- sparse weights: host formats, GPU layout, kernels, launchers, file reader ----------------
-// (Deno-only writers: writeSparseSafetensors in src/sparse/file.ts, saveSparseModel and
-// loadSparseModel in src/sparse/model.ts.)
+// ---- sparse weights: host formats, GPU layout, kernels, launchers, files -----------------------
+// (writeSparseSafetensors, saveSparseModel and loadSparseModel need Deno's file APIs.)
 export {
   bitmapWords,
   nmFromPrunePattern,
@@ -366,7 +366,16 @@ export {
   type SparseLayout,
   sparseLayoutOf,
   SparseSafetensorsFile,
+  writeSparseSafetensors,
 } from "./src/sparse/file.ts";
+export {
+  loadSparseModel,
+  saveSparseModel,
+  type SaveSparseOptions,
+  SPARSE_MODEL_FILE,
+  type SparseModel,
+  type SparseModelSummary,
+} from "./src/sparse/model.ts";
 export {
   GEMV_TEX_SLOT_FLOATS,
   GEMV_TEX_WIDTH,

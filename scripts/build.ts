@@ -29,11 +29,14 @@ export const DENO_ONLY: readonly string[] = [
   "exportHuggingFace",
   "loadCorpusText",
   "loadEmbeddedFiles",
+  "loadSparseModel",
   "openHuggingFace",
   "openTokenizer",
   "openWeights",
+  "saveSparseModel",
   "tokenizeCorpus",
   "writeSafetensors",
+  "writeSparseSafetensors",
 ];
 
 /** Source files whose exports make up `dist/kernels.js` (relative to the repository root). */

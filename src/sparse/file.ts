@@ -422,7 +422,29 @@ export async function encodeSparseSafetensors(
 
 /**
  * Write the file at `path`: streamed into `path + ".tmp-<random>"`, renamed into place when
- * complete (removed on failure). Lazy entries are produced one at a time.
+ * complete (removed on failure). Lazy entries are produced one at a time. Needs Deno's file APIs
+ * (in a browser use {@linkcode encodeSparseSafetensors}).
+ *
+ * @example Write a sparse weight and a dense one, read both back
+ * ```ts
+ * import {
+ *   FileByteSource, packNM, SparseSafetensorsFile, unpackSparse, writeSparseSafetensors,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const w = Float32Array.of(0, 1, 0, 2, 3, 0, 4, 0); // 2:4 sparse [2, 4]
+ * const norm = Float32Array.of(1, 1, 1, 1);
+ * const path = await Deno.makeTempFile({ suffix: ".safetensors" });
+ * await writeSparseSafetensors(path, [
+ *   { name: "w", matrix: packNM(w, 2, 4, 2, 4) },
+ *   { name: "norm", dtype: "f32", shape: [4], data: new Uint8Array(norm.buffer) },
+ * ]);
+ * const file = await SparseSafetensorsFile.open(await FileByteSource.open(path));
+ * assert.deepEqual(unpackSparse(await file.readSparse("w")), w);
+ * assert.deepEqual(await file.readF32("norm"), norm);
+ * file.close();
+ * await Deno.remove(path);
+ * ```
  */
 export async function writeSparseSafetensors(
   path: string,

@@ -33,8 +33,44 @@ import {
   writeSparseSafetensors,
 } from "./file.ts";
 
+/**
+ * File name of the sparse weights in a directory written by {@linkcode saveSparseModel} (beside
+ * config.json; `prune --save-sparse` writes it beside model.safetensors).
+ *
+ * @example The file a sparse model directory holds
+ * ```ts
+ * import { SPARSE_MODEL_FILE } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(SPARSE_MODEL_FILE, "model.sparse.safetensors");
+ * assert.ok(SPARSE_MODEL_FILE.endsWith(".safetensors")); // any safetensors reader lists its arrays
+ * ```
+ */
 export const SPARSE_MODEL_FILE = "model.sparse.safetensors";
 
+/**
+ * Options of {@linkcode saveSparseModel}.
+ *
+ * @example Save 2:4-pruned weights as N:M (values + 2-bit positions) in f16
+ * ```ts
+ * import { loadSparseModel, openWeights, type SaveSparseOptions, saveSparseModel } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const name = "model.layers.0.mlp.down_proj.weight";
+ * const w = await source.readF32(name);
+ * for (let i = 0; i < w.length; i += 4) w[i] = w[i + 1] = 0; // 2 of every 4 pruned
+ * const opts: SaveSparseOptions = { dtype: "f16", nmGroup: 4 };
+ * const dir = await Deno.makeTempDir();
+ * await saveSparseModel(dir, source, { [name]: w }, opts);
+ * const model = await loadSparseModel(dir);
+ * const s = await model.readSparse(name);
+ * assert.equal(s.format, "nm");
+ * assert.equal(s.dtype, "f16");
+ * model.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export interface SaveSparseOptions {
   /** Dtype of the sparse values and of the dense tensors (default f32). */
   dtype?: SparseValueDType;
@@ -50,6 +86,26 @@ export interface SaveSparseOptions {
   extraFiles?: Record<string, Uint8Array>;
 }
 
+/**
+ * What {@linkcode saveSparseModel} wrote: sizes of the sparse weights against dense f32.
+ *
+ * @example Compare the sparse bytes with dense f32
+ * ```ts
+ * import { openWeights, saveSparseModel, type SparseModelSummary } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const name = "model.layers.1.self_attn.o_proj.weight";
+ * const w = (await source.readF32(name)).map((v, i) => (i % 10 < 7 ? 0 : v)); // 70% zeros
+ * const dir = await Deno.makeTempDir();
+ * const summary: SparseModelSummary = await saveSparseModel(dir, source, { [name]: w });
+ * assert.deepEqual(summary.sparseNames, [name]);
+ * assert.equal(summary.denseF32Bytes, w.length * 4);
+ * assert.ok(summary.ratio < 0.45); // bitmap (1/32 of f32) + 30% of the values
+ * assert.ok(summary.fileBytes > summary.sparseBytes); // the file also holds the dense tensors
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export interface SparseModelSummary {
   /** Bytes of the sparse weights' arrays in the file. */
   sparseBytes: number;
@@ -59,6 +115,7 @@ export interface SparseModelSummary {
   ratio: number;
   /** Size of model.sparse.safetensors. */
   fileBytes: number;
+  /** Names of the weights stored sparse. */
   sparseNames: string[];
 }
 
@@ -199,7 +256,7 @@ export async function writeSparseModelFile(path: string, plan: SparseModelPlan):
  * @example Store one hand-pruned weight of stories15M sparse, and load it back
  * ```ts
  * import { interleavedToHalf, linearWeight, openWeights } from "@owlgpu/owlgpu";
- * import { loadSparseModel, saveSparseModel } from "./model.ts"; // Deno-only, not in mod.ts
+ * import { loadSparseModel, saveSparseModel } from "@owlgpu/owlgpu"; // Deno only (file APIs)
  * import assert from "node:assert/strict";
  *
  * const source = await openWeights("stories15M");
@@ -259,23 +316,56 @@ export async function saveSparseModel(
  * weights unpacked to dense f32 by `readF32`), so the same object gives the dense tensors and the
  * sparse linears: `GpuModel.loadSparse(gpu, model)` runs the linears with the sparse kernels,
  * `GpuModel.load(gpu, model)` runs the same weights dense.
+ *
+ * @example Read a weight back sparse and dense
+ * ```ts
+ * import { loadSparseModel, openWeights, saveSparseModel, type SparseModel, unpackSparse } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const name = "model.layers.2.mlp.up_proj.weight";
+ * const w = (await source.readF32(name)).map((v) => (Math.abs(v) > 0.03 ? v : 0));
+ * const dir = await Deno.makeTempDir();
+ * await saveSparseModel(dir, source, { [name]: w });
+ * const model: SparseModel = await loadSparseModel(dir);
+ * assert.deepEqual(model.sparseNames(), [name]);
+ * assert.ok(model.isSparse(name) && !model.isSparse("model.norm.weight"));
+ * assert.deepEqual(unpackSparse(await model.readSparse(name)), await model.readF32(name));
+ * assert.deepEqual(await model.readF32(name), w); // not a q/k weight: no RoPE reordering
+ * model.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export interface SparseModel extends WeightSource {
   /** From config.json (rotate-half RoPE). */
   readonly config: ModelConfig;
+  /** The open model.sparse.safetensors. */
   readonly file: SparseSafetensorsFile;
   /** Weights stored sparse. */
   sparseNames(): string[];
+  /** Whether `name` is stored sparse. */
   isSparse(name: string): boolean;
+  /** A sparse weight in its host format (throws for a dense one). */
   readSparse(name: string): Promise<SparseMatrix>;
   /** Any tensor as dense f32 (sparse ones unpacked). */
   readF32(name: string): Promise<Float32Array>;
+  /** Close the file. */
   close(): void;
 }
 
 const FILE_DTYPE: Record<string, DType | undefined> = { F32: "f32", F16: "f16", BF16: "bf16" };
 
-/** Open a directory written by {@linkcode saveSparseModel} (or by `prune --save-sparse`). */
+/**
+ * Open a directory written by {@linkcode saveSparseModel} (or by `prune --save-sparse`).
+ *
+ * @example A missing directory is a clear ModelFormatError
+ * ```ts
+ * import { loadSparseModel, ModelFormatError } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * await assert.rejects(loadSparseModel("/nonexistent/sparse-model"), ModelFormatError);
+ * ```
+ */
 export async function loadSparseModel(dir: string): Promise<SparseModel> {
   const cfgPath = join(dir, "config.json");
   let json: Record<string, unknown>;
