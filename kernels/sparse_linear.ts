@@ -454,14 +454,32 @@ function decodeUnit(o: SparseLinearOptions): { pre: string; entries: Entry[] } {
   return { pre: pre.join("\n    "), entries };
 }
 
+/** WGSL fetching texel `i` of the flat weight texture WT (SPARSE_TEX_WIDTH texels a row). */
+function texel(i: string): string {
+  const tw = SPARSE_TEX_WIDTH;
+  return `textureLoad(WT, vec2<u32>((${i}) % ${tw}u, (${i}) / ${tw}u), 0)`;
+}
+
+/** WGSL storing (or, with u.accumulate, adding) the `tm` accumulators into Y, plus the bias. */
+function storeRows(o: SparseLinearOptions): string {
+  const b = o.bias ? " + B[u.colOffset + r]" : "";
+  const store: string[] = [];
+  for (let i = 0; i < o.tm; i++) {
+    const a = o.tm === 1 ? "acc" : `acc[${i}]`;
+    store.push(`if (m0 + ${i}u < u.M) {
+    let yi = (m0 + ${i}u) * u.ldY + u.colOffset + r;
+    if (u.accumulate != 0u) { Y[yi] = Y[yi] + ${a}; } else { Y[yi] = ${a}${b}; }
+  }`);
+  }
+  return store.join("\n  ");
+}
+
 function bindings(o: SparseLinearOptions): string {
   const x = o.x === "ubo"
     ? `@group(0) @binding(1) var<uniform> XS: array<vec4<f32>, ${SPARSE_SLOT_FLOATS / 4}>;`
     : "@group(0) @binding(1) var<storage, read> X: array<f32>;";
   // Weights from storage, or (wtex) from an rgba32uint texture in the flat layout: 4 words a
   // texel, texel i at (i % SPARSE_TEX_WIDTH, i / SPARSE_TEX_WIDTH).
-  const tw = SPARSE_TEX_WIDTH;
-  const texel = (i: string) => `textureLoad(WT, vec2<u32>((${i}) % ${tw}u, (${i}) / ${tw}u), 0)`;
   let w: string;
   if (o.format === "unstructured" && o.layout === "delta") {
     w = `@group(0) @binding(2) var<storage, read> P: array<u32>;
@@ -573,15 +591,6 @@ function laneKernel(o: SparseLinearOptions): string {
   let m0 = (t / u.rows) * ${tm}u;
   if (m0 >= u.M) { return; }
   ${Array.from({ length: tm }, (_, i) => `let xr${i} = min(m0 + ${i}u, u.M - 1u) * u.K;`).join("\n  ")}`;
-  const b = o.bias ? " + B[u.colOffset + r]" : "";
-  const store: string[] = [];
-  for (let i = 0; i < tm; i++) {
-    const a = tm === 1 ? "acc" : `acc[${i}]`;
-    store.push(`if (m0 + ${i}u < u.M) {
-    let yi = (m0 + ${i}u) * u.ldY + u.colOffset + r;
-    if (u.accumulate != 0u) { Y[yi] = Y[yi] + ${a}; } else { Y[yi] = ${a}${b}; }
-  }`);
-  }
   return `${bindings(o)}
 ${o.segmented && !nm ? searchFns(o) : ""}
 @compute @workgroup_size(${o.workgroupSize})
@@ -594,7 +603,7 @@ fn main(${WORKGROUP_ID_ARGS}) {
     ${pre}
     ${mac.join("\n    ")}
   }
-  ${store.join("\n  ")}
+  ${storeRows(o)}
 }`;
 }
 
@@ -616,18 +625,15 @@ function deltaKernel(o: SparseLinearOptions): string {
   if (o.x !== "ubo" || o.variant !== "lane" || !o.wtex) {
     throw new Error("sparse delta layout: lane + ubo version with weights in a texture only");
   }
-  const tw = SPARSE_TEX_WIDTH;
-  const texel = (i: string) => `textureLoad(WT, vec2<u32>((${i}) % ${tw}u, (${i}) / ${tw}u), 0)`;
   const C = ["x", "y", "z", "w"];
   const bits = o.deltaBits ?? 8, G = deltaGroupEntries(bits);
   const gt = deltaGroupTexels(o.dtype, bits);
   const body: string[] = [`let t = ${gt}u * j;`];
   const vals: string[] = [];
+  for (let i = 0; i < gt - 1; i++) body.push(`let v${i} = ${texel(`t + ${i}u`)};`);
   if (o.dtype === "f32") {
-    for (let i = 0; i < gt - 1; i++) body.push(`let v${i} = ${texel(`t + ${i}u`)};`);
     for (let q = 0; q < G; q++) vals.push(`bitcast<f32>(v${q >> 2}.${C[q & 3]})`);
   } else {
-    for (let i = 0; i < gt - 1; i++) body.push(`let v${i} = ${texel(`t + ${i}u`)};`);
     for (let w = 0; w < G / 2; w++) body.push(`let h${w} = unpack2x16float(v${w >> 2}.${C[w & 3]});`);
     for (let q = 0; q < G; q++) vals.push(`h${q >> 1}.${q & 1 ? "y" : "x"}`);
   }
@@ -642,15 +648,6 @@ function deltaKernel(o: SparseLinearOptions): string {
       ? `(${dw} >> ${sh}u)`
       : `((${dw} >> ${sh}u) & ${mask}u)`;
     body.push(`c += ${dx}; acc += ${vals[q]} * ${xat};`);
-  }
-  const b = o.bias ? " + B[u.colOffset + r]" : "";
-  const store: string[] = [];
-  for (let i = 0; i < tm; i++) {
-    const a = tm === 1 ? "acc" : `acc[${i}]`;
-    store.push(`if (m0 + ${i}u < u.M) {
-    let yi = (m0 + ${i}u) * u.ldY + u.colOffset + r;
-    if (u.accumulate != 0u) { Y[yi] = Y[yi] + ${a}; } else { Y[yi] = ${a}${b}; }
-  }`);
   }
   const B = SPARSE_DELTA_BLOCK;
   return `${bindings(o)}
@@ -673,7 +670,7 @@ fn main(${WORKGROUP_ID_ARGS}) {
       ${body.join("\n      ")}
     }
   }
-  ${store.join("\n  ")}
+  ${storeRows(o)}
 }`;
 }
 

@@ -46,11 +46,11 @@ import {
 import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import {
-  bitmapWords,
   nmGroups,
   nmIndexBits,
   nmIndexBytesPerRow,
   type SparseMatrix,
+  unstructuredRowColumns,
   type UnstructuredSparse,
 } from "./format.ts";
 
@@ -301,27 +301,46 @@ export function deltaGroupWords(dtype: GpuDType, bits: 4 | 8 = 8): number {
 }
 
 /**
- * Groups of every (row, block) of the delta layout with `bits`-bit deltas (escapes included),
- * checking the bitmap against the row offsets.
+ * Columns of row r's kept values into `cols` (from the bitmap), checked against the row's value
+ * count; returns that count.
  */
-function deltaGroupCounts(s: UnstructuredSparse, nb: number, bits: 4 | 8): Uint32Array {
-  const BLK = SPARSE_DELTA_BLOCK, G = deltaGroupEntries(bits), maxd = (1 << bits) - 1;
-  const words = bitmapWords(s.cols), wpb = BLK / 32;
+function checkedRowColumns(s: UnstructuredSparse, r: number, cols: Uint32Array, label: string): number {
+  const n = unstructuredRowColumns(s, r, cols);
+  const values = s.rowOffsets[r + 1] - s.rowOffsets[r];
+  if (n !== values) throw new ArgumentError(`${label}: row ${r} has ${n} bitmap bits but ${values} values`);
+  return n;
+}
+
+/**
+ * The delta-layout entries of a row whose kept columns are `cols[0..n)`, in order: `visit(block,
+ * delta, k)` for each, `k` the index of the entry's value in the row, or -1 for an escape (delta
+ * `maxd`, value 0) bridging a gap over `maxd`. A block's running column starts at its first column.
+ */
+function forEachDeltaEntry(
+  cols: Uint32Array,
+  n: number,
+  maxd: number,
+  visit: (block: number, delta: number, k: number) => void,
+): void {
+  let block = -1, prev = 0;
+  for (let k = 0; k < n; k++) {
+    const c = cols[k], b = Math.floor(c / SPARSE_DELTA_BLOCK);
+    if (b !== block) [block, prev] = [b, b * SPARSE_DELTA_BLOCK];
+    for (; c - prev > maxd; prev += maxd) visit(b, maxd, -1);
+    visit(b, c - prev, k);
+    prev = c;
+  }
+}
+
+/** Groups of every (row, block) of the delta layout with `bits`-bit deltas, escapes included. */
+function deltaGroupCounts(s: UnstructuredSparse, nb: number, bits: 4 | 8, label: string): Uint32Array {
+  const G = deltaGroupEntries(bits), maxd = (1 << bits) - 1;
+  const cols = new Uint32Array(s.cols), entries = new Uint32Array(nb);
   const ng = new Uint32Array(s.rows * nb);
   for (let r = 0; r < s.rows; r++) {
-    for (let b = 0; b < nb; b++) {
-      let prev = b * BLK, entries = 0;
-      for (let w = b * wpb; w < Math.min(words, (b + 1) * wpb); w++) {
-        let m = s.bitmap[r * words + w];
-        while (m !== 0) {
-          const c = w * 32 + 31 - Math.clz32(m & -m);
-          m &= m - 1;
-          entries += 1 + (c - prev > maxd ? Math.floor((c - prev - 1) / maxd) : 0); // escapes
-          prev = c;
-        }
-      }
-      ng[r * nb + b] = Math.ceil(entries / G);
-    }
+    entries.fill(0);
+    forEachDeltaEntry(cols, checkedRowColumns(s, r, cols, label), maxd, (b) => entries[b]++);
+    for (let b = 0; b < nb; b++) ng[r * nb + b] = Math.ceil(entries[b] / G);
   }
   return ng;
 }
@@ -334,24 +353,23 @@ function uploadDelta(
   maxRows: number,
   forceBits: 4 | 8 | undefined,
 ): { chunks: GpuSparseChunk[]; bytes: number; blocks: number; bits: 4 | 8 } {
-  const BLK = SPARSE_DELTA_BLOCK;
-  const nb = Math.max(1, Math.ceil(s.cols / BLK));
+  const nb = Math.max(1, Math.ceil(s.cols / SPARSE_DELTA_BLOCK));
   // Pass 1: groups of every (row, block) for each width; take the smaller layout (or the forced one).
   const sum = (a: Uint32Array) => a.reduce((t, v) => t + v, 0);
   let bits: 4 | 8, ng: Uint32Array;
   if (forceBits) {
     bits = forceBits;
-    ng = deltaGroupCounts(s, nb, bits);
+    ng = deltaGroupCounts(s, nb, bits, label);
   } else {
-    const n4 = deltaGroupCounts(s, nb, 4), n8 = deltaGroupCounts(s, nb, 8);
+    const n4 = deltaGroupCounts(s, nb, 4, label), n8 = deltaGroupCounts(s, nb, 8, label);
     const use4 = sum(n4) * deltaGroupWords(dtype, 4) <= sum(n8) * deltaGroupWords(dtype, 8);
     [bits, ng] = use4 ? [4, n4] : [8, n8];
   }
   const G = deltaGroupEntries(bits), gw = deltaGroupWords(dtype, bits), maxd = (1 << bits) - 1;
   const per = 32 / bits; // deltas per word
-  const words = bitmapWords(s.cols), wpb = BLK / 32;
   const f32 = dtype === "f32" ? toF32(s.values) : null;
   const f16 = dtype === "f16" ? toF16Bits(s.values) : null;
+  const cols = new Uint32Array(s.cols);
   const rowGroups = (r: number) => {
     let g = 0;
     for (let b = 0; b < nb; b++) g += ng[r * nb + b];
@@ -366,43 +384,18 @@ function uploadDelta(
     const data = new Uint32Array(Math.max(1, ptr[(r1 - r0) * nb] * gw));
     const dval = dtype === "f32" ? G : G / 2; // first delta word of a group
     for (let r = r0; r < r1; r++) {
-      let e = s.rowOffsets[r]; // next value of the row
-      for (let b = 0; b < nb; b++) {
-        let q = ptr[(r - r0) * nb + b] * G; // entry index within the chunk
-        let prev = b * BLK;
-        const put = (d: number, v: number) => {
-          const base = Math.floor(q / G) * gw, k = q % G;
-          if (f32) data[base + k] = v;
-          else data[base + (k >> 1)] |= v << (16 * (k & 1));
-          data[base + dval + Math.floor(k / per)] |= d << (bits * (k % per));
-          q++;
-        };
-        for (let w = b * wpb; w < Math.min(words, (b + 1) * wpb); w++) {
-          let m = s.bitmap[r * words + w];
-          while (m !== 0) {
-            const c = w * 32 + 31 - Math.clz32(m & -m);
-            m &= m - 1;
-            while (c - prev > maxd) {
-              put(maxd, 0);
-              prev += maxd;
-            }
-            if (e >= s.rowOffsets[r + 1]) {
-              throw new ArgumentError(`${label}: row ${r} has more bitmap bits than values`);
-            }
-            put(c - prev, f32 ? f32Bits(f32[e]) : f16![e]);
-            e++;
-            prev = c;
-          }
-        }
-        // The rest of the block's last group stays zero: delta 0, value 0.
-      }
-      if (e !== s.rowOffsets[r + 1]) {
-        throw new ArgumentError(
-          `${label}: row ${r} has ${e - s.rowOffsets[r]} bitmap bits but ${
-            s.rowOffsets[r + 1] - s.rowOffsets[r]
-          } values`,
-        );
-      }
+      const v0 = s.rowOffsets[r];
+      let block = -1, q = 0; // q: entry index within the chunk
+      forEachDeltaEntry(cols, checkedRowColumns(s, r, cols, label), maxd, (b, d, k) => {
+        if (b !== block) [block, q] = [b, ptr[(r - r0) * nb + b] * G];
+        const v = k < 0 ? 0 : f32 ? f32Bits(f32[v0 + k]) : f16![v0 + k];
+        const base = Math.floor(q / G) * gw, e = q % G;
+        if (f32) data[base + e] = v;
+        else data[base + (e >> 1)] |= v << (16 * (e & 1));
+        data[base + dval + Math.floor(e / per)] |= d << (bits * (e % per));
+        q++;
+      });
+      // The rest of each block's last group stays zero: delta 0, value 0.
     }
     const placed = placeWords(gpu, data, `${label}.data[${r0}:${r1}]`, true);
     chunks.push({
@@ -445,7 +438,6 @@ function uploadUnstructured(
   const f32 = dtype === "f32" ? toF32(s.values) : null;
   const f16 = dtype === "f16" ? toF16Bits(s.values) : null;
   const cols = new Uint32Array(s.cols);
-  const words = bitmapWords(s.cols);
   const chunks: GpuSparseChunk[] = [];
   let bytes = 0;
   for (const [r0, r1] of plan) {
@@ -454,21 +446,7 @@ function uploadUnstructured(
     const data = new Uint32Array(Math.max(1, ptr[r1 - r0] * gw));
     const dataF = new Float32Array(data.buffer);
     for (let r = r0; r < r1; r++) {
-      // Columns of row r from its bitmap words.
-      let n = 0;
-      for (let w = 0; w < words; w++) {
-        let b = s.bitmap[r * words + w];
-        while (b !== 0) {
-          cols[n++] = w * 32 + 31 - Math.clz32(b & -b);
-          b &= b - 1;
-        }
-      }
-      const v0 = s.rowOffsets[r];
-      if (n !== s.rowOffsets[r + 1] - v0) {
-        throw new ArgumentError(
-          `${label}: row ${r} has ${n} bitmap bits but ${s.rowOffsets[r + 1] - v0} values`,
-        );
-      }
+      const n = checkedRowColumns(s, r, cols, label), v0 = s.rowOffsets[r];
       const last = n > 0 ? cols[n - 1] : 0;
       const g0 = ptr[r - r0], ng = ptr[r - r0 + 1] - g0;
       for (let g = 0; g < ng; g++) {
