@@ -24,6 +24,7 @@ import {
 import type { GpuDType } from "../../kernels/common.ts";
 import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
+import { DeviceScratch } from "../gpu/scratch.ts";
 
 /**
  * Default register tile and unroll. Measured on lavapipe (2 shared cores, 11008x4096 f32, medians of 9
@@ -306,20 +307,7 @@ export function releaseGemvTex(gpu: Gpu, m: GpuTexMatrix | undefined): void {
 }
 
 /** The uniform X slot per device (64 KiB, UNIFORM | COPY_DST), kept for the device's life. */
-const slots = new WeakMap<Gpu, GPUBuffer>();
-
-function slotBuffer(gpu: Gpu): GPUBuffer {
-  let b = slots.get(gpu);
-  if (!b) {
-    b = gpu.device.createBuffer({
-      label: "gemvtex-x-slot",
-      size: GEMV_TEX_SLOT_BYTES,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-    });
-    slots.set(gpu, b);
-  }
-  return b;
-}
+const slots = new DeviceScratch("gemvtex-x-slot", GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
 
 /**
  * Free the uniform X slot kept for this device.
@@ -345,11 +333,7 @@ function slotBuffer(gpu: Gpu): GPUBuffer {
  * ```
  */
 export function releaseGemvTexScratch(gpu: Gpu): void {
-  const b = slots.get(gpu);
-  if (!b) return;
-  gpu.flush();
-  b.destroy();
-  slots.delete(gpu);
+  slots.release(gpu);
 }
 
 /**
@@ -451,7 +435,7 @@ export function gemvTex(
   const K = w.cols, N = w.rows;
   const opts = gemvTexOptions(w, !!bias, override);
   const pipe = gpu.pipeline(gemvTexKey(opts), () => gemvTexWgsl(opts));
-  const slot = slotBuffer(gpu);
+  const slot = slots.get(gpu, GEMV_TEX_SLOT_BYTES);
   const used = w.kvp * (w.packed ? 32 : 16); // X bytes the kernel reads
   const slotBinding: Binding = { buffer: slot, offset: 0, size: GEMV_TEX_SLOT_BYTES };
   for (let m = 0; m < M; m++) {

@@ -33,6 +33,7 @@ import {
 } from "../../kernels/sparse_linear.ts";
 import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
+import { DeviceScratch } from "../gpu/scratch.ts";
 import type { GpuSparseMatrix } from "../sparse/upload.ts";
 
 /**
@@ -137,24 +138,10 @@ export function chooseSparseLinear(
 }
 
 /** Uniform X slots per device (STORAGE | UNIFORM), grown on demand. */
-const scratch = new WeakMap<Gpu, GPUBuffer>();
-
-function slotBuffer(gpu: Gpu, bytes: number): GPUBuffer {
-  const have = scratch.get(gpu);
-  if (have && have.size >= bytes) return have;
-  if (have) {
-    gpu.flush(); // recorded work may still read the old one: submit it before destroying
-    have.destroy();
-  }
-  const size = Math.max(bytes, have ? Math.min(gpu.maxBinding, have.size * 2) : 0);
-  const b = gpu.device.createBuffer({
-    label: "sparse-x-slots",
-    size,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-  });
-  scratch.set(gpu, b);
-  return b;
-}
+const xSlots = new DeviceScratch(
+  "sparse-x-slots",
+  GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+);
 
 /**
  * Free the uniform X slots kept for this device (they are otherwise kept until it is destroyed).
@@ -184,11 +171,7 @@ function slotBuffer(gpu: Gpu, bytes: number): GPUBuffer {
  * ```
  */
 export function releaseSparseScratch(gpu: Gpu): void {
-  const b = scratch.get(gpu);
-  if (!b) return;
-  gpu.flush();
-  b.destroy();
-  scratch.delete(gpu);
+  xSlots.release(gpu);
 }
 
 /**
@@ -270,7 +253,7 @@ export function sparseLinear(
   // Slots for as many m-tiles as one storage binding holds; more tiles reuse them in turns.
   const fit = Math.floor(gpu.maxBinding / (nseg * SPARSE_SLOT_BYTES));
   const tilesPerTurn = Math.max(1, Math.min(mtiles, fit, override?.slotTiles ?? Infinity));
-  const slots = slotBuffer(gpu, tilesPerTurn * nseg * SPARSE_SLOT_BYTES);
+  const slots = xSlots.get(gpu, tilesPerTurn * nseg * SPARSE_SLOT_BYTES);
   const packPipe = gpu.pipeline(sparsePackXKey(tm), () => sparsePackXWgsl(tm));
   for (let mt0 = 0; mt0 < mtiles; mt0 += tilesPerTurn) {
     const tiles = Math.min(tilesPerTurn, mtiles - mt0);
