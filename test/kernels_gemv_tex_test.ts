@@ -75,21 +75,18 @@ Deno.test("gemvTex: the widest X a slot holds; wider is refused", async () => {
 Deno.test("gemvTex: a stale slot does not leak past K", async () => {
   // Fill the slot with Inf (columns 37.. of a 64-wide X), then run K = 37 (uk 4: 48 columns read;
   // packed f16: 64).
-  const X = new Float32Array(64).fill(Infinity);
-  const w = uploadGemvTex(gpu, new Float32Array(8 * 64), 8, 64);
-  const x = gpu.upload(X, "x"), y = gpu.buffer(8 * 4, "y");
-  gemvTex(gpu, x, w, y, 1);
-  await gpu.sync();
-  releaseGemvTex(gpu, w);
-  gpu.release(x, y);
+  const poisonSlot = async () => {
+    const w = uploadGemvTex(gpu, new Float32Array(8 * 64), 8, 64);
+    const x = gpu.upload(new Float32Array(64).fill(Infinity), "x"), y = gpu.buffer(8 * 4, "y");
+    gemvTex(gpu, x, w, y, 1);
+    await gpu.sync();
+    releaseGemvTex(gpu, w);
+    gpu.release(x, y);
+  };
+  await poisonSlot();
   await check(203, 37, 70, { rt: 8, uk: 4 });
   if (gpu.f16) {
-    const w16 = uploadGemvTex(gpu, new Float32Array(8 * 64), 8, 64);
-    const x16 = gpu.upload(X, "x"), y16 = gpu.buffer(8 * 4, "y");
-    gemvTex(gpu, x16, w16, y16, 1);
-    await gpu.sync();
-    releaseGemvTex(gpu, w16);
-    gpu.release(x16, y16);
+    await poisonSlot();
     await check(203, 37, 71, { rt: 8, uk: 4, dtype: "f16" });
   }
 });
