@@ -13,8 +13,7 @@
  *   `bits` = 2/4/8 each (group <= 4 / 16 / 256), slot e of a row in word e / (32 / bits); V the
  *   values, `32 / bits` per index word (f32, or f16 pairs in u32, low half first), zero-padded.
  *   Slot e is column `(e / keep) * group + position`.
- * - `delta` (unstructured, CPU adapters' default; `layout: "delta"`, always in a texture, lane +
- *   ubo versions only): columns in blocks of SPARSE_DELTA_BLOCK = 4096, P u32 [rows * blocks + 1]
+ * - `delta` (unstructured, the default; `layout: "delta"`): columns in blocks of SPARSE_DELTA_BLOCK = 4096, P u32 [rows * blocks + 1]
  *   (first group of block b of row r at r * blocks + b; the next entry ends it), and groups of
  *   entries, each a value and a column delta of `deltaBits` bits: 8-bit deltas in groups of 16
  *   (f32 5 texels: 16 value bit patterns, then 4 words of four u8 deltas, lowest byte first; f16
@@ -26,7 +25,9 @@
  *   2.5 (4-bit) bytes a kept weight instead of the groups' 6 / 4, and slots hold whole blocks, so a
  *   segment is a block range: no binary search, no masking. Measured (11008x4096 GEMV, lavapipe,
  *   one interleaved run, ms): f32 50/70/90% 23.6 / 14.9 / 4.0 against the groups' 27.8 / 21.0 /
- *   6.7; f16 19.0 / 17.6 / 3.3 against 30.3 / 25.1 / 10.1.
+ *   6.7; f16 19.0 / 17.6 / 3.3 against 30.3 / 25.1 / 10.1. With `starts` (uploadSparse's default
+ *   on GPUs) P also holds, after its rows * blocks + 1 offsets, a u32 per group: the running
+ *   column before the group's first entry, from which the wg version's lanes each decode a group.
  * - `wtex`: E (unstructured) or V (nm) live in an rgba32uint texture instead (4 words a texel,
  *   flat layout: texel i at (i % SPARSE_TEX_WIDTH, i / SPARSE_TEX_WIDTH)). lavapipe fetches a
  *   texel per lane with one 16-byte load where a storage vec4 load is a per-lane, per-component
@@ -45,7 +46,8 @@
  * - `lane` + `storage` (GEMM on GPUs): one invocation per (weight row, 4 activation rows), X read
  *   from storage [M, K].
  * - `wg` + `storage` (GEMV on GPUs): a workgroup per (weight row, activation row); lanes stride
- *   the row's groups (consecutive lanes read consecutive groups) and reduce in shared memory.
+ *   the row's groups (consecutive lanes read consecutive groups; a delta group starts from its
+ *   stored start column) and reduce in shared memory.
  *
  * Uniforms: rows (of the chunk), M, K, ldY, colOffset (the chunk's first row), m0 (first
  * activation row; lane+ubo), c0, c1 (column segment; lane+ubo), accumulate (0: write, 1: add),
@@ -134,7 +136,7 @@ export type SparseXSource = "ubo" | "storage";
  * const x = gpu.upload(new Float32Array([1, 2, 3, 4]), "x"), y = gpu.buffer(2 * 4, "y");
  * const layouts: SparseGpuLayout[] = ["groups", "delta"];
  * for (const layout of layouts) {
- *   const w = uploadSparse(gpu, s, { layout, texture: true }); // the delta layout lives in a texture
+ *   const w = uploadSparse(gpu, s, { layout }); // in a texture on CPU adapters, in storage on GPUs
  *   assert.equal(w.layout, layout);
  *   sparseLinear(gpu, x, w, y, 1); // the same product either way: [2 * 2, 1 * 1 + 3 * 4]
  *   assert.deepEqual(await gpu.readF32(y), new Float32Array([4, 13]));
@@ -185,8 +187,8 @@ export interface SparseLinearOptions {
   /** Weight groups (unstructured) or values (nm) read from an rgba32uint texture, not storage. */
   wtex: boolean;
   /**
-   * Unstructured only: `delta` reads the byte-delta layout (lane + ubo versions, weights in a
-   * texture); "groups" otherwise (and for nm).
+   * Unstructured only: `delta` reads the column-delta layout (the wg version: with the groups'
+   * start columns in P); "groups" otherwise (and for nm).
    */
   layout: SparseGpuLayout;
   /** delta layout only: bits of a column delta, 8 (default) or 4 (see the module doc). */
@@ -258,11 +260,16 @@ export function deltaGroupEntries(bits: 4 | 8 = 8): number {
  * const W = new Float32Array(2 * K);
  * W[7] = 1; // row 0, block 0
  * W[K + 4999] = 2; // row 1, block 1
- * const w = uploadSparse(gpu, packUnstructured(W, 2, K), { texture: true, layout: "delta", deltaBits: 8 });
+ * const s = packUnstructured(W, 2, K);
+ * const w = uploadSparse(gpu, s, { texture: true, layout: "delta", deltaBits: 8, starts: false });
  * assert.equal(w.blocks, Math.ceil(K / SPARSE_DELTA_BLOCK));
  * // One offset per (row, block), plus the end: only (0, 0) and (1, 1) hold a group of entries.
  * assert.deepEqual([...await gpu.readU32(w.chunks[0].ptr!)], [0, 1, 1, 1, 2]);
  * releaseSparse(gpu, w);
+ * // With starts (the GPU default), each group's start column follows: block 0 at 0, block 1 at 4096.
+ * const ws = uploadSparse(gpu, s, { texture: false, layout: "delta", deltaBits: 8, starts: true });
+ * assert.deepEqual([...await gpu.readU32(ws.chunks[0].ptr!)], [0, 1, 1, 1, 2, 0, SPARSE_DELTA_BLOCK]);
+ * releaseSparse(gpu, ws);
  * gpu.destroy();
  * ```
  */
@@ -483,7 +490,11 @@ function bindings(o: SparseLinearOptions): string {
   let w: string;
   if (o.format === "unstructured" && o.layout === "delta") {
     w = `@group(0) @binding(2) var<storage, read> P: array<u32>;
-@group(0) @binding(3) var WT: texture_2d<u32>;`;
+${
+      o.wtex
+        ? "@group(0) @binding(3) var WT: texture_2d<u32>;"
+        : "@group(0) @binding(3) var<storage, read> E: array<vec4<u32>>;"
+    }`;
   } else if (o.format === "unstructured") {
     w = o.wtex
       ? `@group(0) @binding(2) var<storage, read> P: array<u32>;
@@ -616,29 +627,24 @@ export function deltaGroupTexels(dtype: GpuDType, bits: 4 | 8 = 8): number {
 }
 
 /**
- * The delta layout's lane + ubo version: one invocation per weight row (and `tm` activation
- * rows); for each 4096-column block of the slot's segment, a running column starts at the block
- * and each entry adds its byte delta, then gathers X at it.
+ * WGSL of one group `j` of the delta layout: `c` (a `var`, the running column relative to X's
+ * row) advances by each entry's delta, then `acc += value * xat(c)`.
  */
-function deltaKernel(o: SparseLinearOptions): string {
-  const { tm } = o;
-  if (o.x !== "ubo" || o.variant !== "lane" || !o.wtex) {
-    throw new Error("sparse delta layout: lane + ubo version with weights in a texture only");
-  }
+function deltaGroupBody(o: SparseLinearOptions, xat: string): string[] {
   const C = ["x", "y", "z", "w"];
   const bits = o.deltaBits ?? 8, G = deltaGroupEntries(bits);
   const gt = deltaGroupTexels(o.dtype, bits);
+  const fetch = (i: string) => o.wtex ? texel(i) : `E[${i}]`;
   const body: string[] = [`let t = ${gt}u * j;`];
   const vals: string[] = [];
-  for (let i = 0; i < gt - 1; i++) body.push(`let v${i} = ${texel(`t + ${i}u`)};`);
+  for (let i = 0; i < gt - 1; i++) body.push(`let v${i} = ${fetch(`t + ${i}u`)};`);
   if (o.dtype === "f32") {
     for (let q = 0; q < G; q++) vals.push(`bitcast<f32>(v${q >> 2}.${C[q & 3]})`);
   } else {
     for (let w = 0; w < G / 2; w++) body.push(`let h${w} = unpack2x16float(v${w >> 2}.${C[w & 3]});`);
     for (let q = 0; q < G; q++) vals.push(`h${q >> 1}.${q & 1 ? "y" : "x"}`);
   }
-  body.push(`let d = ${texel(`t + ${gt - 1}u`)};`);
-  const xat = tm === 1 ? "XS[c >> 2u][c & 3u]" : "XS[c]";
+  body.push(`let d = ${fetch(`t + ${gt - 1}u`)};`);
   const per = 32 / bits, mask = (1 << bits) - 1; // deltas per word
   for (let q = 0; q < G; q++) {
     const dw = `d.${C[Math.floor(q / per)]}`, sh = bits * (q % per);
@@ -649,14 +655,38 @@ function deltaKernel(o: SparseLinearOptions): string {
       : `((${dw} >> ${sh}u) & ${mask}u)`;
     body.push(`c += ${dx}; acc += ${vals[q]} * ${xat};`);
   }
+  return body;
+}
+
+/**
+ * The delta layout's lane versions: one invocation per weight row and `tm` activation rows; for
+ * each 4096-column block of the column segment (ubo) or of the row (storage), a running column
+ * starts at the block and each entry adds its delta, then gathers X at it.
+ */
+function deltaKernel(o: SparseLinearOptions): string {
+  const { tm } = o;
+  if (o.variant !== "lane") throw new Error("sparse delta layout: deltaKernel is the lane version");
+  const xat = o.x === "ubo"
+    ? tm === 1 ? "XS[c >> 2u][c & 3u]" : "XS[c]"
+    : tm === 1
+    ? "X[xr0 + c]"
+    : "vec4<f32>(X[xr0 + c], X[xr1 + c], X[xr2 + c], X[xr3 + c])";
+  const body = deltaGroupBody(o, xat);
+  const head = o.x === "ubo"
+    ? `let r = wid * ${o.workgroupSize}u + lid;
+  if (r >= u.rows) { return; }
+  let m0 = u.m0;`
+    : `let t = wid * ${o.workgroupSize}u + lid;
+  let r = t % u.rows;
+  let m0 = (t / u.rows) * ${tm}u;
+  if (m0 >= u.M) { return; }
+  ${Array.from({ length: tm }, (_, i) => `let xr${i} = min(m0 + ${i}u, u.M - 1u) * u.K;`).join("\n  ")}`;
   const B = SPARSE_DELTA_BLOCK;
   return `${bindings(o)}
 @compute @workgroup_size(${o.workgroupSize})
 fn main(${WORKGROUP_ID_ARGS}) {
   ${LINEAR_WID}
-  let r = wid * ${o.workgroupSize}u + lid;
-  if (r >= u.rows) { return; }
-  let m0 = u.m0;
+  ${head}
   // Blocks [b0, b1) of this column segment (u.idxStride: blocks per row); P[r * nb + b] is the
   // first group of block b of row r, P[r * nb + b + 1] its end.
   let pb = r * u.idxStride;
@@ -674,11 +704,29 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }`;
 }
 
+/**
+ * The wg version (GPU GEMV): a workgroup per (weight row, activation row), lanes striding the row's
+ * units so consecutive lanes read consecutive ones. A delta-layout group starts from its stored
+ * start column (the `rows * blocks + 1` offsets in P are followed by a start column a group).
+ */
 function wgKernel(o: SparseLinearOptions): string {
   const WG = o.workgroupSize;
-  const { pre, entries } = decodeUnit(o);
-  const nm = o.format === "nm";
-  const mac = entries.map(({ v, col }) => `acc += ${v} * X[xr + ${nm ? `min(${col}, u.K - 1u)` : col}];`);
+  const delta = o.format === "unstructured" && o.layout === "delta";
+  let range: string, loop: string;
+  if (delta) {
+    range = `let ja = P[r * u.idxStride];
+  let jb = P[(r + 1u) * u.idxStride];
+  let sb = u.rows * u.idxStride + 1u; // start columns follow the offsets`;
+    loop = `var c = P[sb + j];
+    ${deltaGroupBody(o, "X[xr + c]").join("\n    ")}`;
+  } else {
+    const { pre, entries } = decodeUnit(o);
+    const nm = o.format === "nm";
+    const mac = entries.map(({ v, col }) => `acc += ${v} * X[xr + ${nm ? `min(${col}, u.K - 1u)` : col}];`);
+    range = rowRange(o);
+    loop = `${pre}
+    ${mac.join("\n    ")}`;
+  }
   const b = o.bias ? " + B[u.colOffset + r]" : "";
   return `${bindings(o)}
 var<workgroup> part: array<f32, ${WG}>;
@@ -689,11 +737,10 @@ fn main(${WORKGROUP_ID_ARGS}) {
   let m = wid / u.rows;
   if (m >= u.M) { return; } // a 2-D fold of the grid can add workgroups past rows * M
   let xr = m * u.K;
-  ${rowRange(o)}
+  ${range}
   var acc = 0.0;
   for (var j = ja + lid; j < jb; j += ${WG}u) {
-    ${pre}
-    ${mac.join("\n    ")}
+    ${loop}
   }
   part[lid] = acc;
   workgroupBarrier();
@@ -731,8 +778,8 @@ fn main(${WORKGROUP_ID_ARGS}) {
  */
 export function sparseLinearWgsl(o: SparseLinearOptions): string {
   if (o.variant === "wg") {
-    if (o.x !== "storage" || o.segmented || o.layout === "delta") {
-      throw new Error("sparse wg version reads X from storage, unsegmented, CSR groups");
+    if (o.x !== "storage" || o.segmented) {
+      throw new Error("sparse wg version reads X from storage, unsegmented");
     }
     return wgKernel(o);
   }

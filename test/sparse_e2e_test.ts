@@ -9,6 +9,7 @@
  * rotate-half rows). The CLI: `prune --save-sparse` writes model.sparse.safetensors beside
  * model.safetensors in the same directory (same tensors: sparse ones unpacked equal the dense
  * export bit for bit) with the sizes in report.json, and `generate --model DIR --sparse` runs it.
+ * The GPU code paths (forced with `asGpu`) decode 24 tokens identical to their dense kernels'.
  * @module
  */
 import assert from "node:assert/strict";
@@ -105,6 +106,27 @@ Deno.test("stories15M at 70%: sparse kernels decode the same 64 tokens as dense 
         dense.release();
         sparse.release();
       }
+      lap("CPU kernels");
+      // The GPU code paths, forced on this adapter: the sparse linears in storage in the delta
+      // layout with each group's start column, the wg GEMV decoding and the lane + storage GEMM
+      // prompt pass; against the same device's dense (GPU-path) kernels.
+      const g2 = await Gpu.create({ asGpu: true });
+      try {
+        const dense2 = await GpuModel.load(g2, sm), sparse2 = await GpuModel.loadSparse(g2, sm);
+        try {
+          const a2 = await generate(dense2, PROMPT, { maxTokens: 24, temperature: 0 });
+          const b2 = await generate(sparse2, PROMPT, { maxTokens: 24, temperature: 0 });
+          assert.equal(a2.ids.length, 24);
+          assert.deepEqual(b2.ids, a2.ids);
+        } finally {
+          dense2.release();
+          sparse2.release();
+        }
+        assert.equal(g2.liveBuffers, 0);
+      } finally {
+        g2.destroy();
+      }
+      lap("GPU kernels (forced)");
     } finally {
       sm.close();
     }

@@ -58,22 +58,23 @@ async function check(
     texture?: boolean;
     layout?: SparseGpuLayout;
     deltaBits?: 4 | 8;
+    starts?: boolean;
   } = {},
 ): Promise<void> {
   const N = s.rows, K = s.cols;
   const X = randomArray(M * K, seed), b = randomArray(N, seed + 1);
-  // The delta layout (the CPU default in a texture) has only the lane + ubo readers.
-  const ubo = o.override?.variant !== "wg" && o.override?.x !== "storage" &&
-    (gpu.isCpu || o.override?.x === "ubo");
-  const layout = o.layout ?? (ubo ? undefined : "groups");
+  // The wg version reads the delta layout (the default) only with the groups' start columns.
+  const starts = o.starts ?? (o.override?.variant === "wg" ? true : undefined);
   const w = uploadSparse(gpu, s, {
     maxRowsPerChunk: o.chunkRows,
     label: "w",
     texture: o.texture,
-    layout,
+    layout: o.layout,
     deltaBits: o.deltaBits,
+    starts,
   });
   if (o.deltaBits && w.layout === "delta") assert.equal(w.deltaBits, o.deltaBits);
+  if (starts !== undefined && w.layout === "delta") assert.equal(w.starts, starts);
   if (o.texture !== undefined) assert.equal(w.texture, o.texture);
   if (o.layout && s.format === "unstructured") assert.equal(w.layout, o.layout);
   if (o.chunkRows) assert(w.chunks.length > 1 || N <= o.chunkRows);
@@ -105,14 +106,13 @@ Deno.test("sparse unstructured: every version, f32 and f16 values, uneven shapes
       const s = packUnstructured(randomSparse(N, K, N * 31 + K), N, K, dtype);
       for (const override of VERSIONS) {
         for (const texture of [false, true]) {
-          for (const M of [1, 3, 9]) await check(s, M, M + N, { override, texture, layout: "groups" });
-        }
-      }
-      for (const tm of [1, 4] as const) { // the delta layout: lane + ubo only
-        const override = { variant: "lane" as const, x: "ubo" as const, tm };
-        for (const deltaBits of [4, 8] as const) {
           for (const M of [1, 3, 9]) {
-            await check(s, M, M + N, { override, texture: true, layout: "delta", deltaBits });
+            await check(s, M, M + N, { override, texture, layout: "groups" });
+            for (const deltaBits of [4, 8] as const) {
+              // Start columns stored (the GPU default; the wg version needs them) or not (CPU).
+              const starts = override.variant === "wg" || M === 3;
+              await check(s, M, M + N, { override, texture, layout: "delta", deltaBits, starts });
+            }
           }
         }
       }
@@ -147,6 +147,17 @@ Deno.test("sparse: bias, weights split into row chunks", async () => {
         for (const texture of [false, true]) {
           await check(s, M, 11, { bias: true, chunkRows: 10, override, texture });
           await check(nm, M, 12, { bias: true, chunkRows: 9, override, texture });
+        }
+      }
+    }
+    // A chunk of empty rows only, whose weight words would be empty (a binding under 16 bytes).
+    const W = randomSparse(6, 40, 5);
+    W.fill(0, 2 * 40, 4 * 40);
+    const holes = packUnstructured(W, 6, 40, dtype);
+    for (const layout of ["groups", "delta"] as const) {
+      for (const override of VERSIONS) {
+        for (const texture of [false, true]) {
+          await check(holes, 2, 13, { chunkRows: 2, override, texture, layout });
         }
       }
     }
@@ -211,19 +222,25 @@ Deno.test("sparse delta layout: escapes, several blocks per slot, segments, chun
   for (const dtype of dtypes) {
     for (const [N, K] of [[11, 9000], [7, 4096], [6, 16390], [5, 257]]) {
       const s = packUnstructured(gappy(N, K, N + K), N, K, dtype);
-      for (const tm of [1, 4] as const) {
-        const override = { variant: "lane" as const, x: "ubo" as const, tm };
+      const overrides: SparseLinearOverride[] = [
+        { variant: "lane", x: "ubo", tm: 1 },
+        { variant: "lane", x: "ubo", tm: 4 },
+        { variant: "lane", x: "storage", tm: 4 },
+        { variant: "wg" },
+      ];
+      for (const override of overrides) {
         for (const deltaBits of [4, 8] as const) {
-          const o = { override, texture: true, layout: "delta" as const, deltaBits };
-          await check(s, tm === 1 ? 1 : 6, K, { ...o, bias: true });
+          const texture = override.variant !== "wg"; // the GPU versions read storage by default
+          const o = { override, texture, layout: "delta" as const, deltaBits };
+          await check(s, override.tm === 4 ? 6 : 1, K, { ...o, bias: true });
           await check(s, 2, K + 1, { ...o, chunkRows: 3 });
         }
       }
     }
   }
-  // Other versions refuse the delta layout.
+  // The wg version needs the groups' start columns, which CPU adapters do not store by default.
   const s = packUnstructured(gappy(3, 40, 1), 3, 40, "f32");
-  const w = uploadSparse(gpu, s, { texture: true, layout: "delta" });
+  const w = uploadSparse(gpu, s, { texture: true, layout: "delta", starts: false });
   const b = gpu.buffer(4 * 40 * 3, "b");
   assert.throws(() => sparseLinear(gpu, b, w, b, 1, undefined, { variant: "wg" }), ArgumentError);
   releaseSparse(gpu, w);

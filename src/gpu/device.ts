@@ -36,6 +36,10 @@ export const FORCE_F32_ENV = "OWLGPU_FORCE_F32";
  * const gpu = await Gpu.create(options);
  * assert.equal(gpu.f16, false);
  * gpu.destroy();
+ * // asGpu: the GPU kernels and layouts on any adapter (how a machine without a GPU tests them)
+ * const asGpu = await Gpu.create({ asGpu: true });
+ * assert.equal(asGpu.isCpu, false);
+ * asGpu.destroy();
  * ```
  */
 export interface GpuOptions {
@@ -43,6 +47,11 @@ export interface GpuOptions {
   forceF32?: boolean;
   /** Pass through to requestAdapter. */
   powerPreference?: GPUPowerPreference;
+  /**
+   * Choose kernels and weight layouts as on a GPU even on a CPU adapter (`isCpu` false), so a
+   * machine without a GPU can test the GPU code paths (slowly).
+   */
+  asGpu?: boolean;
 }
 
 /**
@@ -136,13 +145,19 @@ export class Gpu {
   /** Command buffers submitted so far (for tests and stats). */
   submitCount = 0;
 
-  private constructor(readonly device: GPUDevice, info: GPUAdapterInfo, f16: boolean, timestamps: boolean) {
+  private constructor(
+    readonly device: GPUDevice,
+    info: GPUAdapterInfo,
+    f16: boolean,
+    timestamps: boolean,
+    asGpu: boolean,
+  ) {
     this.f16 = f16;
     this.timestamps = timestamps;
     const desc = info.description || `${info.vendor} ${info.architecture} ${info.device}`.trim();
     this.adapterName = desc || "unknown adapter";
-    this.isCpu = info.isFallbackAdapter === true ||
-      /llvmpipe|lavapipe|swiftshader|software/i.test(this.adapterName);
+    this.isCpu = !asGpu && (info.isFallbackAdapter === true ||
+      /llvmpipe|lavapipe|swiftshader|software/i.test(this.adapterName));
     this.maxBinding = device.limits.maxStorageBufferBindingSize;
     this.maxBuffer = device.limits.maxBufferSize;
     this.uniformArena = device.createBuffer({
@@ -191,7 +206,7 @@ export class Gpu {
     device.addEventListener("uncapturederror", (ev) => {
       console.error("WebGPU error:", (ev as GPUUncapturedErrorEvent).error.message);
     });
-    return new Gpu(device, adapter.info, hasF16 && wantF16, hasTs);
+    return new Gpu(device, adapter.info, hasF16 && wantF16, hasTs, options.asGpu === true);
   }
 
   // ---- buffers ------------------------------------------------------------------------------

@@ -4,12 +4,14 @@
  * - CPU adapters (lavapipe): `lane` + `ubo`, one invocation per weight row, X copied into 64 KiB
  *   uniform slots first (one small dispatch); `tm` = 1 for M = 1, else 4 activation rows per
  *   invocation (one dispatch per 4 rows and column segment); weights from textures when
- *   uploaded so (uploadSparse's default there), unstructured weights in the byte-delta layout
- *   (uploadSparse's default there; only this version reads it). Measured on lavapipe, 11008x4096 f32 GEMV at
+ *   uploaded so (uploadSparse's default there), unstructured weights in the column-delta layout
+ *   (uploadSparse's default). Measured on lavapipe, 11008x4096 f32 GEMV at
  *   70%: X gathered from a uniform slot 24 ms, from storage 41 ms; weight groups from a texture
  *   17-25 ms, from storage 27-29; the dense GEMV 55-125 ms (ARCHITECTURE.md).
  * - GPUs: `wg` (a workgroup per weight row, coalesced group loads, shared-memory reduction) for
- *   M = 1, `lane` + `storage` with 4 activation rows per invocation for M > 1.
+ *   M = 1, `lane` + `storage` with 4 activation rows per invocation for M > 1; weights in
+ *   storage, unstructured ones in the column-delta layout with each group's start column (which
+ *   the wg version needs; a delta matrix uploaded without them runs `lane` for M = 1 too).
  * @module
  */
 import { CPU_LOOP_LIMIT, packUniforms } from "../../kernels/common.ts";
@@ -111,11 +113,13 @@ export function chooseSparseLinear(
   o: SparseLinearOverride = {},
 ): SparseLinearOptions {
   const delta = w.format === "unstructured" && w.layout === "delta";
-  // The delta layout has one reader, lane + ubo (columns are only known walking a block).
-  const variant = o.variant ?? (gpu.isCpu || M > 1 || delta ? "lane" : "wg");
-  const x: SparseXSource = variant === "wg" ? "storage" : o.x ?? (gpu.isCpu || delta ? "ubo" : "storage");
-  if (delta && (variant !== "lane" || x !== "ubo")) {
-    throw new ArgumentError(`sparseLinear: the delta layout runs lane + ubo only, not ${variant} + ${x}`);
+  // The wg version's lanes each take a group of the delta layout, from its stored start column.
+  const variant = o.variant ?? (gpu.isCpu || M > 1 || (delta && !w.starts) ? "lane" : "wg");
+  const x: SparseXSource = variant === "wg" ? "storage" : o.x ?? (gpu.isCpu ? "ubo" : "storage");
+  if (delta && variant === "wg" && !w.starts) {
+    throw new ArgumentError(
+      "sparseLinear: the wg version of the delta layout needs the groups' start columns (uploadSparse starts: true)",
+    );
   }
   const tm: 1 | 4 = variant === "wg" ? 1 : o.tm ?? (M === 1 ? 1 : 4);
   const nm = w.format === "nm";
@@ -223,7 +227,7 @@ export function sparseLinear(
   const units = w.format === "nm"
     ? w.idxStride
     : w.layout === "delta"
-    ? Math.ceil(Math.min(K, sparseSlotCols(opts.tm)) / SPARSE_DELTA_BLOCK) *
+    ? Math.ceil((opts.x === "ubo" ? Math.min(K, sparseSlotCols(opts.tm)) : K) / SPARSE_DELTA_BLOCK) *
       (deltaBlockGroups(w.deltaBits === 4 ? 4 : 8) + 2)
     : Math.ceil(K / SPARSE_GROUP[w.dtype]);
   if (gpu.isCpu && sparseLoopSteps(opts, units) > CPU_LOOP_LIMIT) {
@@ -241,7 +245,18 @@ export function sparseLinear(
   };
   if (opts.x === "storage") {
     for (const c of w.chunks) {
-      const u = packUniforms([c.rows, M, K, N, c.rowStart, 0, 0, K, 0, w.idxStride]);
+      const u = packUniforms([
+        c.rows,
+        M,
+        K,
+        N,
+        c.rowStart,
+        0,
+        0,
+        K,
+        0,
+        w.layout === "delta" ? w.blocks : w.idxStride,
+      ]);
       gpu.dispatch(pipe, [x, ...weightBindings(c)], u, sparseLinearWorkgroups(opts, c.rows, M));
     }
     return;

@@ -13,7 +13,7 @@
  *   and a `data` buffer of values (`idxStride * 32 / bits` per row: f32, or f16 pairs in u32),
  *   padded with zeros.
  *
- * - unstructured, `delta` layout (the default on CPU adapters; always in a texture): columns in
+ * - unstructured, `delta` layout (the default): columns in
  *   blocks of SPARSE_DELTA_BLOCK (4096); per chunk a `ptr` buffer (u32 [rows * blocks + 1]: entry
  *   r * blocks + b is the first group of block b of row r, relative to the chunk, the next entry
  *   its end) and groups of entries, each a value and a column delta of `deltaBits` bits: 8-bit
@@ -26,7 +26,9 @@
  *   column is always a real column of the block, and 5 / 3 bytes (8-bit) or 4.5 / 2.5 bytes
  *   (4-bit) carry a kept f32 / f16 weight instead of the groups' 6 / 4; no column limit. By
  *   default each matrix takes the width that gives it fewer bytes (4-bit up to ~80% sparsity,
- *   where escapes are rare).
+ *   where escapes are rare). With `starts` (the default on GPUs) the `ptr` buffer also holds,
+ *   after its offsets, each group's start column (a u32 a group: the running column before the
+ *   group's first entry), so the wg version's lanes can each decode a group on their own.
  *
  * With `texture` (the default on CPU adapters) the `data` words go into an rgba32uint texture
  * instead of a storage buffer (flat layout, SPARSE_TEX_WIDTH texels a row, zero-padded to a whole
@@ -145,6 +147,12 @@ export interface GpuSparseMatrix {
   blocks: number;
   /** delta layout: bits of a column delta, 4 or 8 (0 otherwise). */
   deltaBits: 0 | 4 | 8;
+  /**
+   * delta layout: each chunk's `ptr` buffer also holds every group's start column (the running
+   * column before its first entry, a u32 a group after the `rows * blocks + 1` offsets), so the
+   * wg version's lanes can each take a group (false otherwise).
+   */
+  starts: boolean;
   /** The row chunks, in row order. */
   chunks: GpuSparseChunk[];
   /** Bytes of every buffer of this matrix. */
@@ -167,8 +175,8 @@ export interface GpuSparseMatrix {
  * const opts: UploadSparseOptions = { label: "w", maxRowsPerChunk: 2, texture: false, layout: "groups" };
  * const w = uploadSparse(gpu, s, opts);
  * assert.deepEqual([w.chunks.length, w.texture, w.layout, w.dtype], [2, false, "groups", "f32"]);
- * // The delta layout lives in a texture only:
- * assert.throws(() => uploadSparse(gpu, s, { ...opts, layout: "delta" }), ArgumentError);
+ * // Unknown delta widths are refused:
+ * assert.throws(() => uploadSparse(gpu, s, { ...opts, layout: "delta", deltaBits: 6 as 4 }), ArgumentError);
  * releaseSparse(gpu, w);
  * gpu.destroy();
  * ```
@@ -183,10 +191,16 @@ export interface UploadSparseOptions {
   /** Keep groups / values in textures (default: on CPU adapters). */
   texture?: boolean;
   /**
-   * Unstructured layout: "delta" (byte deltas, texture only, read by the lane + ubo versions) or
-   * "groups" (CSR groups, every version). Default: "delta" when in a texture on a CPU adapter.
+   * Unstructured layout: "delta" (column deltas, the default: fewer bytes a kept weight) or
+   * "groups" (CSR groups with u16 columns).
    */
   layout?: SparseGpuLayout;
+  /**
+   * delta layout: also store each group's start column, which the wg version (the GPU GEMV)
+   * needs: 4 bytes a group of 16 or 32 entries. Default: on GPUs, not on CPU adapters (whose
+   * lane versions walk each row from its start).
+   */
+  starts?: boolean;
   /**
    * delta layout: bits of a column delta, 4 or 8. Default: whichever gives this matrix fewer bytes
    * (4-bit deltas escape every 15 columns, 8-bit every 255).
@@ -352,6 +366,8 @@ function uploadDelta(
   label: string,
   maxRows: number,
   forceBits: 4 | 8 | undefined,
+  texture: boolean,
+  starts: boolean,
 ): { chunks: GpuSparseChunk[]; bytes: number; blocks: number; bits: 4 | 8 } {
   const nb = Math.max(1, Math.ceil(s.cols / SPARSE_DELTA_BLOCK));
   // Pass 1: groups of every (row, block) for each width; take the smaller layout (or the forced one).
@@ -375,34 +391,42 @@ function uploadDelta(
     for (let b = 0; b < nb; b++) g += ng[r * nb + b];
     return g;
   };
-  const plan = planChunks(s.rows, (r) => rowGroups(r) * gw * 4 + nb * 4, chunkBytes(gpu, true), maxRows);
+  // With `starts`, the ptr buffer also holds each group's start column (a word per group).
+  const rowBytes = (r: number) => rowGroups(r) * (gw + (starts ? 1 : 0)) * 4 + nb * 4;
+  const plan = planChunks(s.rows, rowBytes, chunkBytes(gpu, texture), maxRows);
   const chunks: GpuSparseChunk[] = [];
   let bytes = 0;
   for (const [r0, r1] of plan) {
-    const ptr = new Uint32Array((r1 - r0) * nb + 1);
-    for (let i = 0; i < (r1 - r0) * nb; i++) ptr[i + 1] = ptr[i] + ng[r0 * nb + i];
-    const data = new Uint32Array(Math.max(1, ptr[(r1 - r0) * nb] * gw));
+    const np = (r1 - r0) * nb + 1;
+    const offsets = new Uint32Array(np);
+    for (let i = 0; i < np - 1; i++) offsets[i + 1] = offsets[i] + ng[r0 * nb + i];
+    const groups = offsets[np - 1];
+    const ptr = starts ? new Uint32Array(np + groups) : offsets;
+    if (starts) ptr.set(offsets);
+    const data = new Uint32Array(Math.max(4, groups * gw));
     const dval = dtype === "f32" ? G : G / 2; // first delta word of a group
     for (let r = r0; r < r1; r++) {
       const v0 = s.rowOffsets[r];
-      let block = -1, q = 0; // q: entry index within the chunk
+      let block = -1, q = 0, col = 0; // q: entry index within the chunk; col: the running column
       forEachDeltaEntry(cols, checkedRowColumns(s, r, cols, label), maxd, (b, d, k) => {
-        if (b !== block) [block, q] = [b, ptr[(r - r0) * nb + b] * G];
+        if (b !== block) [block, q, col] = [b, offsets[(r - r0) * nb + b] * G, b * SPARSE_DELTA_BLOCK];
         const v = k < 0 ? 0 : f32 ? f32Bits(f32[v0 + k]) : f16![v0 + k];
         const base = Math.floor(q / G) * gw, e = q % G;
+        if (starts && e === 0) ptr[np + q / G] = col; // the column before the group's first entry
         if (f32) data[base + e] = v;
         else data[base + (e >> 1)] |= v << (16 * (e & 1));
         data[base + dval + Math.floor(e / per)] |= d << (bits * (e % per));
+        col += d;
         q++;
       });
       // The rest of each block's last group stays zero: delta 0, value 0.
     }
-    const placed = placeWords(gpu, data, `${label}.data[${r0}:${r1}]`, true);
+    const placed = placeWords(gpu, data, `${label}.data[${r0}:${r1}]`, texture);
     chunks.push({
       rowStart: r0,
       rows: r1 - r0,
       ptr: gpu.upload(ptr, `${label}.ptr[${r0}:${r1}]`),
-      data: null,
+      data: placed.data,
       tex: placed.tex,
       texView: placed.texView,
       idx: null,
@@ -443,7 +467,7 @@ function uploadUnstructured(
   for (const [r0, r1] of plan) {
     const ptr = new Uint32Array(r1 - r0 + 1);
     for (let r = r0; r < r1; r++) ptr[r - r0 + 1] = ptr[r - r0] + groupsOf(r);
-    const data = new Uint32Array(Math.max(1, ptr[r1 - r0] * gw));
+    const data = new Uint32Array(Math.max(4, ptr[r1 - r0] * gw));
     const dataF = new Float32Array(data.buffer);
     for (let r = r0; r < r1; r++) {
       const n = checkedRowColumns(s, r, cols, label), v0 = s.rowOffsets[r];
@@ -544,9 +568,10 @@ function uploadNM(
  * const gpu = await Gpu.create();
  * const W = new Float32Array([0, 1.5, 0, 0, -2, 0, 0, 0, 0, 0, 0, 4]); // [3, 4], 75% zeros
  * const w = uploadSparse(gpu, packUnstructured(W, 3, 4), { label: "w" });
- * // Defaults follow the adapter: byte deltas in textures on CPU adapters, CSR groups in storage on GPUs.
+ * // Column deltas; in textures on CPU adapters, in storage with each group's start column on GPUs.
+ * assert.equal(w.layout, "delta");
  * assert.equal(w.texture, gpu.isCpu);
- * assert.equal(w.layout, gpu.isCpu ? "delta" : "groups");
+ * assert.equal(w.starts, !gpu.isCpu);
  * const x = gpu.upload(new Float32Array([1, 2, 3, 4]), "x"), y = gpu.buffer(3 * 4, "y");
  * sparseLinear(gpu, x, w, y, 1);
  * assert.deepEqual(await gpu.readF32(y), new Float32Array([1.5 * 2, -2 * 1, 4 * 4]));
@@ -566,16 +591,14 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
   if (dtype !== "f16" && dtype !== "f32") throw new ArgumentError(`${label}: bad dtype ${dtype}`);
   const maxRows = opts.maxRowsPerChunk ?? Infinity;
   const texture = opts.texture ?? gpu.isCpu;
-  const layout = opts.layout ?? (texture && gpu.isCpu ? "delta" : "groups");
-  if (layout === "delta" && !texture) {
-    throw new ArgumentError(`${label}: the delta layout lives in a texture`);
-  }
+  const layout = opts.layout ?? "delta";
+  const starts = layout === "delta" && s.format === "unstructured" && (opts.starts ?? !gpu.isCpu);
   if (s.format === "unstructured") {
     if (opts.deltaBits !== undefined && opts.deltaBits !== 4 && opts.deltaBits !== 8) {
       throw new ArgumentError(`${label}: deltaBits must be 4 or 8, got ${opts.deltaBits}`);
     }
     const { chunks, bytes, blocks, bits } = layout === "delta"
-      ? uploadDelta(gpu, s, dtype, label, maxRows, opts.deltaBits)
+      ? uploadDelta(gpu, s, dtype, label, maxRows, opts.deltaBits, texture, starts)
       : { ...uploadUnstructured(gpu, s, dtype, label, maxRows, texture), blocks: 0, bits: 0 as const };
     return {
       format: "unstructured",
@@ -589,6 +612,7 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
       layout,
       blocks,
       deltaBits: bits,
+      starts,
       chunks,
       bytes,
     };
@@ -606,6 +630,7 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
     layout: "groups",
     blocks: 0,
     deltaBits: 0,
+    starts: false,
     chunks,
     bytes,
   };
