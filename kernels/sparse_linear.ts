@@ -560,6 +560,25 @@ function rowRange(o: SparseLinearOptions): string {
   let jb = min(((u.c1 + ${o.group - 1}u) / ${o.group}u * ${o.keep}u + ${vpw - 1}u) / ${vpw}u, u.idxStride);`;
 }
 
+/**
+ * WGSL opening a lane version: its weight row `r` and first activation row `m0` (ubo: one
+ * dispatch per m-tile; storage: the invocation index covers both), and for storage the offsets
+ * `xr0..` of its activation rows in X.
+ */
+function laneHead(o: SparseLinearOptions): string {
+  if (o.x === "ubo") {
+    return `let r = wid * ${o.workgroupSize}u + lid;
+  if (r >= u.rows) { return; }
+  let m0 = u.m0;`;
+  }
+  const xr = Array.from({ length: o.tm }, (_, i) => `let xr${i} = min(m0 + ${i}u, u.M - 1u) * u.K;`);
+  return `let t = wid * ${o.workgroupSize}u + lid;
+  let r = t % u.rows;
+  let m0 = (t / u.rows) * ${o.tm}u;
+  if (m0 >= u.M) { return; }
+  ${xr.join("\n  ")}`;
+}
+
 function laneKernel(o: SparseLinearOptions): string {
   const { tm } = o;
   const { pre, entries } = decodeUnit(o);
@@ -593,15 +612,7 @@ function laneKernel(o: SparseLinearOptions): string {
       }
     }
   });
-  const head = o.x === "ubo"
-    ? `let r = wid * ${o.workgroupSize}u + lid;
-  if (r >= u.rows) { return; }
-  let m0 = u.m0;`
-    : `let t = wid * ${o.workgroupSize}u + lid;
-  let r = t % u.rows;
-  let m0 = (t / u.rows) * ${tm}u;
-  if (m0 >= u.M) { return; }
-  ${Array.from({ length: tm }, (_, i) => `let xr${i} = min(m0 + ${i}u, u.M - 1u) * u.K;`).join("\n  ")}`;
+  const head = laneHead(o);
   return `${bindings(o)}
 ${o.segmented && !nm ? searchFns(o) : ""}
 @compute @workgroup_size(${o.workgroupSize})
@@ -672,15 +683,7 @@ function deltaKernel(o: SparseLinearOptions): string {
     ? "X[xr0 + c]"
     : "vec4<f32>(X[xr0 + c], X[xr1 + c], X[xr2 + c], X[xr3 + c])";
   const body = deltaGroupBody(o, xat);
-  const head = o.x === "ubo"
-    ? `let r = wid * ${o.workgroupSize}u + lid;
-  if (r >= u.rows) { return; }
-  let m0 = u.m0;`
-    : `let t = wid * ${o.workgroupSize}u + lid;
-  let r = t % u.rows;
-  let m0 = (t / u.rows) * ${tm}u;
-  if (m0 >= u.M) { return; }
-  ${Array.from({ length: tm }, (_, i) => `let xr${i} = min(m0 + ${i}u, u.M - 1u) * u.K;`).join("\n  ")}`;
+  const head = laneHead(o);
   const B = SPARSE_DELTA_BLOCK;
   return `${bindings(o)}
 @compute @workgroup_size(${o.workgroupSize})
