@@ -122,7 +122,7 @@ export type SparseVariant = "lane" | "wg";
  */
 export type SparseXSource = "ubo" | "storage";
 /**
- * Unstructured GPU layout: CSR groups (u16 columns) or byte deltas (CPU adapters; see the module doc).
+ * Unstructured GPU layout: CSR groups (u16 columns) or column deltas (the default; see the module doc).
  *
  * @example Both unstructured layouts give the same product
  * ```ts
