@@ -377,6 +377,12 @@ export {
   type SparseModelSummary,
 } from "./src/sparse/model.ts";
 export {
+  sparseWeightsFromZeros,
+  ZEROS_MIN_SPARSITY,
+  type ZerosOptions,
+  type ZerosSparseWeights,
+} from "./src/sparse/zeros.ts";
+export {
   GEMV_TEX_SLOT_FLOATS,
   GEMV_TEX_WIDTH,
   gemvTexKey,

@@ -10,6 +10,8 @@
  * model.safetensors in the same directory (same tensors: sparse ones unpacked equal the dense
  * export bit for bit) with the sizes in report.json, and `generate --model DIR --sparse` runs it.
  * The GPU code paths (forced with `asGpu`) decode 24 tokens identical to their dense kernels'.
+ * Without the sparse file, `--sparse` packs the linears from the export's zeros (the same greedy
+ * tokens as the dense kernels).
  * @module
  */
 import assert from "node:assert/strict";
@@ -28,6 +30,7 @@ import { ForwardRunner, GpuModel } from "../src/model/forward.ts";
 import { openWeights } from "../src/model/open.ts";
 import { prune } from "../src/prune/pipeline.ts";
 import { loadSparseModel, saveSparseModel, SPARSE_MODEL_FILE } from "../src/sparse/model.ts";
+import { sparseWeightsFromZeros } from "../src/sparse/zeros.ts";
 
 const PROMPT = [1, 9038, 2501, 263, 931]; // BOS + "Once upon a time"
 
@@ -140,7 +143,8 @@ Deno.test("stories15M at 70%: sparse kernels decode the same 64 tokens as dense 
 
 Deno.test("prune --save-sparse writes model.sparse.safetensors into the output; generate --sparse runs it", async () => {
   assert.throws(() => parsePruneArgs(["--save-sparse", "--no-save"]), ArgumentError);
-  await assert.rejects(() => generateMain(["--sparse", "--max-tokens", "2"]), ArgumentError); // stories15M: no sparse file
+  // stories15M has no sparse file and no zeros: nothing to run sparse
+  await assert.rejects(() => generateMain(["--sparse", "--max-tokens", "2"]), ArgumentError);
   const dir = await Deno.makeTempDir({ prefix: "owlgpu-sparse-cli-" });
   try {
     const out = join(dir, "pruned");
@@ -183,6 +187,31 @@ Deno.test("prune --save-sparse writes model.sparse.safetensors into the output; 
     const t0 = performance.now();
     await generateMain(["--model", out, "--sparse", "--max-tokens", "8", "--temperature", "0"]);
     console.log(`generate --sparse (8 tokens): ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+    // Without the sparse file, --sparse packs the linears from the dense export's zeros: the same
+    // greedy tokens as the dense kernels on the same weights.
+    const src = await openWeights(out);
+    const gpu = await Gpu.create();
+    try {
+      const z = await sparseWeightsFromZeros(src);
+      assert.equal(z.names.length, 6 * LINEARS.length);
+      assert([...z.sparsity.values()].every((f) => f >= 0.69 && f <= 0.71), "wanda at 70%, each linear");
+      const dense = await GpuModel.load(gpu, src), sparse = await GpuModel.load(gpu, src, { sparse: z });
+      try {
+        assert.equal(sparse.sparseLinearCount, 6 * LINEARS.length);
+        const a = await generate(dense, PROMPT, { maxTokens: 16, temperature: 0 });
+        const b = await generate(sparse, PROMPT, { maxTokens: 16, temperature: 0 });
+        assert.deepEqual(b.ids, a.ids);
+      } finally {
+        dense.release();
+        sparse.release();
+      }
+    } finally {
+      src.close();
+      gpu.destroy();
+    }
+    await Deno.remove(join(out, SPARSE_MODEL_FILE));
+    await generateMain(["--model", out, "--sparse", "--max-tokens", "4", "--temperature", "0"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

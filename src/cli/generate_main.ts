@@ -2,7 +2,9 @@
  * `deno task generate`: stream text from a model and print tokens/s at the end. With `--sparse`,
  * the model directory's model.sparse.safetensors (`deno task prune --save-sparse`) supplies every
  * tensor and its pruned linears run with the sparse kernels (values f32 when the directory's
- * weights are f32, else f16 where the device has shader-f16); without it, everything is dense.
+ * weights are f32, else f16 where the device has shader-f16); a model without that file (pruned
+ * elsewhere, zeros where pruned) runs sparse the linears that are at least ZEROS_MIN_SPARSITY
+ * zeros, packed at load. Without `--sparse`, everything is dense.
  * @module
  */
 import { join } from "node:path";
@@ -16,6 +18,7 @@ import { GpuModel } from "../model/forward.ts";
 import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
 import type { WeightSource } from "../model/weights.ts";
 import { loadSparseModel, SPARSE_MODEL_FILE, type SparseModel } from "../sparse/model.ts";
+import { sparseWeightsFromZeros, ZEROS_MIN_SPARSITY } from "../sparse/zeros.ts";
 import { intFlag, numberFlag, parseFlags } from "./args.ts";
 import { runCli } from "./run.ts";
 
@@ -29,8 +32,9 @@ Usage: deno task generate [flags]
   --temperature T     0 = greedy; default 1
   --top-p P           nucleus sampling mass in (0, 1] (default 0.9)
   --seed N            sampling seed (default 42)
-  --sparse            run the pruned linears with the sparse kernels: --model is a directory written
-                      by deno task prune --save-sparse (it holds ${SPARSE_MODEL_FILE})
+  --sparse            run the pruned linears with the sparse kernels: from ${SPARSE_MODEL_FILE} when
+                      the model directory has one (deno task prune --save-sparse), else the linears
+                      with at least ${100 * ZEROS_MIN_SPARSITY}% zeros, packed when loaded
   -h, --help          this text`;
 
 export async function generateMain(args: string[]): Promise<void> {
@@ -55,7 +59,10 @@ export async function generateMain(args: string[]): Promise<void> {
   const tok = await openTokenizer(spec);
   const gpu = await Gpu.create();
   try {
-    const model = sparse ? await GpuModel.loadSparse(gpu, sparse) : await GpuModel.load(gpu, source);
+    let model: GpuModel;
+    if (sparse) model = await GpuModel.loadSparse(gpu, sparse);
+    else if (v.sparse) model = await GpuModel.load(gpu, source, { sparse: await zerosOf(source, spec) });
+    else model = await GpuModel.load(gpu, source);
     const prompt = tok.encode(v.prompt ?? "Once upon a time", { bos: tok.bosId >= 0 });
     const out = (s: string) => Deno.stdout.writeSync(new TextEncoder().encode(s));
     out(tok.decode(prompt));
@@ -80,21 +87,29 @@ export async function generateMain(args: string[]): Promise<void> {
   }
 }
 
-/** The sparse model of a directory, or an ArgumentError saying what --sparse needs. */
-async function openSparseDir(spec: string): Promise<SparseModel> {
-  let found = false;
+/** The sparse model of a directory that holds model.sparse.safetensors, else undefined. */
+async function openSparseDir(spec: string): Promise<SparseModel | undefined> {
   try {
-    found = (await Deno.stat(join(spec, SPARSE_MODEL_FILE))).isFile;
+    if (!(await Deno.stat(join(spec, SPARSE_MODEL_FILE))).isFile) return undefined;
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
-  }
-  if (!found) {
-    throw new ArgumentError(
-      `--sparse needs a model directory holding ${SPARSE_MODEL_FILE}; ${JSON.stringify(spec)} has none. ` +
-        `Write one with deno task prune --save-sparse --out DIR, or drop --sparse to run dense`,
-    );
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return undefined;
+    throw e;
   }
   return await loadSparseModel(spec);
+}
+
+/** The linears of `source` pruned enough to run sparse, or an ArgumentError when none is. */
+async function zerosOf(source: WeightSource, spec: string) {
+  const z = await sparseWeightsFromZeros(source);
+  if (z.names.length === 0) {
+    const most = Math.max(...z.sparsity.values());
+    throw new ArgumentError(
+      `--sparse: ${JSON.stringify(spec)} has no ${SPARSE_MODEL_FILE} and none of its linears is pruned ` +
+        `(at most ${(100 * most).toFixed(1)}% zeros, ${100 * ZEROS_MIN_SPARSITY}% needed). Prune it with ` +
+        `deno task prune, or drop --sparse to run dense`,
+    );
+  }
+  return z;
 }
 
 /** Which kernels ran the linears, for the closing line. */
