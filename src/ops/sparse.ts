@@ -228,7 +228,7 @@ export function sparseLinear(
     ? w.idxStride
     : w.layout === "delta"
     ? Math.ceil((opts.x === "ubo" ? Math.min(K, sparseSlotCols(opts.tm)) : K) / SPARSE_DELTA_BLOCK) *
-      (deltaBlockGroups(w.deltaBits === 4 ? 4 : 8) + 2)
+      (deltaBlockGroups(opts.deltaBits ?? 8) + 2)
     : Math.ceil(K / SPARSE_GROUP[w.dtype]);
   if (gpu.isCpu && sparseLoopSteps(opts, units) > CPU_LOOP_LIMIT) {
     throw new UnsupportedError(
@@ -236,6 +236,8 @@ export function sparseLinear(
     );
   }
   const pipe = gpu.pipeline(sparseLinearKey(opts), () => sparseLinearWgsl(opts));
+  // The kernels' u.idxStride: blocks per row (delta layout) or N:M index words per row.
+  const idxStride = w.layout === "delta" ? w.blocks : w.idxStride;
   const weightBindings = (c: GpuSparseMatrix["chunks"][number]): Binding[] => {
     // Gpu.dispatch passes a non-buffer binding (the texture view) through as the entry's resource.
     const weights = c.data ?? (c.texView as unknown as Binding);
@@ -255,7 +257,7 @@ export function sparseLinear(
         0,
         K,
         0,
-        w.layout === "delta" ? w.blocks : w.idxStride,
+        idxStride,
       ]);
       gpu.dispatch(pipe, [x, ...weightBindings(c)], u, sparseLinearWorkgroups(opts, c.rows, M));
     }
@@ -298,7 +300,7 @@ export function sparseLinear(
             c0,
             c1,
             s > 0 ? 1 : 0,
-            w.layout === "delta" ? w.blocks : w.idxStride,
+            idxStride,
           ]);
           gpu.dispatch(pipe, [slot, ...weightBindings(c)], u, sparseLinearWorkgroups(opts, c.rows, M));
         }
