@@ -346,17 +346,28 @@ function forEachDeltaEntry(
   }
 }
 
-/** Groups of every (row, block) of the delta layout with `bits`-bit deltas, escapes included. */
-function deltaGroupCounts(s: UnstructuredSparse, nb: number, bits: 4 | 8, label: string): Uint32Array {
-  const G = deltaGroupEntries(bits), maxd = (1 << bits) - 1;
+/**
+ * Groups of every (row, block) of the delta layout for each delta width in `widths`, escapes
+ * included (in that order); each row's columns are decoded from the bitmap once for all widths.
+ */
+function deltaGroupCounts(
+  s: UnstructuredSparse,
+  nb: number,
+  widths: (4 | 8)[],
+  label: string,
+): Uint32Array[] {
   const cols = new Uint32Array(s.cols), entries = new Uint32Array(nb);
-  const ng = new Uint32Array(s.rows * nb);
+  const counts = widths.map(() => new Uint32Array(s.rows * nb));
   for (let r = 0; r < s.rows; r++) {
-    entries.fill(0);
-    forEachDeltaEntry(cols, checkedRowColumns(s, r, cols, label), maxd, (b) => entries[b]++);
-    for (let b = 0; b < nb; b++) ng[r * nb + b] = Math.ceil(entries[b] / G);
+    const n = checkedRowColumns(s, r, cols, label);
+    widths.forEach((bits, i) => {
+      const G = deltaGroupEntries(bits);
+      entries.fill(0);
+      forEachDeltaEntry(cols, n, (1 << bits) - 1, (b) => entries[b]++);
+      for (let b = 0; b < nb; b++) counts[i][r * nb + b] = Math.ceil(entries[b] / G);
+    });
   }
-  return ng;
+  return counts;
 }
 
 function uploadDelta(
@@ -375,9 +386,9 @@ function uploadDelta(
   let bits: 4 | 8, ng: Uint32Array;
   if (forceBits) {
     bits = forceBits;
-    ng = deltaGroupCounts(s, nb, bits, label);
+    [ng] = deltaGroupCounts(s, nb, [bits], label);
   } else {
-    const n4 = deltaGroupCounts(s, nb, 4, label), n8 = deltaGroupCounts(s, nb, 8, label);
+    const [n4, n8] = deltaGroupCounts(s, nb, [4, 8], label);
     const use4 = sum(n4) * deltaGroupWords(dtype, 4) <= sum(n8) * deltaGroupWords(dtype, 8);
     [bits, ng] = use4 ? [4, n4] : [8, n8];
   }
