@@ -34,17 +34,18 @@
  *   loop with bounds checks: measured 11008x4096 f32 GEMV, 70%, 17-25 ms against 27-29 ms.
  *
  * X sources and versions:
- * - `lane` + `ubo` (CPU adapters): one invocation per weight row and `tm` (1 or 4) activation
- *   rows. X comes from a 64 KiB uniform slot written by {@linkcode sparsePackXWgsl}: `tm` = 1
- *   holds 16384 columns of one activation row, `tm` = 4 holds 4096 columns of 4 rows as vec4.
+ * - `lane` + `ubo` (CPU adapters): one invocation per weight row and `tm` (1, 4, 8 or 16)
+ *   activation rows. X comes from 64 KiB uniform slots written by {@linkcode sparsePackXWgsl}:
+ *   `tm` = 1 reads one slot of 16384 columns of one activation row; `tm` >= 4 reads one slot per
+ *   quad of 4 rows (4096 columns as vec4), so each decoded weight serves 4-16 rows.
  *   On lavapipe a uniform-buffer load with a per-lane index is a branch-free gather, while a
  *   storage load is a per-lane loop with a bounds check and a branch per component: the random
  *   X reads of a sparse row are the dominant cost, and the uniform slot makes them ~1.5x cheaper.
  *   `segmented`: K is wider than a slot; the launcher dispatches once per column segment
  *   [c0, c1) (the first writes Y, the others add to it), unstructured rows binary-search their
  *   first and last group of the segment and mask entries outside it.
- * - `lane` + `storage` (GEMM on GPUs): one invocation per (weight row, 4 activation rows), X read
- *   from storage [M, K].
+ * - `lane` + `storage` (GEMM on GPUs): one invocation per (weight row, `tm` activation rows), X
+ *   read from storage [M, K].
  * - `wg` + `storage` (GEMV on GPUs): a workgroup per (weight row, activation row); lanes stride
  *   the row's groups (consecutive lanes read consecutive groups; a delta group starts from its
  *   stored start column) and reduce in shared memory.
@@ -52,7 +53,8 @@
  * Uniforms: rows (of the chunk), M, K, ldY, colOffset (the chunk's first row), m0 (first
  * activation row; lane+ubo), c0, c1 (column segment; lane+ubo), accumulate (0: write, 1: add),
  * idxStride (nm). Bindings: 0 uniforms, 1 X (uniform slot or storage), 2 P or I, 3 E or V
- * (storage, or the texture when `wtex`), 4 Y read_write, 5 bias (optional). Every loop of an
+ * (storage, or the texture when `wtex`), 4 Y read_write, then (ubo, tm 8 / 16) the uniform slots
+ * of quads 1.. of the activation rows, then the bias (optional; {@linkcode sparseBiasBinding}). Every loop of an
  * invocation walks at most one row's groups (at most 16384 for 65536 columns) plus two binary
  * searches (delta: at most 257 groups and a step per block, 4 blocks per slot): under lavapipe's
  * 65535-step limit.
@@ -178,8 +180,12 @@ export interface SparseLinearOptions {
   variant: SparseVariant;
   /** Where X is read from. */
   x: SparseXSource;
-  /** Activation rows per invocation (lane only; 1 or 4). */
-  tm: 1 | 4;
+  /**
+   * Activation rows per invocation (lane only): 1, or 4, 8 or 16 in quads of 4 (each quad its own
+   * vec4 accumulator and, with `ubo`, its own uniform X slot), so a row's weights are decoded once
+   * per `tm` activation rows.
+   */
+  tm: 1 | 4 | 8 | 16;
   /** Column segments (lane + ubo only). */
   segmented: boolean;
   /** Whether the kernel adds a bias (binding 5). */
@@ -366,9 +372,85 @@ export function sparseLinearKey(o: SparseLinearOptions): string {
  * assert.equal(Math.ceil(20000 / sparseSlotCols(1)), 2);
  * ```
  */
-export function sparseSlotCols(tm: 1 | 4, group = 1): number {
-  const s = SPARSE_SLOT_FLOATS / tm;
+export function sparseSlotCols(tm: 1 | 4 | 8 | 16, group = 1): number {
+  const s = SPARSE_SLOT_FLOATS / Math.min(tm, 4); // tm > 4 takes one slot per quad of 4 rows
   return Math.floor(s / group) * group;
+}
+
+/**
+ * Quads of 4 activation rows of a lane invocation (1 for tm = 1): its vec4 accumulators and, with
+ * X from uniform slots, the slots it binds.
+ *
+ * @example A lane invocation of 16 activation rows reads 4 uniform X slots
+ * ```ts
+ * import { type SparseLinearOptions, sparseLinearWgsl, sparseQuads } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: SparseLinearOptions = {
+ *   format: "unstructured", dtype: "f32", variant: "lane", x: "ubo", tm: 16, segmented: false, bias: false,
+ *   wtex: true, layout: "delta", deltaBits: 4, keep: 0, group: 0, workgroupSize: 8,
+ * };
+ * assert.deepEqual([1, 4, 8, 16].map((tm) => sparseQuads(tm as 1 | 4 | 8 | 16)), [1, 1, 2, 4]);
+ * // One uniform X slot per quad: binding 1, then 5, 6 and 7 after Y.
+ * assert.equal(sparseLinearWgsl(o).match(/var<uniform> XS\d*: /g)!.length, sparseQuads(o.tm));
+ * ```
+ */
+export function sparseQuads(tm: 1 | 4 | 8 | 16): number {
+  return tm === 1 ? 1 : tm / 4;
+}
+
+/**
+ * Binding of the bias: after Y (4) and, with X from uniform slots, the X slots of quads 1.. .
+ *
+ * @example The bias follows the extra X slots
+ * ```ts
+ * import { sparseBiasBinding, type SparseLinearOptions, sparseLinearWgsl } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const o: SparseLinearOptions = {
+ *   format: "unstructured", dtype: "f32", variant: "lane", x: "ubo", tm: 8, segmented: false, bias: true,
+ *   wtex: true, layout: "delta", deltaBits: 4, keep: 0, group: 0, workgroupSize: 8,
+ * };
+ * assert.equal(sparseBiasBinding(o), 6); // Y at 4, the second X slot at 5
+ * assert.equal(sparseBiasBinding({ ...o, tm: 4 }), 5);
+ * assert.equal(sparseBiasBinding({ ...o, x: "storage" }), 5); // one X binding whatever tm
+ * assert.match(sparseLinearWgsl(o), /@binding\(6\) var<storage, read> B/);
+ * ```
+ */
+export function sparseBiasBinding(o: SparseLinearOptions): number {
+  return 5 + (o.x === "ubo" ? sparseQuads(o.tm) - 1 : 0);
+}
+
+/** Accumulator of quad `k` (`acc`, `acc1`, ...) and uniform X slot of quad `k` (`XS`, `XS1`, ...). */
+function accName(k: number): string {
+  return k === 0 ? "acc" : `acc${k}`;
+}
+function xsName(k: number): string {
+  return k === 0 ? "XS" : `XS${k}`;
+}
+
+/**
+ * WGSL adding weight value `v` times X at column `c` (an identifier: relative to the slot with
+ * `ubo`, to X's row with `storage`) to the accumulators of all `tm` activation rows.
+ */
+function multiplyAdd(o: SparseLinearOptions, v: string, c: string): string {
+  const quads = sparseQuads(o.tm);
+  const xq = (k: number) =>
+    o.x === "ubo"
+      ? `${xsName(k)}[${c}]`
+      : `vec4<f32>(${[0, 1, 2, 3].map((i) => `X[xr${4 * k + i} + ${c}]`).join(", ")})`;
+  if (o.tm === 1) {
+    return o.x === "ubo" ? `acc += ${v} * XS[${c} >> 2u][${c} & 3u];` : `acc += ${v} * X[xr0 + ${c}];`;
+  }
+  if (quads === 1 && o.x === "ubo") return `acc += ${v} * ${xq(0)};`;
+  const adds = Array.from({ length: quads }, (_, k) => `${accName(k)} += wv * ${xq(k)};`);
+  return `{ let wv = ${v}; ${adds.join(" ")} }`;
+}
+
+/** WGSL declaring the zeroed accumulators. */
+function accumulators(o: SparseLinearOptions): string {
+  if (o.tm === 1) return "var acc = 0.0;";
+  return Array.from({ length: sparseQuads(o.tm) }, (_, k) => `var ${accName(k)} = vec4<f32>(0.0);`).join(" ");
 }
 
 /**
@@ -472,7 +554,7 @@ function storeRows(o: SparseLinearOptions): string {
   const b = o.bias ? " + B[u.colOffset + r]" : "";
   const store: string[] = [];
   for (let i = 0; i < o.tm; i++) {
-    const a = o.tm === 1 ? "acc" : `acc[${i}]`;
+    const a = o.tm === 1 ? "acc" : `${accName(i >> 2)}[${i & 3}]`;
     store.push(`if (m0 + ${i}u < u.M) {
     let yi = (m0 + ${i}u) * u.ldY + u.colOffset + r;
     if (u.accumulate != 0u) { Y[yi] = Y[yi] + ${a}; } else { Y[yi] = ${a}${b}; }
@@ -482,9 +564,13 @@ function storeRows(o: SparseLinearOptions): string {
 }
 
 function bindings(o: SparseLinearOptions): string {
-  const x = o.x === "ubo"
-    ? `@group(0) @binding(1) var<uniform> XS: array<vec4<f32>, ${SPARSE_SLOT_FLOATS / 4}>;`
-    : "@group(0) @binding(1) var<storage, read> X: array<f32>;";
+  const slot = (k: number, b: number) =>
+    `@group(0) @binding(${b}) var<uniform> ${xsName(k)}: array<vec4<f32>, ${SPARSE_SLOT_FLOATS / 4}>;`;
+  const x = o.x === "ubo" ? slot(0, 1) : "@group(0) @binding(1) var<storage, read> X: array<f32>;";
+  // With X in uniform slots, quads 1.. of the activation rows have their own slots after Y.
+  const moreSlots = o.x === "ubo"
+    ? Array.from({ length: sparseQuads(o.tm) - 1 }, (_, k) => slot(k + 1, 5 + k)).join("\n")
+    : "";
   // Weights from storage, or (wtex) from an rgba32uint texture in the flat layout: 4 words a
   // texel, texel i at (i % SPARSE_TEX_WIDTH, i / SPARSE_TEX_WIDTH).
   let w: string;
@@ -524,7 +610,8 @@ ${o.wtex ? "@group(0) @binding(3) var WT: texture_2d<u32>;\n" : ""}${vld}`;
 ${x}
 ${w}
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-${o.bias ? "@group(0) @binding(5) var<storage, read> B: array<f32>;" : ""}`;
+${moreSlots}
+${o.bias ? `@group(0) @binding(${sparseBiasBinding(o)}) var<storage, read> B: array<f32>;` : ""}`;
 }
 
 /** Binary searches over a row's groups (unstructured, segmented). */
@@ -583,33 +670,23 @@ function laneKernel(o: SparseLinearOptions): string {
   const { tm } = o;
   const { pre, entries } = decodeUnit(o);
   const nm = o.format === "nm";
-  const accT = tm === 1 ? "f32" : "vec4<f32>";
   const mac: string[] = [];
   entries.forEach(({ v, col }, q) => {
     if (o.x === "ubo") {
-      const slotMax = SPARSE_SLOT_FLOATS / tm - 1;
-      const xat = (c: string) => tm === 1 ? `XS[${c} >> 2u][${c} & 3u]` : `XS[${c}]`;
+      const slotMax = sparseSlotCols(tm) - 1;
       if (o.segmented) {
         mac.push(
-          `{ let l = ${col} - u.c0; acc += select(0.0, ${v}, l < u.c1 - u.c0) * ${
-            xat(`min(l, ${slotMax}u)`)
-          }; }`,
+          `{ let l = ${col} - u.c0; let cl = min(l, ${slotMax}u); ${
+            multiplyAdd(o, `select(0.0, ${v}, l < u.c1 - u.c0)`, "cl")
+          } }`,
         );
       } else {
-        mac.push(
-          nm
-            ? `{ let c${q} = min(${col}, ${slotMax}u); acc += ${v} * ${xat(`c${q}`)}; }`
-            : `{ let c${q} = ${col}; acc += ${v} * ${xat(`c${q}`)}; }`,
-        );
+        const c = nm ? `min(${col}, ${slotMax}u)` : col;
+        mac.push(`{ let c${q} = ${c}; ${multiplyAdd(o, v, `c${q}`)} }`);
       }
     } else {
       const c = nm ? `min(${col}, u.K - 1u)` : col;
-      if (tm === 1) mac.push(`acc += ${v} * X[xr0 + ${c}];`);
-      else {
-        mac.push(
-          `{ let c = ${c}; let w = ${v}; acc += w * vec4<f32>(X[xr0 + c], X[xr1 + c], X[xr2 + c], X[xr3 + c]); }`,
-        );
-      }
+      mac.push(tm === 1 ? multiplyAdd(o, v, c) : `{ let c = ${c}; ${multiplyAdd(o, v, "c")} }`);
     }
   });
   const head = laneHead(o);
@@ -620,7 +697,7 @@ fn main(${WORKGROUP_ID_ARGS}) {
   ${LINEAR_WID}
   ${head}
   ${rowRange(o)}
-  var acc = ${accT}(0.0);
+  ${accumulators(o)}
   for (var j = ja; j < jb; j++) {
     ${pre}
     ${mac.join("\n    ")}
@@ -639,9 +716,9 @@ export function deltaGroupTexels(dtype: GpuDType, bits: 4 | 8 = 8): number {
 
 /**
  * WGSL of one group `j` of the delta layout: `c` (a `var`, the running column relative to X's
- * row) advances by each entry's delta, then `acc += value * xat(c)`.
+ * row) advances by each entry's delta, then `mac(value)` multiplies and adds at column `c`.
  */
-function deltaGroupBody(o: SparseLinearOptions, xat: string): string[] {
+function deltaGroupBody(o: SparseLinearOptions, mac: (v: string) => string): string[] {
   const C = ["x", "y", "z", "w"];
   const bits = o.deltaBits ?? 8, G = deltaGroupEntries(bits);
   const gt = deltaGroupTexels(o.dtype, bits);
@@ -664,7 +741,7 @@ function deltaGroupBody(o: SparseLinearOptions, xat: string): string[] {
       : sh + bits === 32
       ? `(${dw} >> ${sh}u)`
       : `((${dw} >> ${sh}u) & ${mask}u)`;
-    body.push(`c += ${dx}; acc += ${vals[q]} * ${xat};`);
+    body.push(`c += ${dx}; ${mac(vals[q])}`);
   }
   return body;
 }
@@ -675,14 +752,8 @@ function deltaGroupBody(o: SparseLinearOptions, xat: string): string[] {
  * starts at the block and each entry adds its delta, then gathers X at it.
  */
 function deltaKernel(o: SparseLinearOptions): string {
-  const { tm } = o;
   if (o.variant !== "lane") throw new Error("sparse delta layout: deltaKernel is the lane version");
-  const xat = o.x === "ubo"
-    ? tm === 1 ? "XS[c >> 2u][c & 3u]" : "XS[c]"
-    : tm === 1
-    ? "X[xr0 + c]"
-    : "vec4<f32>(X[xr0 + c], X[xr1 + c], X[xr2 + c], X[xr3 + c])";
-  const body = deltaGroupBody(o, xat);
+  const body = deltaGroupBody(o, (v) => multiplyAdd(o, v, "c"));
   const head = laneHead(o);
   const B = SPARSE_DELTA_BLOCK;
   return `${bindings(o)}
@@ -695,7 +766,7 @@ fn main(${WORKGROUP_ID_ARGS}) {
   let pb = r * u.idxStride;
   let b0 = u.c0 / ${B}u;
   let b1 = min(u.idxStride, (u.c1 + ${B - 1}u) / ${B}u);
-  var acc = ${tm === 1 ? "f32" : "vec4<f32>"}(0.0);
+  ${accumulators(o)}
   for (var b = b0; b < b1; b++) {
     var c = b * ${B}u - u.c0; // running column, relative to the slot
     let jb = P[pb + b + 1u];
@@ -721,7 +792,7 @@ function wgKernel(o: SparseLinearOptions): string {
   let jb = P[(r + 1u) * u.idxStride];
   let sb = u.rows * u.idxStride + 1u; // start columns follow the offsets`;
     loop = `var c = P[sb + j];
-    ${deltaGroupBody(o, "X[xr + c]").join("\n    ")}`;
+    ${deltaGroupBody(o, (v) => `acc += ${v} * X[xr + c];`).join("\n    ")}`;
   } else {
     const { pre, entries } = decodeUnit(o);
     const nm = o.format === "nm";
@@ -780,6 +851,9 @@ fn main(${WORKGROUP_ID_ARGS}) {
  * ```
  */
 export function sparseLinearWgsl(o: SparseLinearOptions): string {
+  if (![1, 4, 8, 16].includes(o.tm) || (o.variant === "wg" && o.tm !== 1)) {
+    throw new Error(`sparse linear: tm must be 1, 4, 8 or 16 (1 for the wg version), got ${o.tm}`);
+  }
   if (o.variant === "wg") {
     if (o.x !== "storage" || o.segmented) {
       throw new Error("sparse wg version reads X from storage, unsegmented");

@@ -14,7 +14,7 @@ import {
 } from "../src/ops/sparse.ts";
 import { packNM, packUnstructured, type SparseMatrix, unpackSparse } from "../src/sparse/format.ts";
 import { releaseSparse, uploadSparse } from "../src/sparse/upload.ts";
-import type { SparseGpuLayout } from "../kernels/sparse_linear.ts";
+import { type SparseGpuLayout, sparseLinearWgsl } from "../kernels/sparse_linear.ts";
 import { ArgumentError, UnsupportedError } from "../src/errors.ts";
 import { assertClose, randomArray, refLinear, rng } from "./ref/kernels_ref.ts";
 
@@ -95,7 +95,10 @@ const VERSIONS: SparseLinearOverride[] = [
   {}, // the adapter's choice
   { variant: "lane", x: "ubo", tm: 1 },
   { variant: "lane", x: "ubo", tm: 4 },
+  { variant: "lane", x: "ubo", tm: 8 }, // two quads of 4 activation rows, two X slots
+  { variant: "lane", x: "ubo", tm: 16 },
   { variant: "lane", x: "storage", tm: 4 },
+  { variant: "lane", x: "storage", tm: 8 },
   { variant: "lane", x: "storage", tm: 1 },
   { variant: "wg" },
 ];
@@ -176,6 +179,12 @@ Deno.test("sparse: X wider than one uniform slot (column segments), density 0 to
       layout: "groups",
     });
     await check(s, 5, 7, { override: { x: "ubo", variant: "lane", tm: 4 }, texture: false });
+    await check(s, 5, 11, { override: { x: "ubo", variant: "lane", tm: 8 }, bias: true });
+    await check(s, 9, 12, {
+      override: { x: "ubo", variant: "lane", tm: 16 },
+      texture: true,
+      layout: "groups",
+    });
     await check(s, 1, 2, { override: { x: "ubo", variant: "lane", tm: 1 }, bias: true });
     const wide = packUnstructured(randomSparse(5, 16390, 22, 0.5), 5, 16390, dtype);
     await check(wide, 1, 3, { override: { x: "ubo", variant: "lane", tm: 1 }, bias: true });
@@ -189,6 +198,7 @@ Deno.test("sparse: X wider than one uniform slot (column segments), density 0 to
     const nm = packNM(randomNM(6, 4103, 1, 3, 23), 6, 4103, 1, 3, dtype);
     await check(nm, 4, 5, { override: { x: "ubo", variant: "lane", tm: 4 }, bias: true });
     await check(nm, 4, 8, { override: { x: "ubo", variant: "lane", tm: 4 }, texture: false });
+    await check(nm, 7, 14, { override: { x: "ubo", variant: "lane", tm: 8 }, bias: true });
     const nm24 = packNM(randomNM(4, 16392, 2, 4, 24), 4, 16392, 2, 4, dtype);
     await check(nm24, 1, 6, { override: { x: "ubo", variant: "lane", tm: 1 } });
   }
@@ -225,14 +235,18 @@ Deno.test("sparse delta layout: escapes, several blocks per slot, segments, chun
       const overrides: SparseLinearOverride[] = [
         { variant: "lane", x: "ubo", tm: 1 },
         { variant: "lane", x: "ubo", tm: 4 },
+        { variant: "lane", x: "ubo", tm: 16 },
         { variant: "lane", x: "storage", tm: 4 },
+        { variant: "lane", x: "storage", tm: 8 },
         { variant: "wg" },
       ];
       for (const override of overrides) {
         for (const deltaBits of [4, 8] as const) {
           const texture = override.variant !== "wg"; // the GPU versions read storage by default
           const o = { override, texture, layout: "delta" as const, deltaBits };
-          await check(s, override.tm === 4 ? 6 : 1, K, { ...o, bias: true });
+          // A partial last quad: tm + 2 activation rows, or tm - 3 for tm = 16.
+          const M = override.tm === 16 ? 13 : override.tm ? override.tm + 2 : 1;
+          await check(s, M, K, { ...o, bias: true });
           await check(s, 2, K + 1, { ...o, chunkRows: 3 });
         }
       }
@@ -254,6 +268,22 @@ Deno.test("sparse: more activation rows than one turn of uniform slots", async (
   await check(s, 13, 31, { override: { x: "ubo", variant: "lane", tm: 4, slotTiles: 3 } });
   const wide = packUnstructured(randomSparse(7, 4200, 32, 0.95), 7, 4200, "f32");
   await check(wide, 13, 33, { override: { x: "ubo", variant: "lane", tm: 4, slotTiles: 2 }, bias: true });
+  // Tiles of 8 and 16 rows (2 and 4 slots a tile), one tile a turn.
+  await check(s, 13, 34, { override: { x: "ubo", variant: "lane", tm: 8, slotTiles: 1 } });
+  await check(wide, 21, 35, { override: { x: "ubo", variant: "lane", tm: 16, slotTiles: 1 }, bias: true });
+});
+
+Deno.test("sparse: activation rows per invocation follow M (uniform X) and are checked", () => {
+  const w = uploadSparse(gpu, packUnstructured(randomSparse(5, 9, 36), 5, 9, "f32"));
+  // X in uniform slots decodes a row's weights once per tile of 4, 8 or 16 activation rows.
+  const tms = [1, 2, 4, 5, 8, 9, 16, 40].map((M) => chooseSparseLinear(gpu, M, w, false, { x: "ubo" }).tm);
+  assert.deepEqual(tms, [1, 4, 4, 8, 8, 16, 16, 16]);
+  // X in storage: tiles of 4.
+  assert.equal(chooseSparseLinear(gpu, 9, w, false, { variant: "lane", x: "storage" }).tm, 4);
+  const o = chooseSparseLinear(gpu, 9, w, false, { x: "ubo" });
+  assert.throws(() => sparseLinearWgsl({ ...o, tm: 2 as 4 }), /tm must be 1, 4, 8 or 16/);
+  assert.throws(() => sparseLinearWgsl({ ...o, variant: "wg", x: "storage", tm: 4 }), /tm must be/);
+  releaseSparse(gpu, w);
 });
 
 Deno.test({

@@ -2,8 +2,9 @@
  * Y = X W^T (+ b) with a sparse W (src/sparse/upload.ts), choosing the kernel version from the
  * adapter and M (kernels/sparse_linear.ts):
  * - CPU adapters (lavapipe): `lane` + `ubo`, one invocation per weight row, X copied into 64 KiB
- *   uniform slots first (one small dispatch); `tm` = 1 for M = 1, else 4 activation rows per
- *   invocation (one dispatch per 4 rows and column segment); weights from textures when
+ *   uniform slots first (one small dispatch); `tm` = 1 for M = 1, else the smallest tile of 4, 8
+ *   or 16 activation rows that holds M (one dispatch per tile and column segment; 16-row tiles
+ *   for larger M); weights from textures when
  *   uploaded so (uploadSparse's default there), unstructured weights in the column-delta layout
  *   (uploadSparse's default). Measured on lavapipe, 11008x4096 f32 GEMV at
  *   70%: X gathered from a uniform slot 24 ms, from storage 41 ms; weight groups from a texture
@@ -29,6 +30,7 @@ import {
   sparseLoopSteps,
   sparsePackXKey,
   sparsePackXWgsl,
+  sparseQuads,
   sparseSlotCols,
   type SparseVariant,
   type SparseXSource,
@@ -73,8 +75,8 @@ export interface SparseLinearOverride {
   variant?: SparseVariant;
   /** Where the kernel reads X. */
   x?: SparseXSource;
-  /** Activation rows per invocation (lane only). */
-  tm?: 1 | 4;
+  /** Activation rows per invocation (lane only; 8 and 16 in quads of 4, see SparseLinearOptions.tm). */
+  tm?: 1 | 4 | 8 | 16;
   /** Uniform-X m-tiles packed per turn (default: as many as one binding holds; tests force turns). */
   slotTiles?: number;
 }
@@ -96,8 +98,9 @@ export interface SparseLinearOverride {
  * const gemm = chooseSparseLinear(gpu, 9, w, true); // 9 activation rows, with a bias
  * // A GEMV: one invocation per weight row on CPU adapters, a workgroup per weight row on GPUs.
  * assert.equal(gemv.variant, gpu.isCpu ? "lane" : "wg");
- * // A GEMM: one invocation per weight row and 4 activation rows, everywhere.
- * assert.deepEqual([gemm.variant, gemm.tm, gemm.bias], ["lane", 4, true]);
+ * // A GEMM: one invocation per weight row and a tile of activation rows: on CPU adapters the
+ * // smallest of 4, 8 or 16 that holds all 9 (each decoded weight serves the whole tile), on GPUs 4.
+ * assert.deepEqual([gemm.variant, gemm.tm, gemm.bias], ["lane", gpu.isCpu ? 16 : 4, true]);
  * // The options name the pipeline and generate its WGSL:
  * assert.notEqual(sparseLinearKey(gemv), sparseLinearKey(gemm));
  * assert.match(sparseLinearWgsl(gemm), /@binding\(5\)/); // the bias
@@ -121,7 +124,11 @@ export function chooseSparseLinear(
       "sparseLinear: the wg version of the delta layout needs the groups' start columns (uploadSparse starts: true)",
     );
   }
-  const tm: 1 | 4 = variant === "wg" ? 1 : o.tm ?? (M === 1 ? 1 : 4);
+  // Uniform X (CPU adapters): the smallest tile of 4, 8 or 16 rows that holds M, as a row's
+  // weights are decoded once per tile (lavapipe, 8x11008x4096 f32 GEMM, 50% / 70%: 39 / 25 ms
+  // with 8 rows against 51 / 30 with two tiles of 4). Storage X (GPUs, unmeasured): 4.
+  const rowTile = (): 1 | 4 | 8 | 16 => M === 1 ? 1 : x === "storage" || M <= 4 ? 4 : M <= 8 ? 8 : 16;
+  const tm = variant === "wg" ? 1 : o.tm ?? rowTile();
   const nm = w.format === "nm";
   const segmented = x === "ubo" && w.cols > sparseSlotCols(tm, nm ? w.group : 1);
   return {
@@ -238,10 +245,11 @@ export function sparseLinear(
   const pipe = gpu.pipeline(sparseLinearKey(opts), () => sparseLinearWgsl(opts));
   // The kernels' u.idxStride: blocks per row (delta layout) or N:M index words per row.
   const idxStride = w.layout === "delta" ? w.blocks : w.idxStride;
-  const weightBindings = (c: GpuSparseMatrix["chunks"][number]): Binding[] => {
+  // Bindings 2-4 (and the bias, last): the chunk's offsets or index words, its weights, Y.
+  const weightBindings = (c: GpuSparseMatrix["chunks"][number], xSlotsAfterY: Binding[] = []): Binding[] => {
     // Gpu.dispatch passes a non-buffer binding (the texture view) through as the entry's resource.
     const weights = c.data ?? (c.texView as unknown as Binding);
-    const b: Binding[] = [c.ptr ?? c.idx!, weights, y];
+    const b: Binding[] = [c.ptr ?? c.idx!, weights, y, ...xSlotsAfterY];
     if (bias) b.push(bias);
     return b;
   };
@@ -263,32 +271,38 @@ export function sparseLinear(
     }
     return;
   }
+  // X in uniform slots: slot ((t * quads + k) * nseg + s) holds quad k (4 activation rows; one row
+  // when tm = 1) of m-tile t of this turn, column segment s.
   const { tm } = opts;
+  const quads = sparseQuads(tm), packTm = tm === 1 ? 1 : 4;
   const slotCols = sparseSlotCols(tm, w.format === "nm" ? w.group : 1);
   const nseg = Math.max(1, Math.ceil(K / slotCols));
   const mtiles = Math.ceil(M / tm);
   // Slots for as many m-tiles as one storage binding holds; more tiles reuse them in turns.
-  const fit = Math.floor(gpu.maxBinding / (nseg * SPARSE_SLOT_BYTES));
+  const tileBytes = quads * nseg * SPARSE_SLOT_BYTES;
+  const fit = Math.floor(gpu.maxBinding / tileBytes);
   const tilesPerTurn = Math.max(1, Math.min(mtiles, fit, override?.slotTiles ?? Infinity));
-  const slots = xSlots.get(gpu, tilesPerTurn * nseg * SPARSE_SLOT_BYTES);
-  const packPipe = gpu.pipeline(sparsePackXKey(tm), () => sparsePackXWgsl(tm));
+  const slots = xSlots.get(gpu, tilesPerTurn * tileBytes);
+  const packPipe = gpu.pipeline(sparsePackXKey(packTm), () => sparsePackXWgsl(packTm));
+  const slot = (t: number, k: number, s: number): Binding => ({
+    buffer: slots,
+    offset: ((t * quads + k) * nseg + s) * SPARSE_SLOT_BYTES,
+    size: SPARSE_SLOT_BYTES,
+  });
   for (let mt0 = 0; mt0 < mtiles; mt0 += tilesPerTurn) {
     const tiles = Math.min(tilesPerTurn, mtiles - mt0);
-    const total = tiles * nseg * (SPARSE_SLOT_FLOATS / 4);
+    // Quads past M are packed too (as zeros): the kernel reads every quad of its tile.
+    const total = tiles * quads * nseg * (SPARSE_SLOT_FLOATS / 4);
     gpu.dispatch(
       packPipe,
-      [x, { buffer: slots, offset: 0, size: tiles * nseg * SPARSE_SLOT_BYTES }],
-      packUniforms([M, K, slotCols, nseg, total, mt0]),
+      [x, { buffer: slots, offset: 0, size: tiles * tileBytes }],
+      packUniforms([M, K, slotCols, nseg, total, mt0 * quads]),
       Math.ceil(total / SPARSE_PACKX_WG),
     );
     for (let s = 0; s < nseg; s++) {
       const c0 = s * slotCols, c1 = Math.min(K, c0 + slotCols);
       for (let t = 0; t < tiles; t++) {
-        const slot: Binding = {
-          buffer: slots,
-          offset: (t * nseg + s) * SPARSE_SLOT_BYTES,
-          size: SPARSE_SLOT_BYTES,
-        };
+        const more = Array.from({ length: quads - 1 }, (_, k) => slot(t, k + 1, s));
         for (const c of w.chunks) {
           const u = packUniforms([
             c.rows,
@@ -302,7 +316,12 @@ export function sparseLinear(
             s > 0 ? 1 : 0,
             idxStride,
           ]);
-          gpu.dispatch(pipe, [slot, ...weightBindings(c)], u, sparseLinearWorkgroups(opts, c.rows, M));
+          gpu.dispatch(
+            pipe,
+            [slot(t, 0, s), ...weightBindings(c, more)],
+            u,
+            sparseLinearWorkgroups(opts, c.rows, M),
+          );
         }
       }
     }
