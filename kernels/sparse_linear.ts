@@ -53,11 +53,11 @@
  * Uniforms: rows (of the chunk), M, K, ldY, colOffset (the chunk's first row), m0 (first
  * activation row; lane+ubo), c0, c1 (column segment; lane+ubo), accumulate (0: write, 1: add),
  * idxStride (nm). Bindings: 0 uniforms, 1 X (uniform slot or storage), 2 P or I, 3 E or V
- * (storage, or the texture when `wtex`), 4 Y read_write, then (ubo, tm 8 / 16) the uniform slots
- * of quads 1.. of the activation rows, then the bias (optional; {@linkcode sparseBiasBinding}). Every loop of an
- * invocation walks at most one row's groups (at most 16384 for 65536 columns) plus two binary
- * searches (delta: at most 257 groups and a step per block, 4 blocks per slot): under lavapipe's
- * 65535-step limit.
+ * (storage, or the texture when `wtex`), 4 Y read_write, then (ubo, tm 8 / 16) the uniform
+ * slots of quads 1.. of the activation rows, then the bias (optional; at
+ * {@linkcode sparseBiasBinding}). Every loop of an invocation walks at most one row's groups (at
+ * most 16384 for 65536 columns) plus two binary searches (delta: at most 257 groups and a step per
+ * block, 4 blocks per slot): under lavapipe's 65535-step limit.
  * @module
  */
 import { type GpuDType, LINEAR_WID, WORKGROUP_ID_ARGS } from "./common.ts";
@@ -188,7 +188,7 @@ export interface SparseLinearOptions {
   tm: 1 | 4 | 8 | 16;
   /** Column segments (lane + ubo only). */
   segmented: boolean;
-  /** Whether the kernel adds a bias (binding 5). */
+  /** Whether the kernel adds a bias (binding 5, or after the extra X slots: sparseBiasBinding). */
   bias: boolean;
   /** Weight groups (unstructured) or values (nm) read from an rgba32uint texture, not storage. */
   wtex: boolean;
