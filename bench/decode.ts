@@ -8,7 +8,10 @@
  * Weights are seeded random values, actually written (never-written buffers read as zero pages
  * on lavapipe), with a random mask of exactly 70% per row; the dense model runs the same masked
  * weights (so its time is what a pruned model costs without sparse kernels), in the model's dtype
- * (f16 where the device has shader-f16). Embeddings, norms and the LM head are dense in both.
+ * (f16 where the device has shader-f16). Embeddings, norms and the LM head are dense in both. On
+ * CPU adapters both models decode their dense matrices (the dense model's linears, both LM heads)
+ * with the texture GEMV (`gemvTextures`), as `generate` does there: the dense side is our fastest
+ * dense GEMV, the one the sparse GEMV rows are measured against.
  * Before timing, the prompt's logits of the two models are compared (they share the weights).
  *
  * Timing is wall time of `generate` (prefill of the prompt, then `tokens` decode steps), after a
@@ -47,6 +50,9 @@ export interface DecodeBenchRow {
   /** GPU bytes of the block linears (sparse: groups, offsets, padding). */
   linear_bytes_dense: number;
   linear_bytes_sparse: number;
+  /** GPU bytes of the texture copies the texture GEMV decodes from (`gemvTextures`; 0 without). */
+  gemv_texture_bytes_dense: number;
+  gemv_texture_bytes_sparse: number;
   /** Prompt logits, sparse against dense: max |diff| / max |dense logit|. */
   logits_rel_diff: number;
   /** Wall seconds of the whole row (weight generation, packing, uploads, warm-ups, rounds). */
@@ -56,6 +62,8 @@ export interface DecodeBenchRow {
 }
 
 export interface DecodeBenchOptions {
+  /** Decode dense linears and the LM head with the texture GEMV (default: on CPU adapters, as `generate` does). */
+  gemvTextures?: boolean;
   /** Decoder blocks (default 32 on GPUs, 4 on CPU adapters). */
   blocks?: number;
   sparsity?: number;
@@ -188,10 +196,11 @@ export async function benchDecode(gpu: Gpu, opts: DecodeBenchOptions = {}): Prom
   const cfg = config(blocks, P + tokens + 8);
   const dtype = gpu.f16 ? "f16" : "f32";
   const src = new SyntheticSource(cfg, sparsity, dtype);
-  const dense = await GpuModel.load(gpu, src, { lazyBlocks: true });
+  const gemvTextures = opts.gemvTextures ?? gpu.isCpu;
+  const dense = await GpuModel.load(gpu, src, { lazyBlocks: true, gemvTextures });
   let sparse: GpuModel | undefined;
   try {
-    sparse = await GpuModel.load(gpu, src, { lazyBlocks: true, sparse: src });
+    sparse = await GpuModel.load(gpu, src, { lazyBlocks: true, sparse: src, gemvTextures });
     for (let l = 0; l < blocks; l++) {
       await dense.loadBlock(l);
       await sparse.loadBlock(l);
@@ -261,6 +270,8 @@ export async function benchDecode(gpu: Gpu, opts: DecodeBenchOptions = {}): Prom
       prefill_s_sparse: median(pre[1]),
       linear_bytes_dense: lin(dense),
       linear_bytes_sparse: lin(sparse),
+      gemv_texture_bytes_dense: dense.gemvTextureBytes(),
+      gemv_texture_bytes_sparse: sparse.gemvTextureBytes(),
       logits_rel_diff: rel,
       seconds: 0,
       timing: "wall",

@@ -6,6 +6,8 @@
  * - `deno task ppl`'s evaluation (runPpl, in-process) against the protocol computed on the reference;
  * - the Hugging Face export (f32 and f16) read back through openWeights(dir) (rotate-half RoPE,
  *   permuted q/k rows) gives the logits of the llama2.c original on the GPU;
+ * - `gemvTextures`: decoding (T = 1) runs the texture GEMV, prompts the storage kernels, and
+ *   `replaceLinear` and `release` keep the textures in step;
  * - every GPU buffer is released (gpu.liveBuffers returns to its starting value).
  *
  * Relative error, throughout: max over all logits of |gpu - want| divided by max over all logits of
@@ -28,7 +30,10 @@ import { openTokenizer } from "../src/data/open_tokenizer.ts";
 import { evalWindows } from "../src/data/windows.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import { exportHuggingFace } from "../src/model/export.ts";
+import { LINEARS, linearShape } from "../src/model/config.ts";
 import { ForwardRunner, GpuModel, type GpuModelOptions } from "../src/model/forward.ts";
+import { linearWeight } from "../src/model/names.ts";
+import { releaseGemvTex, uploadGemvTex } from "../src/ops/gemv_tex.ts";
 import { openWeights } from "../src/model/open.ts";
 import type { WeightSource } from "../src/model/weights.ts";
 import { loadRefModel, refLogits, type RefModel } from "./ref/forward_ref.ts";
@@ -257,6 +262,66 @@ Deno.test("forward e2e: `deno task ppl` (runPpl) on 2 windows of 8 tokens matche
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("forward e2e: gemvTextures decodes (T = 1) with the texture GEMV and prompts with the storage kernels", async () => {
+  const V = original.config.vocabSize, [rows, cols] = linearShape(original.config, "down");
+  const plain = await GpuModel.load(gpu, original, { dtype: "f32" });
+  const tex = await GpuModel.load(gpu, original, { dtype: "f32", gemvTextures: true });
+  const texes = tex.blocks.flatMap((b) => LINEARS.map((lin) => b!.tex![lin]!));
+  /** Logits of the 5-token prompt (last row) and of one decoded token after it. */
+  async function promptThenToken(model: GpuModel): Promise<[Float32Array, Float32Array]> {
+    const runner = new ForwardRunner(model, PROMPT.length, {
+      perLayerCache: true,
+      maxSeq: PROMPT.length + 1,
+    });
+    try {
+      runner.forward(PROMPT, 0);
+      const prompt = await gpu.readF32(runner.logits, (PROMPT.length - 1) * V, V);
+      runner.forward([GREEDY_10[0]], PROMPT.length);
+      return [prompt, await gpu.readF32(runner.logits, 0, V)];
+    } finally {
+      runner.release();
+    }
+  }
+  try {
+    assert.equal(plain.blocks[0]!.tex, undefined);
+    assert.equal(plain.lmHeadTex, undefined);
+    assert.ok(texes.every((t) => t.pieces.length > 0), "every dense linear has its texture");
+    assert.ok(tex.lmHeadTex, "the (tied) LM head has its texture");
+    assert.equal(plain.gemvTextureBytes(), 0);
+    assert.ok(tex.gemvTextureBytes() >= tex.linearBytes() + 32000 * 288 * 4, "a second copy of every linear");
+
+    const [p0, d0] = await promptThenToken(plain), [p1, d1] = await promptThenToken(tex);
+    assert.deepEqual(p1, p0, "the prompt runs the same storage kernels");
+    assert.ok(relError(d1, d0) < 1e-5, `decoded token's logits: rel. error ${relError(d1, d0)}`);
+
+    // The decode step reads the texture: a texture of zeros in its place changes the decoded
+    // token's logits and not the prompt's.
+    const down = tex.blocks[0]!.tex!.down!;
+    tex.blocks[0]!.tex!.down = uploadGemvTex(gpu, new Float32Array(rows * cols), rows, cols);
+    const [p2, d2] = await promptThenToken(tex);
+    releaseGemvTex(gpu, tex.blocks[0]!.tex!.down);
+    tex.blocks[0]!.tex!.down = down;
+    assert.deepEqual(p2, p0);
+    assert.ok(relError(d2, d0) > 1e-3, `zeroed texture: rel. change ${relError(d2, d0)}`);
+
+    // replaceLinear (how the pruner writes weights back) replaces the texture too.
+    const halved = (await original.readF32(linearWeight(0, "down"))).map((w) => w / 2);
+    plain.replaceLinear(0, "down", halved);
+    tex.replaceLinear(0, "down", halved);
+    assert.equal(down.pieces.length, 0, "the old texture is released");
+    assert.ok(tex.blocks[0]!.tex!.down!.pieces.length > 0, "and a new one uploaded");
+    const [p3, d3] = await promptThenToken(plain), [p4, d4] = await promptThenToken(tex);
+    assert.deepEqual(p4, p3);
+    assert.ok(relError(d3, d0) > 1e-3, "the halved weights change the logits");
+    assert.ok(relError(d4, d3) < 1e-5, `after replaceLinear: rel. error ${relError(d4, d3)}`);
+  } finally {
+    plain.release();
+    tex.release();
+  }
+  assert.ok(texes.every((t) => t.pieces.length === 0), "release frees every texture");
+  assert.equal(tex.lmHeadTex, undefined);
 });
 
 Deno.test("forward e2e: every GPU buffer is released", () => {

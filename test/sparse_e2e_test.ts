@@ -2,8 +2,9 @@
  * Sparse inference end to end: stories15M pruned to 70% (OWL + Wanda, 4 calibration windows),
  * saved as a sparse model directory, loaded back, and greedily decoded for 64 tokens twice from
  * the same directory: once with the dense kernels on the unpacked pruned weights, once with the
- * sparse kernels (a 5-token prompt runs the sparse GEMM, then 63 GEMV steps). The tokens must be
- * identical and the prompt's logits close; the sparse file's linears must take at most 45% of
+ * sparse kernels (a 5-token prompt runs the sparse GEMM, then 63 GEMV steps), and a third time
+ * with the dense kernels and `gemvTextures` (what `generate` runs on CPU adapters; the sparse
+ * model has it too, for its LM head). The tokens must be identical and the prompt's logits close; the sparse file's linears must take at most 45% of
  * their dense f32 bytes; no GPU buffer outlives the test. Also: sparse weights are refused for a
  * source whose RoPE layout differs (llama2.c's interleaved q/k rows against the directory's
  * rotate-half rows). The CLI: `prune --save-sparse` writes model.sparse.safetensors beside
@@ -68,7 +69,8 @@ Deno.test("stories15M at 70%: sparse kernels decode the same 64 tokens as dense 
       assert.equal(gpu.liveBuffers, live, "a refused load leaves nothing behind");
 
       const dense = await GpuModel.load(gpu, sm);
-      const sparse = await GpuModel.loadSparse(gpu, sm);
+      const denseTex = await GpuModel.load(gpu, sm, { gemvTextures: true });
+      const sparse = await GpuModel.loadSparse(gpu, sm, { gemvTextures: true });
       try {
         assert.equal(dense.sparseLinearCount, 0);
         assert.equal(sparse.sparseLinearCount, source.config.nLayers * LINEARS.length);
@@ -97,16 +99,20 @@ Deno.test("stories15M at 70%: sparse kernels decode the same 64 tokens as dense 
         lap("dense decode");
         const b = await generate(sparse, PROMPT, { maxTokens: 64, temperature: 0 });
         lap("sparse decode");
+        const t = await generate(denseTex, PROMPT, { maxTokens: 64, temperature: 0 });
+        lap("dense decode, texture GEMV");
         assert.equal(a.ids.length, 64);
         assert.deepEqual(b.ids, a.ids);
+        assert.deepEqual(t.ids, a.ids);
         console.log(
           `decode on ${gpu.adapterName}: dense ${a.tokensPerSecond.toFixed(1)} tokens/s, ` +
-            `sparse ${b.tokensPerSecond.toFixed(1)} tokens/s; prompt logits max rel diff ${
-              worst.toExponential(2)
-            }`,
+            `dense (texture GEMV) ${t.tokensPerSecond.toFixed(1)} tokens/s, sparse ${
+              b.tokensPerSecond.toFixed(1)
+            } tokens/s; prompt logits max rel diff ${worst.toExponential(2)}`,
         );
       } finally {
         dense.release();
+        denseTex.release();
         sparse.release();
       }
       lap("CPU kernels");

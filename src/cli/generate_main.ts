@@ -60,9 +60,12 @@ export async function generateMain(args: string[]): Promise<void> {
   const gpu = await Gpu.create();
   try {
     let model: GpuModel;
-    if (sparse) model = await GpuModel.loadSparse(gpu, sparse);
-    else if (v.sparse) model = await GpuModel.load(gpu, source, { sparse: await zerosOf(source, spec) });
-    else model = await GpuModel.load(gpu, source);
+    // CPU adapters decode dense linears with the texture GEMV (2-3x the storage one there).
+    const gemvTextures = gpu.isCpu;
+    if (sparse) model = await GpuModel.loadSparse(gpu, sparse, { gemvTextures });
+    else if (v.sparse) {
+      model = await GpuModel.load(gpu, source, { sparse: await zerosOf(source, spec), gemvTextures });
+    } else model = await GpuModel.load(gpu, source, { gemvTextures });
     const prompt = tok.encode(v.prompt ?? "Once upon a time", { bos: tok.bosId >= 0 });
     const out = (s: string) => Deno.stdout.writeSync(new TextEncoder().encode(s));
     out(tok.decode(prompt));

@@ -19,6 +19,14 @@ import { ropeTables } from "../../kernels/rope.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type GpuMatrix, releaseMatrix, uploadMatrix } from "../gpu/matrix.ts";
 import { attention, elementwise, embedding, rmsnorm, rope } from "../ops/basic.ts";
+import {
+  gemvTex,
+  gemvTexSupported,
+  type GpuTexMatrix,
+  releaseGemvTex,
+  releaseGemvTexScratch,
+  uploadGemvTex,
+} from "../ops/gemv_tex.ts";
 import { linear } from "../ops/linear.ts";
 import { releaseSparseScratch, sparseLinear } from "../ops/sparse.ts";
 import type { SparseMatrix } from "../sparse/format.ts";
@@ -61,6 +69,8 @@ export interface GpuBlock {
   linears: Record<LinearName, GpuMatrix>;
   /** Linears held in the sparse kernels' layout; ForwardRunner runs these with `sparseLinear`. */
   sparse?: Partial<Record<LinearName, GpuSparseMatrix>>;
+  /** Texture copies of the dense linears (`gemvTextures`), which ForwardRunner decodes (T = 1) with. */
+  tex?: Partial<Record<LinearName, GpuTexMatrix>>;
   /** q/k/v biases (Qwen2). */
   bias?: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer };
 }
@@ -213,6 +223,14 @@ export interface GpuModelOptions {
   lazyBlocks?: boolean;
   /** Hold the linears these store sparse in the sparse layout and run them with the sparse kernels. */
   sparse?: SparseWeights;
+  /**
+   * Also hold every dense block linear and the LM head as textures for the texture GEMV
+   * (src/ops/gemv_tex.ts) and decode (T = 1) with it; prompts keep the storage kernels. On CPU
+   * adapters that GEMV is 2-3x faster than the storage one; the cost is a second copy of those
+   * weights ({@linkcode GpuModel.gemvTextureBytes}; `linearBytes` counts the storage copies only).
+   * Linears wider than the GEMV's X slot (16384 columns) stay on the storage GEMV. Default false; `generate` (the CLI) turns it on for CPU adapters.
+   */
+  gemvTextures?: boolean;
 }
 
 /** The fields of two configs that must agree for one's weights to run in the other's model. */
@@ -260,9 +278,13 @@ export class GpuModel {
     readonly ropeCos: GPUBuffer,
     readonly ropeSin: GPUBuffer,
     readonly sparse?: SparseWeights,
+    readonly gemvTextures = false,
   ) {
     this.blocks = new Array(config.nLayers).fill(undefined);
   }
+
+  /** The LM head as a texture (`gemvTextures`), for decoding. */
+  lmHeadTex?: GpuTexMatrix;
 
   /**
    * Upload a model from `source`; with `opts.sparse`, the linears it stores sparse are held in the
@@ -314,8 +336,13 @@ export class GpuModel {
       gpu.upload(t.cos, "rope_cos"),
       gpu.upload(t.sin, "rope_sin"),
       opts.sparse,
+      opts.gemvTextures ?? false,
     );
     try {
+      if (model.gemvTextures && gemvTexSupported(c.dim)) {
+        const head = await source.readF32(c.tiedEmbeddings ? EMBED : LM_HEAD);
+        model.lmHeadTex = uploadGemvTex(gpu, head, c.vocabSize, c.dim, { dtype, label: "lm_head.tex" });
+      }
       if (!opts.lazyBlocks) { for (let l = 0; l < c.nLayers; l++) await model.loadBlock(l); }
     } catch (e) {
       model.release();
@@ -381,6 +408,13 @@ export class GpuModel {
     return bytes;
   }
 
+  /** GPU bytes of the texture copies `gemvTextures` adds (loaded blocks' linears and the LM head). */
+  gemvTextureBytes(): number {
+    let bytes = this.lmHeadTex?.bytes ?? 0;
+    for (const b of this.blocks) for (const lin of LINEARS) bytes += b?.tex?.[lin]?.bytes ?? 0;
+    return bytes;
+  }
+
   /**
    * Upload block l from the source, or from `weights` (f32 [C_out, C_in] per linear) if given; a
    * linear not in `weights` that the model's sparse weights store sparse is held sparse.
@@ -407,10 +441,12 @@ export class GpuModel {
       }
       const data = weights?.[lin] ?? await s.readF32(name);
       linears[lin] = uploadMatrix(gpu, data, rows, cols, `L${l}.${lin}`, this.dtype);
+      this.uploadTex(block, l, lin, data);
     }
     block.attnNorm = gpu.upload(await s.readF32(attnNorm(l)), `L${l}.attn_norm`);
     block.mlpNorm = gpu.upload(await s.readF32(mlpNorm(l)), `L${l}.mlp_norm`);
     if (Object.keys(sparse).length === 0) delete block.sparse;
+    if (block.tex && Object.keys(block.tex).length === 0) delete block.tex;
     if (c.qkvBias) {
       block.bias = {
         q: gpu.upload(await s.readF32(linearBias(l, "q")), `L${l}.q_bias`),
@@ -431,6 +467,17 @@ export class GpuModel {
       delete b.sparse[lin];
     }
     b.linears[lin] = uploadMatrix(this.gpu, data, rows, cols, `L${l}.${lin}`, this.dtype);
+    releaseGemvTex(this.gpu, b.tex?.[lin]);
+    delete b.tex?.[lin];
+    this.uploadTex(b, l, lin, data);
+  }
+
+  /** With `gemvTextures`, the texture copy of block b's dense linear `lin` (when its width fits). */
+  private uploadTex(b: GpuBlock, l: number, lin: LinearName, data: Float32Array): void {
+    const [rows, cols] = linearShape(this.config, lin);
+    if (!this.gemvTextures || !gemvTexSupported(cols)) return;
+    b.tex ??= {};
+    b.tex[lin] = uploadGemvTex(this.gpu, data, rows, cols, { dtype: this.dtype, label: `L${l}.${lin}.tex` });
   }
 
   /** Free block `l`'s buffers (dense and sparse) and mark it unloaded; a no-op when it is not loaded. */
@@ -440,6 +487,7 @@ export class GpuModel {
     for (const lin of LINEARS) {
       releaseMatrix(this.gpu, b.linears[lin]);
       releaseSparse(this.gpu, b.sparse?.[lin]);
+      releaseGemvTex(this.gpu, b.tex?.[lin]);
     }
     this.gpu.release(b.attnNorm, b.mlpNorm, b.bias?.q, b.bias?.k, b.bias?.v);
     this.blocks[l] = undefined;
@@ -451,7 +499,10 @@ export class GpuModel {
     if (this.lmHead !== this.embed) releaseMatrix(this.gpu, this.lmHead);
     releaseMatrix(this.gpu, this.embed);
     this.gpu.release(this.finalNorm, this.ropeCos, this.ropeSin);
+    releaseGemvTex(this.gpu, this.lmHeadTex);
+    this.lmHeadTex = undefined;
     if (this.sparse) releaseSparseScratch(this.gpu); // regrown on demand by any later sparse launch
+    if (this.gemvTextures) releaseGemvTexScratch(this.gpu); // likewise the texture GEMV's X slot
   }
 }
 
@@ -601,8 +652,9 @@ export class ForwardRunner {
     bias?: GPUBuffer,
   ): void {
     const gpu = this.model.gpu;
-    const s = b.sparse?.[lin];
+    const s = b.sparse?.[lin], tex = b.tex?.[lin];
     if (s) sparseLinear(gpu, x, s, y, T, bias);
+    else if (tex && T === 1) gemvTex(gpu, x, tex, y, 1, bias);
     else linear(gpu, x, b.linears[lin], y, T, bias);
   }
 
@@ -652,7 +704,9 @@ export class ForwardRunner {
   head(T: number): void {
     const { gpu, config: c } = this.model;
     rmsnorm(gpu, this.x, this.model.finalNorm, this.xn, T, c.dim, c.normEps);
-    linear(gpu, this.xn, this.model.lmHead, this.logits, T);
+    const tex = this.model.lmHeadTex;
+    if (tex && T === 1) gemvTex(gpu, this.xn, tex, this.logits, 1);
+    else linear(gpu, this.xn, this.model.lmHead, this.logits, T);
   }
 
   /** The whole pass: logits for ids at positions pos0.. (left in `logits`). */
