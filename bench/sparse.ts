@@ -15,10 +15,11 @@
  * (weights + X + Y; the sparse side counts every GPU buffer or texture of the matrix, padding
  * and row offsets included); `gbps` = sparse bytes / ms_sparse.
  *
- * Dense baseline of the GEMV rows on CPU adapters: the faster of our two dense GEMVs (picked per
- * shape and dtype from 3 interleaved runs each, named in `dense_kernel` and the row's last column),
- * the storage 1x8 tile (src/ops/linear.ts) or `gemv-tex` (src/ops/gemv_tex.ts: W in textures, X in
- * a uniform slot, the sparse kernels' techniques), so the speed-ups are not a technique difference.
+ * Dense baseline on CPU adapters: the faster of our two dense ways (picked per shape, dtype and M
+ * from 3 interleaved runs each, named in `dense_kernel` and the row's last column), the storage
+ * kernels (src/ops/linear.ts: the 1x8 GEMV tile, the GEMM tiles) or `gemv-tex` (src/ops/gemv_tex.ts:
+ * W in textures, X in a uniform slot, the sparse kernels' techniques; for a GEMM row once per
+ * activation row), so the speed-ups are not a technique difference.
  * @module
  */
 import type { GpuDType } from "../kernels/common.ts";
@@ -58,7 +59,7 @@ export interface SparseBenchRow {
   timing: "timestamp" | "wall";
   /** Why this row was shrunk (CPU adapters), if it was. */
   note?: string;
-  /** Dense kernel timed: the storage linear, or the texture GEMV (CPU adapters, the faster one). */
+  /** Dense kernel timed: the storage linear, or the texture GEMV (CPU adapters, the faster one; M rows: M GEMVs). */
   dense_kernel?: "storage" | "gemv-tex";
 }
 
@@ -255,11 +256,12 @@ async function benchShape(
   const x = gpu.upload(X, "x"), y = gpu.buffer(maxM * N * 4, "y");
   const denseW = randomWeights(N, K, 0, 1);
   const dense = dtypes.map((dt) => uploadMatrix(gpu, denseW, N, K, `dense-${dt}`, dt));
-  // CPU adapters: the texture GEMV too; each GEMV row times the faster dense kernel (picked once).
+  // CPU adapters: the texture GEMV too (for M > 1 run once per activation row); each row times
+  // the faster dense kernel, picked once per dtype and M.
   const tex: (GpuTexMatrix | undefined)[] = gpu.isCpu && gemvTexSupported(K)
     ? dtypes.map((dt) => uploadGemvTex(gpu, denseW, N, K, { dtype: dt, label: `dense-tex-${dt}` }))
     : [];
-  const gemvPick: ("storage" | "gemv-tex")[] = [];
+  const pick = new Map<string, "storage" | "gemv-tex">();
   try {
     for (const level of levels) {
       const W = level === "2:4" ? random24(N, K, 11) : randomWeights(N, K, level, Math.round(level * 1000));
@@ -276,18 +278,22 @@ async function benchShape(
             const bytesDense = N * K * vb + io, bytesSparse = w.bytes + io;
             const runStorage = () => linear(gpu, x, dense[di], y, M);
             const t = tex[di];
-            const runTex = t ? () => gemvTex(gpu, x, t, y, 1) : undefined;
+            const runTex = t ? () => gemvTex(gpu, x, t, y, M) : undefined;
             const runSparse = () => sparseLinear(gpu, x, w, y, M);
             const what = `${M}x${N}x${K} ${dtype} ${level}`;
-            if (M === 1 && runTex && !gemvPick[di]) {
+            const key = `${dtype} ${M}`;
+            if (runTex && !pick.has(key)) {
               await checkSamples(gpu, runTex, y, X, denseW, M, N, K, dtype, `dense gemv-tex ${what}`);
               const p = await timePair(clock, runStorage, runTex, 3);
-              gemvPick[di] = p.ratio > 1 ? "gemv-tex" : "storage";
+              pick.set(key, p.ratio > 1 ? "gemv-tex" : "storage");
               log(
-                `dense GEMV ${N}x${K} ${dtype}: storage ${p.a.toFixed(1)} ms, gemv-tex ${p.b.toFixed(1)} ms`,
+                `dense ${M === 1 ? "GEMV" : `GEMM M = ${M}`} ${N}x${K} ${dtype}: storage ${
+                  p.a.toFixed(1)
+                } ms, ` +
+                  `gemv-tex${M === 1 ? "" : ` x ${M} rows`} ${p.b.toFixed(1)} ms`,
               );
             }
-            const denseKernel = M === 1 && runTex && gemvPick[di] === "gemv-tex" ? "gemv-tex" : "storage";
+            const denseKernel = runTex && pick.get(key) === "gemv-tex" ? "gemv-tex" : "storage";
             const runDense = denseKernel === "gemv-tex" ? runTex! : runStorage;
             await checkSamples(gpu, runDense, y, X, denseW, M, N, K, dtype, `dense ${what}`);
             await checkSamples(gpu, runSparse, y, X, W, M, N, K, dtype, `sparse ${what}`);
