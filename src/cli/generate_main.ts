@@ -118,10 +118,17 @@ async function zerosOf(source: WeightSource, spec: string) {
 /** Which kernels ran the linears, for the closing line. */
 function kernels(model: GpuModel): string {
   const n = model.sparseLinearCount;
-  if (n === 0) return "dense kernels";
+  const tex = model.gemvTextures
+    ? ` (decoding dense matrices with the texture GEMV, +${mb(model.gemvTextureBytes())} MB)`
+    : "";
+  if (n === 0) return `dense kernels${tex}`;
   const total = model.config.nLayers * LINEARS.length;
   return `sparse kernels for ${n} of ${total} linears (${model.dtype} values, ` +
-    `${(model.linearBytes() / 1e6).toFixed(1)} MB on the GPU)`;
+    `${mb(model.linearBytes())} MB on the GPU)${tex}`;
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1e6).toFixed(1);
 }
 
 if (import.meta.main) await runCli(generateMain);
