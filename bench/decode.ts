@@ -64,6 +64,8 @@ export interface DecodeBenchRow {
 export interface DecodeBenchOptions {
   /** Decode dense linears and the LM head with the texture GEMV (default: on CPU adapters, as `generate` does). */
   gemvTextures?: boolean;
+  /** Decoder dimensions (default LLaMA-7B's; tests shrink them). */
+  shape?: DecoderShape;
   /** Decoder blocks (default 32 on GPUs, 4 on CPU adapters). */
   blocks?: number;
   sparsity?: number;
@@ -75,12 +77,20 @@ export interface DecodeBenchOptions {
   log?: (line: string) => void;
 }
 
+/** The dimensions of a synthetic decoder (head dim = dim / nHeads). */
+export interface DecoderShape {
+  dim: number;
+  hiddenDim: number;
+  nHeads: number;
+  vocabSize: number;
+}
+
 const LLAMA7B = { dim: 4096, hiddenDim: 11008, nLayers: 32, nHeads: 32, vocabSize: 32000 };
 
-/** A random LLaMA-7B-shaped model: linears masked to `sparsity` per row, norms 1 + noise. */
+/** A random decoder (LLaMA-7B-shaped by default): linears masked to `sparsity` per row, norms 1 + noise. */
 class SyntheticSource implements WeightSource, SparseWeights {
   readonly dtype = "f16" as const;
-  readonly description = "synthetic LLaMA-7B shape";
+  readonly description = "synthetic decoder";
   private readonly shapes = new Map<string, number[]>();
   private readonly seeds = new Map<string, number>();
   /** The current block's masked linears (read by both models, generated once). */
@@ -145,16 +155,16 @@ class SyntheticSource implements WeightSource, SparseWeights {
   close(): void {}
 }
 
-function config(blocks: number, maxSeqLen: number): ModelConfig {
+function config(shape: DecoderShape, blocks: number, maxSeqLen: number): ModelConfig {
   return {
     architecture: "LlamaForCausalLM",
-    dim: LLAMA7B.dim,
-    hiddenDim: LLAMA7B.hiddenDim,
+    dim: shape.dim,
+    hiddenDim: shape.hiddenDim,
     nLayers: blocks,
-    nHeads: LLAMA7B.nHeads,
-    nKvHeads: LLAMA7B.nHeads,
-    headDim: LLAMA7B.dim / LLAMA7B.nHeads,
-    vocabSize: LLAMA7B.vocabSize,
+    nHeads: shape.nHeads,
+    nKvHeads: shape.nHeads,
+    headDim: shape.dim / shape.nHeads,
+    vocabSize: shape.vocabSize,
     maxSeqLen,
     normEps: 1e-5,
     ropeTheta: 10000,
@@ -193,7 +203,8 @@ export async function benchDecode(gpu: Gpu, opts: DecodeBenchOptions = {}): Prom
   const P = opts.promptTokens ?? 16;
   const tokens = opts.tokens ?? (gpu.isCpu ? 8 : 16);
   const rounds = opts.rounds ?? 3;
-  const cfg = config(blocks, P + tokens + 8);
+  const shape = opts.shape ?? LLAMA7B;
+  const cfg = config(shape, blocks, P + tokens + 8);
   const dtype = gpu.f16 ? "f16" : "f32";
   const src = new SyntheticSource(cfg, sparsity, dtype);
   const gemvTextures = opts.gemvTextures ?? gpu.isCpu;
@@ -251,7 +262,9 @@ export async function benchDecode(gpu: Gpu, opts: DecodeBenchOptions = {}): Prom
     const lin = (m: GpuModel) => m.linearBytes();
     const row: DecodeBenchRow = {
       kind: "decode",
-      model: blocks === LLAMA7B.nLayers
+      model: opts.shape
+        ? `dim ${shape.dim}, hidden ${shape.hiddenDim}, ${blocks} blocks`
+        : blocks === LLAMA7B.nLayers
         ? "LLaMA-7B shape (32 blocks)"
         : `LLaMA-7B shape, ${blocks} of 32 blocks`,
       blocks,
@@ -276,7 +289,7 @@ export async function benchDecode(gpu: Gpu, opts: DecodeBenchOptions = {}): Prom
       seconds: 0,
       timing: "wall",
     };
-    if (gpu.isCpu && blocks < LLAMA7B.nLayers) {
+    if (gpu.isCpu && !opts.shape && blocks < LLAMA7B.nLayers) {
       row.note =
         `CPU adapter: ${blocks} of LLaMA-7B's 32 blocks (full vocab and LM head), ${tokens} tokens x ${rounds} rounds`;
     }

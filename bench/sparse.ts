@@ -286,12 +286,9 @@ async function benchShape(
               await checkSamples(gpu, runTex, y, X, denseW, M, N, K, dtype, `dense gemv-tex ${what}`);
               const p = await timePair(clock, runStorage, runTex, 3);
               pick.set(key, p.ratio > 1 ? "gemv-tex" : "storage");
-              log(
-                `dense ${M === 1 ? "GEMV" : `GEMM M = ${M}`} ${N}x${K} ${dtype}: storage ${
-                  p.a.toFixed(1)
-                } ms, ` +
-                  `gemv-tex${M === 1 ? "" : ` x ${M} rows`} ${p.b.toFixed(1)} ms`,
-              );
+              const kind = M === 1 ? "GEMV" : `GEMM M = ${M}`, texRuns = M === 1 ? "" : ` x ${M} rows`;
+              const ms = (v: number) => `${v.toFixed(1)} ms`;
+              log(`dense ${kind} ${N}x${K} ${dtype}: storage ${ms(p.a)}, gemv-tex${texRuns} ${ms(p.b)}`);
             }
             const denseKernel = runTex && pick.get(key) === "gemv-tex" ? "gemv-tex" : "storage";
             const runDense = denseKernel === "gemv-tex" ? runTex! : runStorage;
