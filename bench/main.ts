@@ -16,7 +16,8 @@
  *   `{adapter, rows}` plus an SVG chart beside it.
  * - `decode` (bench/decode.ts), in the `--sparse` run only: a whole LLaMA-7B-shaped decoder
  *   generating tokens end to end, dense against sparse linears at 70% (32 blocks on GPUs, 4 on
- *   CPU adapters unless `--decode-blocks N`); tokens/s of each and the speed-up, written to
+ *   CPU adapters unless `--decode-blocks N`; there both models decode their dense matrices with
+ *   the texture GEMV, as `generate` does); tokens/s of each and the speed-up, written to
  *   `bench/results/decode-<adapter>.json`. `--decode-only` skips the sparse kernel rows.
  *
  * Flags: --quick (fewer dense shapes, no LLaMA-7B block, no SparseGPT block), --suite dense|prune|sparse|all (default all),
