@@ -12,6 +12,10 @@
  * (src/sparse/upload.ts) and run with `sparseLinear` for every T: the GEMV for decoding (T = 1),
  * the sparse GEMM for a prompt. No dense copy is kept, so a prompt runs sparse too (measured on
  * lavapipe, bench/decode.ts: ARCHITECTURE.md, "Sparse linears in the forward pass").
+ *
+ * Texture decoding: with `gemvTextures` (GpuModelOptions) the dense matrices are also held as
+ * textures and every T = 1 step runs the texture GEMV (src/ops/gemv_tex.ts), the fast dense GEMV
+ * on CPU adapters; prompts keep the storage kernels.
  * @module
  */
 import type { GpuDType } from "../../kernels/common.ts";
