@@ -344,6 +344,8 @@ export class GpuModel {
     );
     try {
       if (model.gemvTextures && gemvTexSupported(c.dim)) {
+        // Read again rather than kept from the upload above: no host copy of the vocabulary
+        // matrix is held while the blocks load, with or without textures.
         const head = await source.readF32(c.tiedEmbeddings ? EMBED : LM_HEAD);
         model.lmHeadTex = uploadGemvTex(gpu, head, c.vocabSize, c.dim, { dtype, label: "lm_head.tex" });
       }
