@@ -104,7 +104,14 @@ export {
 } from "./src/errors.ts";
 
 // ---- GPU runtime ------------------------------------------------------------------------------
-export { type Binding, FORCE_F32_ENV, Gpu, type GpuOptions } from "./src/gpu/device.ts";
+export {
+  type Binding,
+  FORCE_F32_ENV,
+  Gpu,
+  type GpuOptions,
+  readableAsUniformX,
+  UNIFORM_X_BYTES,
+} from "./src/gpu/device.ts";
 export {
   type GpuMatrix,
   type MatrixChunk,
@@ -122,6 +129,7 @@ export {
   attentionWgsl,
   attentionWorkgroups,
 } from "./kernels/attention.ts";
+export { ARGMAX_WG, argmaxWgsl } from "./kernels/argmax.ts";
 export { COPY_WG, copyWgsl } from "./kernels/copy.ts";
 export { ELEMENTWISE_WG, type ElementwiseOp, elementwiseWgsl } from "./kernels/elementwise.ts";
 export { EMBEDDING_WG, embeddingWgsl } from "./kernels/embedding.ts";
@@ -172,7 +180,7 @@ export {
 export { STATS_WG, statsKey, type StatsOptions, statsWgsl } from "./kernels/stats.ts";
 
 // ---- kernels: launchers (choose a version, bind, dispatch) ------------------------------------
-export { attention, elementwise, embedding, loss, rmsnorm, rope } from "./src/ops/basic.ts";
+export { argmaxToken, attention, elementwise, embedding, loss, rmsnorm, rope } from "./src/ops/basic.ts";
 export { chooseLinear, linear, type LinearOverride } from "./src/ops/linear.ts";
 export {
   applyMask,

@@ -1,6 +1,7 @@
 /**
  * Generation: the sampler (pure) and greedy decoding on the GPU with a per-layer K/V cache, which
- * must reproduce the protocol's known continuation of BOS + "Once upon a time".
+ * must reproduce the protocol's known continuation of BOS + "Once upon a time"; greedy tokens chosen
+ * on the device (read back in chunks) must equal the host's, stop tokens included.
  * @module
  */
 import assert from "node:assert/strict";
@@ -57,6 +58,57 @@ Deno.test("generate: greedy from BOS + 'Once upon a time' gives the known contin
     assert.deepEqual(r.ids, [29892, 727, 471, 263, 2217, 7826, 4257, 365, 2354, 29889]);
     assert.deepEqual(seen, r.ids);
     assert(r.tokensPerSecond > 0);
+    model.release();
+    assert.equal(gpu.liveBuffers, live);
+  } finally {
+    source.close();
+    gpu.destroy();
+  }
+});
+
+Deno.test("generate: greedy on the device gives the host's tokens, streams them, stops mid-chunk, reads back in chunks", async () => {
+  const gpu = await Gpu.create();
+  const source = await openWeights("stories15M");
+  const live = gpu.liveBuffers;
+  try {
+    const model = await GpuModel.load(gpu, source, { gemvTextures: gpu.isCpu });
+    const prompt = [1, 9038, 2501, 263, 931];
+    const host = await generate(model, prompt, { maxTokens: 40, temperature: 0, greedyOnDevice: false });
+    assert.equal(host.ids.length, 40);
+    const s0 = gpu.submitCount;
+    const seen: number[] = [];
+    const dev = await generate(model, prompt, {
+      maxTokens: 40,
+      temperature: 0,
+      onToken: (id) => seen.push(id),
+    });
+    const submits = gpu.submitCount - s0;
+    assert.deepEqual(dev.ids, host.ids);
+    assert.deepEqual(seen, dev.ids);
+    // The host path submits (and reads back) once a token; the device path once a chunk (1, 2,
+    // 4, 8, 16, 9 tokens), plus a flush when the uniform arena fills.
+    assert(submits < 20, `${submits} submits for 40 greedy tokens on the device`);
+    // Lengths that end inside a chunk and on its boundary.
+    for (const n of [1, 2, 3, 8, 17]) {
+      assert.deepEqual(
+        (await generate(model, prompt, { maxTokens: n, temperature: 0 })).ids,
+        host.ids.slice(0, n),
+      );
+    }
+    // A stop token first chosen inside the 16-token chunk (tokens 15..30): nothing from it on.
+    const k = host.ids.findIndex((id, i) => i >= 16 && host.ids.indexOf(id) === i);
+    assert(k >= 16 && k < 31, `no token first seen in 16..30: ${host.ids}`);
+    const stopped = await generate(model, prompt, { maxTokens: 40, temperature: 0, stopIds: [host.ids[k]] });
+    assert.deepEqual(stopped.ids, host.ids.slice(0, k));
+    // Sampling stays on the host: same seed, same tokens, whatever greedyOnDevice says.
+    const a = await generate(model, prompt, { maxTokens: 6, temperature: 0.8, seed: 3 });
+    const b = await generate(model, prompt, {
+      maxTokens: 6,
+      temperature: 0.8,
+      seed: 3,
+      greedyOnDevice: false,
+    });
+    assert.deepEqual(a.ids, b.ids);
     model.release();
     assert.equal(gpu.liveBuffers, live);
   } finally {

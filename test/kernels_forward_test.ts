@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../src/gpu/device.ts";
 import { readMatrix, releaseMatrix, uploadMatrix } from "../src/gpu/matrix.ts";
-import { attention, elementwise, embedding, loss, rmsnorm, rope } from "../src/ops/basic.ts";
+import { argmaxToken, attention, elementwise, embedding, loss, rmsnorm, rope } from "../src/ops/basic.ts";
+import { argmax } from "../src/generate/sampler.ts";
 import { chooseLinear, linear, type LinearOverride } from "../src/ops/linear.ts";
 import { CPU_LOOP_LIMIT } from "../kernels/common.ts";
 import { LOSS_MAX_V } from "../kernels/loss.ts";
@@ -225,6 +226,57 @@ Deno.test("losses: next-token NLL and KL divergence on uneven shapes", async () 
   await checkLosses(3, 37, 16, true); // fewer columns than lanes
   await checkLosses(9, 1031, 19, true);
   await checkLosses(150, 1031, 28, true, 64); // three dispatches: 64 + 64 + 22 rows
+});
+
+/**
+ * The device's greedy choice against the host's `argmax` (the contract), row by row of R rows of V
+ * logits (rows at offsets that are not multiples of the binding alignment), with ties, -Inf, NaN
+ * (at index 0 too), a row of NaN and a row of equal values mixed into random ones.
+ */
+async function checkArgmax(R: number, V: number, seed: number): Promise<void> {
+  const r = rng(seed);
+  const L = randomArray(R * V, seed, 4);
+  const row = (i: number) => L.subarray(i * V, (i + 1) * V);
+  const pick = () => Math.floor(r() * V);
+  for (let i = 0; i < R; i++) {
+    const x = row(i);
+    switch (i % 6) {
+      case 1: { // a tie for the max, far apart
+        const a = pick(), b = pick();
+        x[a] = x[b] = 9;
+        break;
+      }
+      case 2: // NaN and -Inf scattered, a NaN above the max's position
+        for (let k = 0; k < Math.max(1, V >> 3); k++) x[pick()] = r() < 0.5 ? NaN : -Infinity;
+        break;
+      case 3: // NaN at index 0: the host keeps 0
+        x[0] = NaN;
+        x[pick()] = 100;
+        break;
+      case 4: // all equal, or all NaN
+        x.fill(i % 12 === 4 ? -Infinity : NaN);
+        break;
+      case 5: // the max at the very end
+        x[V - 1] = 50;
+        break;
+    }
+  }
+  const logits = gpu.upload(L, "logits"), ids = gpu.buffer(4, "ids"), out = gpu.buffer(R * 4, "out");
+  gpu.write(out, new Uint32Array(R).fill(0xdeadbeef));
+  for (let i = 0; i < R; i++) argmaxToken(gpu, logits, i, V, ids, out, i);
+  const got = [...await gpu.readU32(out)], want = Array.from({ length: R }, (_, i) => argmax(row(i)));
+  assert.deepEqual(got, want, `argmax R${R} V${V}`);
+  assert.deepEqual([...await gpu.readU32(ids)], [want[R - 1]], "ids[0] holds the last choice");
+  gpu.release(logits, ids, out);
+}
+
+Deno.test("argmaxToken: the host's argmax exactly (ties, NaN, -Inf), uneven V, unaligned rows", async () => {
+  await checkArgmax(13, 1, 1);
+  await checkArgmax(13, 7, 2);
+  await checkArgmax(12, 255, 3);
+  await checkArgmax(12, 257, 4);
+  await checkArgmax(7, 1000, 5);
+  await checkArgmax(7, 32001, 6);
 });
 
 // One invocation per row would loop over the vocabulary; lavapipe silently ends an invocation's

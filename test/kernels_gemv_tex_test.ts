@@ -92,6 +92,40 @@ Deno.test("gemvTex: a stale slot does not leak past K", async () => {
 });
 
 Deno.test({
+  name: "gemvTex: X read in place from a Gpu.gemvInput buffer when the kernel reads no column past K",
+  ignore: !gpu.isCpu,
+  fn: async () => {
+    const copies = () => {
+      let n = 0;
+      const copy = gpu.copy.bind(gpu);
+      gpu.copy = (...a) => (n++, copy(...a));
+      return () => (delete (gpu as { copy?: unknown }).copy, n);
+    };
+    // K = 64 (f32: 16 texels, uk 4), 37 (48 columns read), 64 f16 packed (8 texels), 40 f16 (64 read).
+    const dtypes = gpu.f16 ? ["f32", "f16"] as const : ["f32"] as const;
+    for (const dtype of dtypes) {
+      for (const K of [64, 37, 40]) {
+        const N = 21, W = randomArray(N * K, K), X = randomArray(K, K + 1);
+        const w = uploadGemvTex(gpu, W, N, K, { dtype });
+        const x = gpu.gemvInput(K * 4, "x"), y = gpu.buffer(N * 4, "y");
+        gpu.write(x, new Float32Array(x.size / 4).fill(NaN)); // what the kernel would meet past K
+        gpu.write(x, X);
+        const done = copies();
+        gemvTex(gpu, x, w, y);
+        const n = done();
+        const used = w.kvp * (w.packed ? 32 : 16);
+        const what = `gemvTex ${N}x${K} ${dtype}`;
+        assert.equal(n, used === K * 4 ? 0 : 1, `${what}: X copied ${n} times, kernel reads ${used} bytes`);
+        const want = refLinear(X, dtype === "f16" ? f16Round(W) : W, 1, N, K);
+        assertClose(await gpu.readF32(y), want, 1e-5 * Math.sqrt(K), 1e-4, what);
+        releaseGemvTex(gpu, w);
+        gpu.release(x, y);
+      }
+    }
+  },
+});
+
+Deno.test({
   name: "gemvTex: f16 weights (packed in rgba32uint, and rgba16float)",
   ignore: !gpu.f16,
   fn: async () => {

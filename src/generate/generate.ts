@@ -1,6 +1,13 @@
 /**
  * Autoregressive generation on the GPU with a per-layer K/V cache: the prompt is one prefill
- * pass, then one token per pass; only the last row of logits is read back for the sampler.
+ * pass, then one token per pass.
+ *
+ * Greedy decoding (temperature 0) chooses each token on the device (`argmaxToken`) and feeds it
+ * to the next step there, so steps are recorded back to back and their tokens read back in
+ * chunks of 1, 2, 4, ... up to {@linkcode GREEDY_CHUNK_MAX}: a readback costs at least 10 ms in
+ * Deno (its map polling sleeps that long), which was a third of stories15M's decode step on
+ * lavapipe and would dwarf a LLaMA-7B step on a real GPU. Sampling (temperature > 0) reads the
+ * last row of logits back for the host's sampler at every step.
  * @module
  */
 import { ArgumentError } from "../errors.ts";
@@ -38,9 +45,20 @@ export interface GenerateOptions extends SamplerOptions {
   maxTokens: number;
   /** Token ids that end generation (e.g. EOS); they are not emitted. */
   stopIds?: number[];
-  /** Called with each new token id as soon as it is chosen. */
+  /**
+   * Called with each new token id, in order, as soon as it is on the host (greedy decoding on
+   * the device reads tokens back in chunks, so they arrive in small bursts).
+   */
   onToken?: (id: number) => void;
+  /**
+   * Greedy decoding: choose tokens on the device and read them back in chunks (default true), or
+   * read every step's logits back for the host's argmax (false). Both give the same tokens.
+   */
+  greedyOnDevice?: boolean;
 }
+
+/** The largest chunk of greedy tokens decoded on the device between two readbacks. */
+export const GREEDY_CHUNK_MAX = 16;
 
 /**
  * The result of {@linkcode generate}: the new tokens and the timings.
@@ -111,21 +129,52 @@ export async function generate(
   const runner = new ForwardRunner(model, prompt.length, { perLayerCache: true, maxSeq: total });
   const ids: number[] = [];
   const stop = new Set(opts.stopIds ?? []);
+  const onDevice = sampler.temperature === 0 && (opts.greedyOnDevice ?? true);
+  const chosen = onDevice ? gpu.buffer((total - prompt.length) * 4, "greedy tokens") : null;
   try {
     const t0 = performance.now();
+    let t1 = t0;
     runner.forward(prompt, 0);
-    let logits = await gpu.readF32(runner.logits, (prompt.length - 1) * V, V);
-    const t1 = performance.now();
-    let pos = prompt.length;
-    while (pos < total) {
-      const id = sampler.sample(logits);
-      if (stop.has(id)) break;
-      ids.push(id);
-      opts.onToken?.(id);
-      if (pos + 1 >= total) break;
-      runner.forward([id], pos);
-      logits = await gpu.readF32(runner.logits, 0, V);
-      pos++;
+    if (chosen) {
+      // Token k is chosen from the logits at position prompt.length - 1 + k into chosen[k]; the
+      // step for token k reads token k - 1 from the runner's ids. Chunks of 1, 2, 4, ... tokens.
+      const n = total - prompt.length;
+      runner.chooseGreedy(prompt.length - 1, chosen, 0);
+      let done = 0, recorded = 1, chunk = 1;
+      while (done < n) {
+        const got = await gpu.readU32(chosen, done, recorded - done);
+        if (done === 0) t1 = performance.now();
+        let stopped = false;
+        for (const id of got) {
+          if (stop.has(id)) {
+            stopped = true;
+            break;
+          }
+          ids.push(id);
+          opts.onToken?.(id);
+        }
+        done = recorded;
+        if (stopped) break;
+        chunk = Math.min(2 * chunk, GREEDY_CHUNK_MAX);
+        for (const end = Math.min(n, recorded + chunk); recorded < end; recorded++) {
+          runner.forwardOnDevice(prompt.length + recorded - 1);
+          runner.chooseGreedy(0, chosen, recorded);
+        }
+      }
+    } else {
+      let logits = await gpu.readF32(runner.logits, (prompt.length - 1) * V, V);
+      t1 = performance.now();
+      let pos = prompt.length;
+      while (pos < total) {
+        const id = sampler.sample(logits);
+        if (stop.has(id)) break;
+        ids.push(id);
+        opts.onToken?.(id);
+        if (pos + 1 >= total) break;
+        runner.forward([id], pos);
+        logits = await gpu.readF32(runner.logits, 0, V);
+        pos++;
+      }
     }
     const t2 = performance.now();
     const decodeSeconds = (t2 - t1) / 1000;
@@ -137,5 +186,6 @@ export async function generate(
     };
   } finally {
     runner.release();
+    gpu.release(chosen);
   }
 }

@@ -80,6 +80,20 @@ export interface GpuOptions {
  */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
 
+/**
+ * The uniform X slot of the CPU adapters' GEMVs (texture and sparse): 64 KiB, WebGPU's default
+ * maxUniformBufferBindingSize, so at most 16384 f32 columns.
+ */
+export const UNIFORM_X_BYTES = 65536;
+
+/**
+ * Whether `b` can be bound at offset 0 as a GEMV's uniform X slot ({@linkcode UNIFORM_X_BYTES}):
+ * UNIFORM usage and at least that size ({@linkcode Gpu.gemvInput} makes such buffers).
+ */
+export function readableAsUniformX(b: GPUBuffer): boolean {
+  return (b.usage & GPUBufferUsage.UNIFORM) !== 0 && b.size >= UNIFORM_X_BYTES;
+}
+
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
 const UNIFORM_ARENA_SLOTS = 1024;
 
@@ -140,7 +154,7 @@ export class Gpu {
   private readonly uniformArena: GPUBuffer;
   private readonly uniformData = new Uint8Array(UNIFORM_SLOT * UNIFORM_ARENA_SLOTS);
   private uniformSlots = 0;
-  /** Dispatches recorded since the last submit (for tests and stats). */
+  /** Dispatches recorded so far (for tests and stats). */
   dispatchCount = 0;
   /** Command buffers submitted so far (for tests and stats). */
   submitCount = 0;
@@ -231,6 +245,32 @@ export class Gpu {
     });
     this.live++;
     return b;
+  }
+
+  /**
+   * A storage buffer for an activation that feeds linears at M = 1. On CPU adapters it is also a
+   * UNIFORM buffer of at least {@linkcode UNIFORM_X_BYTES}, so the texture and sparse GEMVs bind it
+   * in place as their uniform X slot instead of copying or packing X into one first: one fewer
+   * dispatch per linear, which is most of a small model's decode step on lavapipe (stories15M
+   * sparse: 135 dispatches a token to 93).
+   *
+   * @example Both GEMVs read such a buffer in place; any other X is copied into their slot first
+   * ```ts
+   * import { Gpu, readableAsUniformX, UNIFORM_X_BYTES } from "@owlgpu/owlgpu";
+   * import assert from "node:assert/strict";
+   *
+   * const gpu = await Gpu.create();
+   * const x = gpu.gemvInput(288 * 4, "xn");
+   * assert.equal(readableAsUniformX(x), gpu.isCpu);
+   * assert.equal(x.size, gpu.isCpu ? UNIFORM_X_BYTES : 288 * 4);
+   * assert.equal(readableAsUniformX(gpu.buffer(UNIFORM_X_BYTES, "plain")), false);
+   * gpu.release(x);
+   * gpu.destroy();
+   * ```
+   */
+  gemvInput(byteSize: number, label: string): GPUBuffer {
+    if (!this.isCpu) return this.buffer(byteSize, label);
+    return this.buffer(Math.max(byteSize, UNIFORM_X_BYTES), label, GPUBufferUsage.UNIFORM);
   }
 
   /** A storage buffer holding `data`. */

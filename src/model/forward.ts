@@ -22,7 +22,7 @@ import type { GpuDType } from "../../kernels/common.ts";
 import { ropeTables } from "../../kernels/rope.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type GpuMatrix, releaseMatrix, uploadMatrix } from "../gpu/matrix.ts";
-import { attention, elementwise, embedding, rmsnorm, rope } from "../ops/basic.ts";
+import { argmaxToken, attention, elementwise, embedding, rmsnorm, rope } from "../ops/basic.ts";
 import {
   gemvTex,
   gemvTexSupported,
@@ -604,13 +604,14 @@ export class ForwardRunner {
     const T = maxTokens;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     this.maxSeq = opts.maxSeq ?? T;
+    // The linears' inputs: read in place by the CPU adapters' GEMVs (no X copy per linear).
     this.x = gpu.buffer(T * c.dim * 4, "x");
-    this.xn = gpu.buffer(T * c.dim * 4, "xn");
+    this.xn = gpu.gemvInput(T * c.dim * 4, "xn");
     this.q = gpu.buffer(T * qDim * 4, "q");
     this.k = gpu.buffer(T * kvDim * 4, "k");
     this.v = gpu.buffer(T * kvDim * 4, "v");
-    this.att = gpu.buffer(T * qDim * 4, "att");
-    this.gate = gpu.buffer(T * c.hiddenDim * 4, "gate");
+    this.att = gpu.gemvInput(T * qDim * 4, "att");
+    this.gate = gpu.gemvInput(T * c.hiddenDim * 4, "gate");
     this.up = gpu.buffer(T * c.hiddenDim * 4, "up");
     this.tmp = gpu.buffer(T * c.dim * 4, "tmp");
     this.ids = gpu.buffer(T * 4, "ids");
@@ -725,6 +726,27 @@ export class ForwardRunner {
     this.embed(ids);
     for (let l = 0; l < this.model.config.nLayers; l++) this.block(l, T, pos0);
     this.head(T);
+  }
+
+  /**
+   * One decode step whose token id is already on the device, in `ids[0]` (written there by
+   * {@linkcode ForwardRunner.chooseGreedy} of the step before): logits for position pos0, with
+   * nothing written from the host, so steps can be recorded back to back without a readback.
+   */
+  forwardOnDevice(pos0: number): void {
+    this.checkPositions(1, pos0);
+    embedding(this.model.gpu, this.ids, this.model.embed, this.x, 1);
+    for (let l = 0; l < this.model.config.nLayers; l++) this.block(l, 1, pos0);
+    this.head(1);
+  }
+
+  /**
+   * Record the greedy choice from logits row `row` (argmax, ties to the lower id, as the host's
+   * `argmax`) into `ids[0]`, the next {@linkcode ForwardRunner.forwardOnDevice}'s input, and into
+   * `out[outIndex]` (u32).
+   */
+  chooseGreedy(row: number, out: GPUBuffer, outIndex: number): void {
+    argmaxToken(this.model.gpu, this.logits, row, this.model.config.vocabSize, this.ids, out, outIndex);
   }
 
   /** Free the activation buffers and the K/V cache (not the model). */

@@ -3,6 +3,7 @@
  * the current batch; shapes travel in uniforms, so one pipeline serves every model.
  * @module
  */
+import { ARGMAX_WG, argmaxWgsl } from "../../kernels/argmax.ts";
 import {
   attentionKey,
   type AttentionOptions,
@@ -273,3 +274,46 @@ export function loss(
 
 /** Rows per loss chunk are a multiple of this: 64 f32/u32 rows span 256 bytes, the offset alignment. */
 const LOSS_ROW_ALIGN = 64;
+
+/**
+ * Record the greedy choice from row `row` of `logits` [*, V] (f32): its argmax, the lowest index
+ * among equals, as the host's `argmax` picks it (kernels/argmax.ts), written to `ids[0]` and to
+ * `out[outIndex]` (u32). Throws {@linkcode UnsupportedError} when V exceeds a CPU adapter's loop
+ * limit.
+ *
+ * @example Two greedy choices recorded back to back, read back together
+ * ```ts
+ * import { argmax, argmaxToken, Gpu } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const V = 7, rows = [[0, 3, -1, 3, 2, 1, 0], [9, 1, 2, 3, 4, 5, 10]];
+ * const logits = gpu.upload(new Float32Array(rows.flat()), "logits");
+ * const ids = gpu.buffer(4, "ids"), out = gpu.buffer(2 * 4, "out");
+ * argmaxToken(gpu, logits, 0, V, ids, out, 0);
+ * argmaxToken(gpu, logits, 1, V, ids, out, 1);
+ * assert.deepEqual([...await gpu.readU32(out)], rows.map((r) => argmax(r))); // [1, 6]
+ * gpu.release(logits, ids, out);
+ * gpu.destroy();
+ * ```
+ */
+export function argmaxToken(
+  gpu: Gpu,
+  logits: GPUBuffer,
+  row: number,
+  V: number,
+  ids: GPUBuffer,
+  out: GPUBuffer,
+  outIndex: number,
+): void {
+  if (gpu.isCpu && Math.ceil(V / ARGMAX_WG) >= CPU_LOOP_LIMIT) {
+    throw new UnsupportedError(`argmaxToken: a vocabulary of ${V} exceeds this CPU adapter's loop limit`);
+  }
+  const pipe = gpu.pipeline("argmax", () => argmaxWgsl());
+  // Bind only the row (logits of a long prompt can exceed the binding limit), from the aligned
+  // offset at or before it.
+  const align = gpu.device.limits.minStorageBufferOffsetAlignment;
+  const offset = Math.floor((row * V * 4) / align) * align, base = (row * V * 4 - offset) / 4;
+  const rowBinding: Binding = { buffer: logits, offset, size: (base + V) * 4 };
+  gpu.dispatch(pipe, [rowBinding, ids, out], packUniforms([V, base, outIndex, 0]), 1);
+}

@@ -23,7 +23,7 @@ import {
 } from "../../kernels/linear_gemv_tex.ts";
 import type { GpuDType } from "../../kernels/common.ts";
 import { ArgumentError, UnsupportedError } from "../errors.ts";
-import type { Binding, Gpu } from "../gpu/device.ts";
+import { type Binding, type Gpu, readableAsUniformX } from "../gpu/device.ts";
 import { DeviceScratch } from "../gpu/scratch.ts";
 
 /**
@@ -435,13 +435,17 @@ export function gemvTex(
   const K = w.cols, N = w.rows;
   const opts = gemvTexOptions(w, !!bias, override);
   const pipe = gpu.pipeline(gemvTexKey(opts), () => gemvTexWgsl(opts));
-  const slot = slots.get(gpu, GEMV_TEX_SLOT_BYTES);
   const used = w.kvp * (w.packed ? 32 : 16); // X bytes the kernel reads
+  // X read in place (Gpu.gemvInput) when the kernel reads no column past K: there, zero weights
+  // would meet whatever the buffer holds, which could be Inf or NaN.
+  const inPlace = M === 1 && used === K * 4 && readableAsUniformX(x);
+  const slot = inPlace ? x : slots.get(gpu, GEMV_TEX_SLOT_BYTES);
   const slotBinding: Binding = { buffer: slot, offset: 0, size: GEMV_TEX_SLOT_BYTES };
   for (let m = 0; m < M; m++) {
-    gpu.copy(x, m * K * 4, slot, 0, K * 4);
-    // Columns past K meet zero weights, but stale X there could be Inf or NaN.
-    if (used > K * 4) gpu.commandEncoder().clearBuffer(slot, K * 4, used - K * 4);
+    if (!inPlace) {
+      gpu.copy(x, m * K * 4, slot, 0, K * 4);
+      if (used > K * 4) gpu.commandEncoder().clearBuffer(slot, K * 4, used - K * 4);
+    }
     for (const p of w.pieces) {
       const bindings: Binding[] = [slotBinding, p.view as unknown as Binding, y];
       if (bias) bindings.push(bias);

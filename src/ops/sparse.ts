@@ -36,7 +36,7 @@ import {
   type SparseXSource,
 } from "../../kernels/sparse_linear.ts";
 import { ArgumentError, UnsupportedError } from "../errors.ts";
-import type { Binding, Gpu } from "../gpu/device.ts";
+import { type Binding, type Gpu, readableAsUniformX } from "../gpu/device.ts";
 import { DeviceScratch } from "../gpu/scratch.ts";
 import type { GpuSparseMatrix } from "../sparse/upload.ts";
 
@@ -282,8 +282,11 @@ export function sparseLinear(
   const tileBytes = quads * nseg * SPARSE_SLOT_BYTES;
   const fit = Math.floor(gpu.maxBinding / tileBytes);
   const tilesPerTurn = Math.max(1, Math.min(mtiles, fit, override?.slotTiles ?? Infinity));
-  const slots = xSlots.get(gpu, tilesPerTurn * tileBytes);
-  const packPipe = gpu.pipeline(sparsePackXKey(packTm), () => sparsePackXWgsl(packTm));
+  // One row in one slot, and X can be bound as that slot (Gpu.gemvInput): read it in place,
+  // unless a narrower last N:M group's unused slots would read columns past K (the packed slot
+  // holds zeros there; the buffer could hold Inf or NaN).
+  const inPlace = M === 1 && nseg === 1 && readableAsUniformX(x) && (w.format !== "nm" || K % w.group === 0);
+  const slots = inPlace ? x : xSlots.get(gpu, tilesPerTurn * tileBytes);
   const slot = (t: number, k: number, s: number): Binding => ({
     buffer: slots,
     offset: ((t * quads + k) * nseg + s) * SPARSE_SLOT_BYTES,
@@ -293,12 +296,14 @@ export function sparseLinear(
     const tiles = Math.min(tilesPerTurn, mtiles - mt0);
     // Quads past M are packed too (as zeros): the kernel reads every quad of its tile.
     const total = tiles * quads * nseg * (SPARSE_SLOT_FLOATS / 4);
-    gpu.dispatch(
-      packPipe,
-      [x, { buffer: slots, offset: 0, size: tiles * tileBytes }],
-      packUniforms([M, K, slotCols, nseg, total, mt0 * quads]),
-      Math.ceil(total / SPARSE_PACKX_WG),
-    );
+    if (!inPlace) {
+      gpu.dispatch(
+        gpu.pipeline(sparsePackXKey(packTm), () => sparsePackXWgsl(packTm)),
+        [x, { buffer: slots, offset: 0, size: tiles * tileBytes }],
+        packUniforms([M, K, slotCols, nseg, total, mt0 * quads]),
+        Math.ceil(total / SPARSE_PACKX_WG),
+      );
+    }
     for (let s = 0; s < nseg; s++) {
       const c0 = s * slotCols, c1 = Math.min(K, c0 + slotCols);
       for (let t = 0; t < tiles; t++) {
