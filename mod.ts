@@ -130,6 +130,7 @@ export {
   attentionWorkgroups,
 } from "./kernels/attention.ts";
 export { ARGMAX_WG, argmaxWgsl } from "./kernels/argmax.ts";
+export { SAMPLE_WG, sampleWgsl } from "./kernels/sample.ts";
 export { COPY_WG, copyWgsl } from "./kernels/copy.ts";
 export { ELEMENTWISE_WG, type ElementwiseOp, elementwiseWgsl } from "./kernels/elementwise.ts";
 export { EMBEDDING_WG, embeddingWgsl } from "./kernels/embedding.ts";
@@ -180,7 +181,16 @@ export {
 export { STATS_WG, statsKey, type StatsOptions, statsWgsl } from "./kernels/stats.ts";
 
 // ---- kernels: launchers (choose a version, bind, dispatch) ------------------------------------
-export { argmaxToken, attention, elementwise, embedding, loss, rmsnorm, rope } from "./src/ops/basic.ts";
+export {
+  argmaxToken,
+  attention,
+  elementwise,
+  embedding,
+  loss,
+  rmsnorm,
+  rope,
+  sampleToken,
+} from "./src/ops/basic.ts";
 export { chooseLinear, linear, type LinearOverride } from "./src/ops/linear.ts";
 export {
   applyMask,
@@ -455,7 +465,12 @@ export {
   updateHessian,
   uploadHessian,
 } from "./src/ops/sparsegpt.ts";
-export { generate, type GenerateOptions, type GenerateResult } from "./src/generate/generate.ts";
+export {
+  DEVICE_CHUNK_MAX,
+  generate,
+  type GenerateOptions,
+  type GenerateResult,
+} from "./src/generate/generate.ts";
 export { argmax, Sampler, type SamplerOptions, seededRandom } from "./src/generate/sampler.ts";
 export {
   checkJobFits,

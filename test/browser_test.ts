@@ -20,6 +20,8 @@ import { Gpu } from "../src/gpu/device.ts";
 import { GpuModel } from "../src/model/forward.ts";
 import { openWeights } from "../src/model/open.ts";
 import { openTokenizer } from "../src/data/open_tokenizer.ts";
+import { argmaxWgsl } from "../kernels/argmax.ts";
+import { sampleWgsl } from "../kernels/sample.ts";
 
 const CHROMIUM = Deno.env.get("OWLGPU_CHROMIUM") ?? "/usr/bin/chromium";
 /**
@@ -130,6 +132,18 @@ Deno.test({
           `the page failed: ${await page.getAttribute("#result", "data-error")}\n${problems.join("\n")}`,
         );
         const tPage = secs();
+        // The token-choosing kernels, which the demo's greedy generation runs only in part
+        // (sampling not at all), compile in Chromium's WGSL compiler too.
+        const compileErrors = await page.evaluate(async (sources: Record<string, string>) => {
+          const device = await (await navigator.gpu.requestAdapter())!.requestDevice();
+          const errors: string[] = [];
+          for (const [name, code] of Object.entries(sources)) {
+            const info = await device.createShaderModule({ code }).getCompilationInfo();
+            for (const m of info.messages) if (m.type === "error") errors.push(`${name}: ${m.message}`);
+          }
+          return errors;
+        }, { argmax: argmaxWgsl(), sample: sampleWgsl() });
+        assert.deepEqual(compileErrors, []);
         const web: PruneReport = JSON.parse(await page.textContent("#report-json") ?? "");
 
         // 3. The page's numbers are the CLI's.

@@ -66,14 +66,14 @@ Deno.test("generate: greedy from BOS + 'Once upon a time' gives the known contin
   }
 });
 
-Deno.test("generate: greedy on the device gives the host's tokens, streams them, stops mid-chunk, reads back in chunks", async () => {
+Deno.test("generate: tokens chosen on the device: the host's greedy tokens, streamed, stopped mid-chunk, read back in chunks; seeded sampling", async () => {
   const gpu = await Gpu.create();
   const source = await openWeights("stories15M");
   const live = gpu.liveBuffers;
   try {
     const model = await GpuModel.load(gpu, source, { gemvTextures: gpu.isCpu });
     const prompt = [1, 9038, 2501, 263, 931];
-    const host = await generate(model, prompt, { maxTokens: 40, temperature: 0, greedyOnDevice: false });
+    const host = await generate(model, prompt, { maxTokens: 40, temperature: 0, onDevice: false });
     assert.equal(host.ids.length, 40);
     const s0 = gpu.submitCount;
     const seen: number[] = [];
@@ -100,15 +100,18 @@ Deno.test("generate: greedy on the device gives the host's tokens, streams them,
     assert(k >= 16 && k < 31, `no token first seen in 16..30: ${host.ids}`);
     const stopped = await generate(model, prompt, { maxTokens: 40, temperature: 0, stopIds: [host.ids[k]] });
     assert.deepEqual(stopped.ids, host.ids.slice(0, k));
-    // Sampling stays on the host: same seed, same tokens, whatever greedyOnDevice says.
-    const a = await generate(model, prompt, { maxTokens: 6, temperature: 0.8, seed: 3 });
-    const b = await generate(model, prompt, {
-      maxTokens: 6,
-      temperature: 0.8,
-      seed: 3,
-      greedyOnDevice: false,
-    });
+    // Sampling on the device: reproducible for a seed, read back in chunks too, and at a
+    // temperature near 0 the greedy tokens.
+    const s1 = gpu.submitCount;
+    const a = await generate(model, prompt, { maxTokens: 40, temperature: 0.8, seed: 3 });
+    assert(gpu.submitCount - s1 < 20, `${gpu.submitCount - s1} submits for 40 sampled tokens on the device`);
+    const b = await generate(model, prompt, { maxTokens: 40, temperature: 0.8, seed: 3 });
+    const c = await generate(model, prompt, { maxTokens: 40, temperature: 0.8, seed: 4 });
     assert.deepEqual(a.ids, b.ids);
+    assert.notDeepEqual(a.ids, c.ids);
+    assert.notDeepEqual(a.ids, host.ids);
+    const cold = await generate(model, prompt, { maxTokens: 40, temperature: 1e-3, topP: 0.9, seed: 5 });
+    assert.deepEqual(cold.ids, host.ids);
     model.release();
     assert.equal(gpu.liveBuffers, live);
   } finally {

@@ -5,13 +5,22 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../src/gpu/device.ts";
 import { readMatrix, releaseMatrix, uploadMatrix } from "../src/gpu/matrix.ts";
-import { argmaxToken, attention, elementwise, embedding, loss, rmsnorm, rope } from "../src/ops/basic.ts";
+import {
+  argmaxToken,
+  attention,
+  elementwise,
+  embedding,
+  loss,
+  rmsnorm,
+  rope,
+  sampleToken,
+} from "../src/ops/basic.ts";
 import { argmax } from "../src/generate/sampler.ts";
 import { chooseLinear, linear, type LinearOverride } from "../src/ops/linear.ts";
 import { CPU_LOOP_LIMIT } from "../kernels/common.ts";
 import { LOSS_MAX_V } from "../kernels/loss.ts";
 import { ropeTables } from "../kernels/rope.ts";
-import { UnsupportedError } from "../src/errors.ts";
+import { ArgumentError, UnsupportedError } from "../src/errors.ts";
 import {
   assertClose,
   randomArray,
@@ -22,6 +31,7 @@ import {
   refNll,
   refRmsnorm,
   refRope,
+  refSample,
   rng,
 } from "./ref/kernels_ref.ts";
 
@@ -277,6 +287,62 @@ Deno.test("argmaxToken: the host's argmax exactly (ties, NaN, -Inf), uneven V, u
   await checkArgmax(12, 257, 4);
   await checkArgmax(7, 1000, 5);
   await checkArgmax(7, 32001, 6);
+});
+
+/**
+ * Sampling on the device against its float64 reference, over rows of V logits (random spreads,
+ * NaN and -Inf entries, runs of equal logits: ties at the nucleus cut), temperatures, top-p
+ * masses and random numbers; cases float32 rounding could flip (refSample's `ambiguous`) are
+ * counted and must stay few.
+ */
+async function checkSample(R: number, V: number, seed: number, spreads: number[]): Promise<number> {
+  const r = rng(seed);
+  const L = new Float32Array(R * V);
+  for (let i = 0; i < R; i++) {
+    const spread = spreads[i % spreads.length];
+    for (let k = 0; k < V; k++) L[i * V + k] = (r() * 2 - 1) * spread;
+    if (i % 4 === 1) { for (let k = 0; k < V; k += 7) L[i * V + k] = r() < 0.5 ? NaN : -Infinity; }
+    if (i % 4 === 2) { for (let k = 0; k < V; k += 3) L[i * V + k] = 1.5; // ties, near the top
+     }
+  }
+  const cases: { row: number; T: number; topP: number }[] = [];
+  for (let i = 0; i < R; i++) {
+    for (const T of [0.6, 1, 1.7]) for (const topP of [1, 0.9, 0.5, 0.05]) cases.push({ row: i, T, topP });
+  }
+  const rs = Float32Array.from(cases, () => Math.min(r(), 0.99999994));
+  const logits = gpu.upload(L, "logits"), randoms = gpu.upload(rs, "randoms");
+  const ids = gpu.buffer(4, "ids"), out = gpu.buffer(cases.length * 4, "out");
+  cases.forEach((c, k) => sampleToken(gpu, logits, c.row, V, randoms, k, c.T, c.topP, ids, out, k));
+  const got = await gpu.readU32(out);
+  let ambiguous = 0;
+  cases.forEach((c, k) => {
+    const want = refSample(L.subarray(c.row * V, (c.row + 1) * V), c.T, c.topP, rs[k]);
+    if (want.ambiguous) ambiguous++;
+    else assert.equal(got[k], want.id, `sample V${V} row ${c.row} T ${c.T} topP ${c.topP} r ${rs[k]}`);
+  });
+  gpu.release(logits, randoms, ids, out);
+  return ambiguous / cases.length;
+}
+
+Deno.test("sampleToken: the float64 reference's ids (temperatures, top-p, NaN, -Inf, ties), uneven V", async () => {
+  // A near-flat row of 32001 logits gives each id ~3e-5 of the mass, float32 sums' rounding: so
+  // the large vocabulary gets LLM-like spreads (stories15M's logits span ~20) and a looser bound.
+  const runs: [number, number, number, number[], number][] = [
+    [8, 1, 1, [0.5, 2, 6], 0],
+    [8, 5, 2, [0.5, 2, 6], 0.1],
+    [8, 300, 3, [0.5, 2, 6], 0.1],
+    [8, 1000, 4, [0.5, 2, 6], 0.1],
+    [4, 32001, 5, [10, 20], 0.3],
+  ];
+  for (const [R, V, seed, spreads, most] of runs) {
+    const share = await checkSample(R, V, seed, spreads);
+    console.log(`V = ${V}: ${(100 * share).toFixed(1)}% of the cases too close to call`);
+    assert(share <= most, `${(100 * share).toFixed(1)}% of V = ${V}'s cases too close to call`);
+  }
+  const b = gpu.buffer(4, "tiny");
+  assert.throws(() => sampleToken(gpu, b, 0, 1, b, 0, 0, 1, b, b, 0), ArgumentError); // temperature 0
+  assert.throws(() => sampleToken(gpu, b, 0, 1, b, 0, 1, 0, b, b, 0), ArgumentError); // top-p 0
+  gpu.release(b);
 });
 
 // One invocation per row would loop over the vocabulary; lavapipe silently ends an invocation's

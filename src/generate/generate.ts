@@ -2,12 +2,14 @@
  * Autoregressive generation on the GPU with a per-layer K/V cache: the prompt is one prefill
  * pass, then one token per pass.
  *
- * Greedy decoding (temperature 0) chooses each token on the device (`argmaxToken`) and feeds it
- * to the next step there, so steps are recorded back to back and their tokens read back in
- * chunks of 1, 2, 4, ... up to {@linkcode GREEDY_CHUNK_MAX}: a readback costs at least 10 ms in
- * Deno (its map polling sleeps that long), which was a third of stories15M's decode step on
- * lavapipe and would dwarf a LLaMA-7B step on a real GPU. Sampling (temperature > 0) reads the
- * last row of logits back for the host's sampler at every step.
+ * Tokens are chosen on the device (`argmaxToken` at temperature 0, else `sampleToken` with the
+ * seeded generator's numbers uploaded once) and fed to the next step there, so steps are recorded
+ * back to back and their tokens read back in chunks of 1, 2, 4, ... up to
+ * {@linkcode DEVICE_CHUNK_MAX}: a readback costs at least 10 ms in Deno (its map polling sleeps
+ * that long), which was a third of stories15M's decode step on lavapipe and would dwarf a
+ * LLaMA-7B step on a real GPU. With `onDevice: false` every step's last row of logits is read
+ * back for the host's `Sampler` instead: the same tokens when greedy; when sampling, the same
+ * distribution but other tokens for a seed (kernels/sample.ts walks the nucleus in id order).
  * @module
  */
 import { ArgumentError } from "../errors.ts";
@@ -51,14 +53,15 @@ export interface GenerateOptions extends SamplerOptions {
    */
   onToken?: (id: number) => void;
   /**
-   * Greedy decoding: choose tokens on the device and read them back in chunks (default true), or
-   * read every step's logits back for the host's argmax (false). Both give the same tokens.
+   * Choose tokens on the device and read them back in chunks (default true), or read every
+   * step's logits back for the host's `Sampler` (false). Greedy tokens are the same either way;
+   * sampled ones follow the same distribution, not the same ids for a seed.
    */
-  greedyOnDevice?: boolean;
+  onDevice?: boolean;
 }
 
-/** The largest chunk of greedy tokens decoded on the device between two readbacks. */
-export const GREEDY_CHUNK_MAX = 16;
+/** The largest chunk of tokens decoded on the device between two readbacks. */
+export const DEVICE_CHUNK_MAX = 16;
 
 /**
  * The result of {@linkcode generate}: the new tokens and the timings.
@@ -129,8 +132,15 @@ export async function generate(
   const runner = new ForwardRunner(model, prompt.length, { perLayerCache: true, maxSeq: total });
   const ids: number[] = [];
   const stop = new Set(opts.stopIds ?? []);
-  const onDevice = sampler.temperature === 0 && (opts.greedyOnDevice ?? true);
-  const chosen = onDevice ? gpu.buffer((total - prompt.length) * 4, "greedy tokens") : null;
+  const n = total - prompt.length; // tokens at most
+  const onDevice = opts.onDevice ?? true, greedy = sampler.temperature === 0;
+  const chosen = onDevice ? gpu.buffer(n * 4, "chosen tokens") : null;
+  const randoms = onDevice && !greedy ? gpu.upload(sampler.draws(n), "sampling randoms") : null;
+  // Token k from logits row `row`, into chosen[k] and the runner's ids.
+  const choose = (row: number, k: number) =>
+    greedy
+      ? runner.chooseGreedy(row, chosen!, k)
+      : runner.chooseSampled(row, randoms!, k, sampler.temperature, sampler.topP, chosen!, k);
   try {
     const t0 = performance.now();
     let t1 = t0;
@@ -138,8 +148,7 @@ export async function generate(
     if (chosen) {
       // Token k is chosen from the logits at position prompt.length - 1 + k into chosen[k]; the
       // step for token k reads token k - 1 from the runner's ids. Chunks of 1, 2, 4, ... tokens.
-      const n = total - prompt.length;
-      runner.chooseGreedy(prompt.length - 1, chosen, 0);
+      choose(prompt.length - 1, 0);
       let done = 0, recorded = 1, chunk = 1;
       while (done < n) {
         const got = await gpu.readU32(chosen, done, recorded - done);
@@ -155,10 +164,10 @@ export async function generate(
         }
         done = recorded;
         if (stopped) break;
-        chunk = Math.min(2 * chunk, GREEDY_CHUNK_MAX);
+        chunk = Math.min(2 * chunk, DEVICE_CHUNK_MAX);
         for (const end = Math.min(n, recorded + chunk); recorded < end; recorded++) {
           runner.forwardOnDevice(prompt.length + recorded - 1);
-          runner.chooseGreedy(0, chosen, recorded);
+          choose(0, recorded);
         }
       }
     } else {
@@ -186,6 +195,6 @@ export async function generate(
     };
   } finally {
     runner.release();
-    gpu.release(chosen);
+    gpu.release(chosen, randoms);
   }
 }

@@ -117,6 +117,24 @@ export class Sampler {
     this.random = seededRandom(opts.seed ?? 42);
   }
 
+  /**
+   * The generator's next `n` numbers as f32 in [0, 1) (never rounded up to 1): the random inputs
+   * of sampling on the device (`sampleToken`), one a token.
+   *
+   * @example The same seed gives the same numbers
+   * ```ts
+   * import { Sampler } from "@owlgpu/owlgpu";
+   * import assert from "node:assert/strict";
+   *
+   * const a = new Sampler({ seed: 5 }).draws(3), b = new Sampler({ seed: 5 }).draws(3);
+   * assert.deepEqual(a, b);
+   * assert.ok(a.every((r) => r >= 0 && r < 1));
+   * ```
+   */
+  draws(n: number): Float32Array {
+    return Float32Array.from({ length: n }, () => Math.min(this.random(), 1 - 2 ** -24));
+  }
+
   /** Pick the next token id from one row of logits. */
   sample(logits: ArrayLike<number>): number {
     if (this.temperature === 0) return argmax(logits);

@@ -22,7 +22,7 @@ import type { GpuDType } from "../../kernels/common.ts";
 import { ropeTables } from "../../kernels/rope.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type GpuMatrix, releaseMatrix, uploadMatrix } from "../gpu/matrix.ts";
-import { argmaxToken, attention, elementwise, embedding, rmsnorm, rope } from "../ops/basic.ts";
+import { argmaxToken, attention, elementwise, embedding, rmsnorm, rope, sampleToken } from "../ops/basic.ts";
 import {
   gemvTex,
   gemvTexSupported,
@@ -747,6 +747,35 @@ export class ForwardRunner {
    */
   chooseGreedy(row: number, out: GPUBuffer, outIndex: number): void {
     argmaxToken(this.model.gpu, this.logits, row, this.model.config.vocabSize, this.ids, out, outIndex);
+  }
+
+  /**
+   * Record a token sampled from logits row `row` at `temperature` with nucleus mass `topP`, using
+   * `randoms[rIndex]` (`sampleToken`, kernels/sample.ts), into `ids[0]` and `out[outIndex]`.
+   */
+  chooseSampled(
+    row: number,
+    randoms: GPUBuffer,
+    rIndex: number,
+    temperature: number,
+    topP: number,
+    out: GPUBuffer,
+    outIndex: number,
+  ): void {
+    const V = this.model.config.vocabSize;
+    sampleToken(
+      this.model.gpu,
+      this.logits,
+      row,
+      V,
+      randoms,
+      rIndex,
+      temperature,
+      topP,
+      this.ids,
+      out,
+      outIndex,
+    );
   }
 
   /** Free the activation buffers and the K/V cache (not the model). */

@@ -4,6 +4,7 @@
  * @module
  */
 import { ARGMAX_WG, argmaxWgsl } from "../../kernels/argmax.ts";
+import { SAMPLE_WG, sampleWgsl } from "../../kernels/sample.ts";
 import {
   attentionKey,
   type AttentionOptions,
@@ -16,9 +17,10 @@ import { EMBEDDING_WG, embeddingWgsl } from "../../kernels/embedding.ts";
 import { LOSS_MAX_V, type LossKind, lossWgsl, lossWorkgroups } from "../../kernels/loss.ts";
 import { RMSNORM_WG, rmsnormWgsl } from "../../kernels/rmsnorm.ts";
 import { ROPE_WG, type RopeLayout, ropeWgsl } from "../../kernels/rope.ts";
-import { UnsupportedError } from "../errors.ts";
+import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
+import { DeviceScratch } from "../gpu/scratch.ts";
 
 /**
  * a[i] = a[i] + b[i] (op "add") or silu(a[i]) * b[i] (op "swiglu"), n elements.
@@ -310,10 +312,80 @@ export function argmaxToken(
     throw new UnsupportedError(`argmaxToken: a vocabulary of ${V} exceeds this CPU adapter's loop limit`);
   }
   const pipe = gpu.pipeline("argmax", () => argmaxWgsl());
-  // Bind only the row (logits of a long prompt can exceed the binding limit), from the aligned
-  // offset at or before it.
+  const { binding, base } = logitsRow(gpu, logits, row, V);
+  gpu.dispatch(pipe, [binding, ids, out], packUniforms([V, base, outIndex, 0]), 1);
+}
+
+/**
+ * Bind only row `row` of `logits` [*, V] (a long prompt's logits can exceed the binding limit),
+ * from the aligned offset at or before it; `base` is the row's first element in the binding.
+ */
+function logitsRow(
+  gpu: Gpu,
+  logits: GPUBuffer,
+  row: number,
+  V: number,
+): { binding: { buffer: GPUBuffer; offset: number; size: number }; base: number } {
   const align = gpu.device.limits.minStorageBufferOffsetAlignment;
   const offset = Math.floor((row * V * 4) / align) * align, base = (row * V * 4 - offset) / 4;
-  const rowBinding: Binding = { buffer: logits, offset, size: (base + V) * 4 };
-  gpu.dispatch(pipe, [rowBinding, ids, out], packUniforms([V, base, outIndex, 0]), 1);
+  return { binding: { buffer: logits, offset, size: (base + V) * 4 }, base };
+}
+
+/** sampleToken's vec4 binding when a row is too short for one (kernels/sample.ts reads none of it). */
+const sampleStandIn = new DeviceScratch("sample-stand-in", GPUBufferUsage.STORAGE);
+
+/**
+ * Record a token sampled from row `row` of `logits` [*, V] (f32) at `temperature` > 0 with
+ * nucleus mass `topP` in (0, 1], using the uniform random number `randoms[rIndex]` (f32 in
+ * [0, 1)); the id goes to `ids[0]` and `out[outIndex]` (u32). The rule is kernels/sample.ts's:
+ * the same distribution as the host's `Sampler`, not the same ids for a seed. Throws
+ * {@linkcode UnsupportedError} when V exceeds a CPU adapter's loop limit.
+ *
+ * @example A nearly greedy temperature picks the largest logit whatever the random number
+ * ```ts
+ * import { Gpu, sampleToken } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const logits = gpu.upload(new Float32Array([0, 3, 1, 2.5, -1]), "logits");
+ * const randoms = gpu.upload(new Float32Array([0.01, 0.99]), "randoms");
+ * const ids = gpu.buffer(4, "ids"), out = gpu.buffer(2 * 4, "out");
+ * sampleToken(gpu, logits, 0, 5, randoms, 0, 0.01, 0.9, ids, out, 0);
+ * sampleToken(gpu, logits, 0, 5, randoms, 1, 0.01, 0.9, ids, out, 1);
+ * assert.deepEqual([...await gpu.readU32(out)], [1, 1]);
+ * gpu.release(logits, randoms, ids, out);
+ * gpu.destroy();
+ * ```
+ */
+export function sampleToken(
+  gpu: Gpu,
+  logits: GPUBuffer,
+  row: number,
+  V: number,
+  randoms: GPUBuffer,
+  rIndex: number,
+  temperature: number,
+  topP: number,
+  ids: GPUBuffer,
+  out: GPUBuffer,
+  outIndex: number,
+): void {
+  if (!(temperature > 0 && Number.isFinite(temperature))) {
+    throw new ArgumentError(`sampleToken: temperature must be finite and > 0, got ${temperature}`);
+  }
+  if (!(topP > 0 && topP <= 1)) throw new ArgumentError(`sampleToken: top-p must be in (0, 1], got ${topP}`);
+  // 12 walks of a lane's span (4 ids a slot), 124 sums of the lanes' partials (kernels/sample.ts).
+  if (gpu.isCpu && 48 * Math.ceil(V / 4 / SAMPLE_WG) + 124 * SAMPLE_WG >= CPU_LOOP_LIMIT) {
+    throw new UnsupportedError(`sampleToken: a vocabulary of ${V} exceeds this CPU adapter's loop limit`);
+  }
+  const pipe = gpu.pipeline("sample", () => sampleWgsl());
+  const { binding, base } = logitsRow(gpu, logits, row, V);
+  // The row as whole vec4s (a 16-byte stand-in when there is none) and as scalars.
+  const nq = Math.floor(binding.size / 16);
+  const vec4s: Binding = nq > 0
+    ? { ...binding, size: nq * 16 }
+    : { buffer: sampleStandIn.get(gpu, 16), offset: 0, size: 16 };
+  const u = new Uint32Array([V, base, outIndex, rIndex, 0, 0, nq, 0]);
+  new Float32Array(u.buffer).set([1 / temperature, topP], 4);
+  gpu.dispatch(pipe, [vec4s, binding, randoms, ids, out], u, 1);
 }

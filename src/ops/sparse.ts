@@ -2,7 +2,8 @@
  * Y = X W^T (+ b) with a sparse W (src/sparse/upload.ts), choosing the kernel version from the
  * adapter and M (kernels/sparse_linear.ts):
  * - CPU adapters (lavapipe): `lane` + `ubo`, one invocation per weight row, X copied into 64 KiB
- *   uniform slots first (one small dispatch); `tm` = 1 for M = 1, else the smallest tile of 4, 8
+ *   uniform slots first (one small dispatch; at M = 1 an X made by `Gpu.gemvInput` is bound as the
+ *   slot itself, no dispatch); `tm` = 1 for M = 1, else the smallest tile of 4, 8
  *   or 16 activation rows that holds M (one dispatch per tile and column segment; 16-row tiles
  *   for larger M); weights from textures when
  *   uploaded so (uploadSparse's default there), unstructured weights in the column-delta layout

@@ -194,3 +194,59 @@ export function refKl(P: ArrayLike<number>, Q: ArrayLike<number>, R: number, V: 
   }
   return out;
 }
+
+/**
+ * Float64 reference of kernels/sample.ts: the id sampled from logits `x` at temperature `T` with
+ * nucleus mass `topP` and random number `r`, and whether float32 rounding could change it (the
+ * nucleus cut, a near-tie with its threshold, or the pick's boundary within `slack` of the mass).
+ */
+export function refSample(
+  x: ArrayLike<number>,
+  T: number,
+  topP: number,
+  r: number,
+  slack = 1e-5,
+): { id: number; ambiguous: boolean } {
+  const n = x.length;
+  let m = -Infinity;
+  for (let i = 0; i < n; i++) if (!Number.isNaN(x[i])) m = Math.max(m, x[i]);
+  const e = Float64Array.from({ length: n }, (_, i) => Number.isNaN(x[i]) ? -1 : Math.exp((x[i] - m) / T));
+  let S = 0;
+  for (const v of e) if (v > 0) S += v;
+  if (!(S > 0)) return { id: 0, ambiguous: false }; // no finite logit
+  let tau = 0, ambiguous = false;
+  if (topP < 1) {
+    // Descending values; whole runs of ties join the nucleus together.
+    const sorted = e.filter((v) => v > 0).sort((a, b) => b - a);
+    const goal = topP * S;
+    let mass = 0, below = 0; // mass of {e >= tau} and of {e > tau}
+    for (let k = 0; k < sorted.length;) {
+      let j = k;
+      below = mass;
+      while (j < sorted.length && sorted[j] === sorted[k]) mass += sorted[j++];
+      tau = sorted[k];
+      if (mass >= goal) {
+        ambiguous ||= (k > 0 && sorted[k - 1] - tau < 1e-5 * tau) ||
+          (j < sorted.length && tau - sorted[j] < 1e-5 * tau);
+        break;
+      }
+      k = j;
+    }
+    ambiguous ||= mass - goal < slack * S || goal - below < slack * S;
+  }
+  let nucleus = 0;
+  for (const v of e) if (v >= tau && v >= 0) nucleus += v;
+  const target = r * nucleus;
+  let c = 0, last = -1;
+  for (let i = 0; i < n; i++) {
+    if (!(e[i] >= tau && e[i] >= 0)) continue;
+    const prev = c;
+    c += e[i];
+    last = i;
+    if (target < c) {
+      ambiguous ||= c - target < slack * nucleus || target - prev < slack * nucleus;
+      return { id: i, ambiguous };
+    }
+  }
+  return { id: Math.max(last, 0), ambiguous: true };
+}
