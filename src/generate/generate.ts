@@ -48,8 +48,8 @@ export interface GenerateOptions extends SamplerOptions {
   /** Token ids that end generation (e.g. EOS); they are not emitted. */
   stopIds?: number[];
   /**
-   * Called with each new token id, in order, as soon as it is on the host (greedy decoding on
-   * the device reads tokens back in chunks, so they arrive in small bursts).
+   * Called with each new token id, in order, as soon as it is on the host (tokens chosen on the
+   * device are read back in chunks, so they arrive in small bursts).
    */
   onToken?: (id: number) => void;
   /**

@@ -15,7 +15,11 @@
  *
  * Texture decoding: with `gemvTextures` (GpuModelOptions) the dense matrices are also held as
  * textures and every T = 1 step runs the texture GEMV (src/ops/gemv_tex.ts), the fast dense GEMV
- * on CPU adapters; prompts keep the storage kernels.
+ * on CPU adapters; prompts keep the storage kernels. The runner's linear inputs come from
+ * `Gpu.gemvInput`, so on CPU adapters those GEMVs read X in place as their uniform slot.
+ *
+ * Decoding without readbacks: `chooseGreedy` / `chooseSampled` write the next token id into the
+ * runner's `ids` on the device and `forwardOnDevice` embeds it from there (src/generate/).
  * @module
  */
 import type { GpuDType } from "../../kernels/common.ts";
@@ -730,7 +734,8 @@ export class ForwardRunner {
 
   /**
    * One decode step whose token id is already on the device, in `ids[0]` (written there by
-   * {@linkcode ForwardRunner.chooseGreedy} of the step before): logits for position pos0, with
+   * {@linkcode ForwardRunner.chooseGreedy} or {@linkcode ForwardRunner.chooseSampled} of the step
+   * before): logits for position pos0, with
    * nothing written from the host, so steps can be recorded back to back without a readback.
    */
   forwardOnDevice(pos0: number): void {
