@@ -5,6 +5,8 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { generateMain } from "../src/cli/generate_main.ts";
+import { ArgumentError } from "../src/errors.ts";
 import { generate } from "../src/generate/generate.ts";
 import { argmax, Sampler, seededRandom } from "../src/generate/sampler.ts";
 import { Gpu } from "../src/gpu/device.ts";
@@ -118,4 +120,18 @@ Deno.test("generate: tokens chosen on the device: the host's greedy tokens, stre
     source.close();
     gpu.destroy();
   }
+});
+
+Deno.test("generate CLI: a bad temperature or top-p is refused before anything loads or prints", async () => {
+  const write = Deno.stdout.writeSync;
+  let written = 0;
+  Deno.stdout.writeSync = (p: Uint8Array) => (written += p.length, p.length);
+  try {
+    for (const bad of [["--top-p", "0"], ["--top-p", "1.5"], ["--temperature=-1"]]) {
+      await assert.rejects(() => generateMain(bad), ArgumentError, bad.join(" "));
+    }
+  } finally {
+    Deno.stdout.writeSync = write;
+  }
+  assert.equal(written, 0, "nothing printed");
 });

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { openTokenizer } from "../data/open_tokenizer.ts";
 import { ArgumentError } from "../errors.ts";
 import { generate } from "../generate/generate.ts";
+import { Sampler } from "../generate/sampler.ts";
 import { Gpu } from "../gpu/device.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { LINEARS } from "../model/config.ts";
@@ -53,6 +54,12 @@ export async function generateMain(args: string[]): Promise<void> {
     return;
   }
   const maxTokens = intFlag("max-tokens", v["max-tokens"], 256, 1);
+  const sampling = {
+    temperature: numberFlag("temperature", v.temperature, 1),
+    topP: numberFlag("top-p", v["top-p"], 0.9),
+    seed: numberFlag("seed", v.seed, 42),
+  };
+  new Sampler(sampling); // refuses a bad temperature or top-p before anything loads or prints
   const spec = v.model ?? EMBEDDED_MODEL_NAME;
   const sparse = v.sparse ? await openSparseDir(spec) : undefined;
   const source: WeightSource = sparse ?? await openWeights(spec);
@@ -72,9 +79,7 @@ export async function generateMain(args: string[]): Promise<void> {
     const stream = tok.decodeStream();
     const r = await generate(model, prompt, {
       maxTokens,
-      temperature: numberFlag("temperature", v.temperature, 1),
-      topP: numberFlag("top-p", v["top-p"], 0.9),
-      seed: numberFlag("seed", v.seed, 42),
+      ...sampling,
       stopIds: tok.eosId >= 0 ? [tok.eosId] : [],
       onToken: (id) => out(stream.push(id)),
     });
