@@ -132,6 +132,13 @@ export async function generate(
   const runner = new ForwardRunner(model, prompt.length, { perLayerCache: true, maxSeq: total });
   const ids: number[] = [];
   const stop = new Set(opts.stopIds ?? []);
+  /** Emit a chosen token; false (nothing emitted) for a stop token, which ends generation. */
+  const accept = (id: number): boolean => {
+    if (stop.has(id)) return false;
+    ids.push(id);
+    opts.onToken?.(id);
+    return true;
+  };
   const n = total - prompt.length; // tokens at most
   const onDevice = opts.onDevice ?? true, greedy = sampler.temperature === 0;
   const chosen = onDevice ? gpu.buffer(n * 4, "chosen tokens") : null;
@@ -153,17 +160,8 @@ export async function generate(
       while (done < n) {
         const got = await gpu.readU32(chosen, done, recorded - done);
         if (done === 0) t1 = performance.now();
-        let stopped = false;
-        for (const id of got) {
-          if (stop.has(id)) {
-            stopped = true;
-            break;
-          }
-          ids.push(id);
-          opts.onToken?.(id);
-        }
         done = recorded;
-        if (stopped) break;
+        if (!got.every(accept)) break;
         chunk = Math.min(2 * chunk, DEVICE_CHUNK_MAX);
         for (const end = Math.min(n, recorded + chunk); recorded < end; recorded++) {
           runner.forwardOnDevice(prompt.length + recorded - 1);
@@ -176,10 +174,7 @@ export async function generate(
       let pos = prompt.length;
       while (pos < total) {
         const id = sampler.sample(logits);
-        if (stop.has(id)) break;
-        ids.push(id);
-        opts.onToken?.(id);
-        if (pos + 1 >= total) break;
+        if (!accept(id) || pos + 1 >= total) break;
         runner.forward([id], pos);
         logits = await gpu.readF32(runner.logits, 0, V);
         pos++;

@@ -236,7 +236,8 @@ export interface GpuModelOptions {
    * (src/ops/gemv_tex.ts) and decode (T = 1) with it; prompts keep the storage kernels. On CPU
    * adapters that GEMV is 2-3x faster than the storage one; the cost is a second copy of those
    * weights ({@linkcode GpuModel.gemvTextureBytes}; `linearBytes` counts the storage copies only).
-   * Linears wider than the GEMV's X slot (16384 columns) stay on the storage GEMV. Default false; `generate` (the CLI) turns it on for CPU adapters.
+   * Linears wider than the GEMV's X slot (16384 columns) stay on the storage GEMV. Default false;
+   * `generate` (the CLI) turns it on for CPU adapters.
    */
   gemvTextures?: boolean;
 }
@@ -662,11 +663,22 @@ export class ForwardRunner {
     T: number,
     bias?: GPUBuffer,
   ): void {
-    const gpu = this.model.gpu;
-    const s = b.sparse?.[lin], tex = b.tex?.[lin];
-    if (s) sparseLinear(gpu, x, s, y, T, bias);
-    else if (tex && T === 1) gemvTex(gpu, x, tex, y, 1, bias);
-    else linear(gpu, x, b.linears[lin], y, T, bias);
+    const s = b.sparse?.[lin];
+    if (s) sparseLinear(this.model.gpu, x, s, y, T, bias);
+    else this.dense(x, b.linears[lin], b.tex?.[lin], y, T, bias);
+  }
+
+  /** y = x W^T (+ bias) with a dense W: its texture copy (`gemvTextures`) when decoding, if it has one. */
+  private dense(
+    x: GPUBuffer,
+    w: GpuMatrix,
+    tex: GpuTexMatrix | undefined,
+    y: GPUBuffer,
+    T: number,
+    bias?: GPUBuffer,
+  ): void {
+    if (tex && T === 1) gemvTex(this.model.gpu, x, tex, y, 1, bias);
+    else linear(this.model.gpu, x, w, y, T, bias);
   }
 
   /** Run block l in place on x for T tokens at positions pos0.. (K/V appended to the cache). */
@@ -715,9 +727,7 @@ export class ForwardRunner {
   head(T: number): void {
     const { gpu, config: c } = this.model;
     rmsnorm(gpu, this.x, this.model.finalNorm, this.xn, T, c.dim, c.normEps);
-    const tex = this.model.lmHeadTex;
-    if (tex && T === 1) gemvTex(gpu, this.xn, tex, this.logits, 1);
-    else linear(gpu, this.xn, this.model.lmHead, this.logits, T);
+    this.dense(this.xn, this.model.lmHead, this.model.lmHeadTex, this.logits, T);
   }
 
   /** The whole pass: logits for ids at positions pos0.. (left in `logits`). */
@@ -735,8 +745,8 @@ export class ForwardRunner {
   /**
    * One decode step whose token id is already on the device, in `ids[0]` (written there by
    * {@linkcode ForwardRunner.chooseGreedy} or {@linkcode ForwardRunner.chooseSampled} of the step
-   * before): logits for position pos0, with
-   * nothing written from the host, so steps can be recorded back to back without a readback.
+   * before): logits for position pos0, with nothing written from the host, so steps can be
+   * recorded back to back without a readback.
    */
   forwardOnDevice(pos0: number): void {
     this.checkPositions(1, pos0);
