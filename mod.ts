@@ -111,6 +111,7 @@ export {
   type GpuOptions,
   readableAsUniformX,
   UNIFORM_X_BYTES,
+  WEBGPU_BACKEND_ENV,
 } from "./src/gpu/device.ts";
 export {
   type GpuMatrix,

@@ -364,8 +364,10 @@ Deno.test({
   },
 });
 
-Deno.test("runtime: pipelines are cached by options, never by shape; no buffer leaks", () => {
+Deno.test("runtime: pipelines are cached by options, never by shape; no buffer leaks", async () => {
   const before = gpu.pipelineCount;
   assert(before > 0);
+  await gpu.sync();
   if (gpu.liveBuffers !== 0) throw new Error(`${gpu.liveBuffers} GPU buffers leaked`);
+  gpu.destroy(); // last test: no device outlives the file (ARCHITECTURE.md, "Buffer lifetimes")
 });

@@ -138,7 +138,9 @@ Deno.test({
   },
 });
 
-Deno.test("gemvTex: release", () => {
+Deno.test("gemvTex: release", async () => {
   releaseGemvTexScratch(gpu);
+  await gpu.sync();
   assert.equal(gpu.liveBuffers, 0);
+  gpu.destroy(); // last test: no device outlives the file (ARCHITECTURE.md, "Buffer lifetimes")
 });

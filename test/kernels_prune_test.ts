@@ -379,4 +379,5 @@ Deno.test("prune ops: bad arguments are refused, no buffer leaks", async () => {
   releaseMatrix(gpu, w);
   await gpu.sync();
   assert.equal(gpu.liveBuffers, 0);
+  gpu.destroy(); // last test: no device outlives the file (ARCHITECTURE.md, "Buffer lifetimes")
 });

@@ -362,4 +362,5 @@ Deno.test("sparsegpt: no GPU buffer outlives the file", async () => {
   releaseHessian(gpu, L300.h);
   await gpu.sync();
   assert.equal(gpu.liveBuffers, LIVE_AT_START);
+  gpu.destroy(); // last test: no device outlives the file (ARCHITECTURE.md, "Buffer lifetimes")
 });

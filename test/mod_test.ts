@@ -65,3 +65,17 @@ Deno.test("mod.ts: the module doc's GEMV example", async () => {
     gpu.destroy();
   }
 });
+
+Deno.test("Gpu: a Gpu its owner forgot is destroyed when the runtime unloads; destroy() twice is harmless", async () => {
+  const forgotten = await owlgpu.Gpu.create();
+  const destroyed = await owlgpu.Gpu.create();
+  destroyed.destroy(); // removes its listener: the event below must not reach it again
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const alive = new Promise<string>((resolve) => timer = setTimeout(() => resolve("still alive"), 5000));
+  globalThis.dispatchEvent(new Event("unload"));
+  const outcome = await Promise.race([forgotten.device.lost.then((info) => info.reason as string), alive]);
+  clearTimeout(timer);
+  assert.equal(outcome, "destroyed");
+  forgotten.destroy();
+  destroyed.destroy();
+});

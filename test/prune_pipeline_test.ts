@@ -528,4 +528,5 @@ Deno.test("pipeline: non-finite values are clear errors, and never returned (so 
 Deno.test("pipeline: no GPU buffer outlives the runs", async () => {
   await gpu.sync();
   assert.equal(gpu.liveBuffers, LIVE_AT_START);
+  gpu.destroy(); // last test: no device outlives the file (ARCHITECTURE.md, "Buffer lifetimes")
 });

@@ -367,7 +367,9 @@ Deno.test("sparse: f16 values need shader-f16 (a device opened with forceF32)", 
   }
 });
 
-Deno.test("sparse runtime: no buffer leaks", () => {
+Deno.test("sparse runtime: no buffer leaks", async () => {
   releaseSparseScratch(gpu);
+  await gpu.sync();
   assert.equal(gpu.liveBuffers, 0, `${gpu.liveBuffers} GPU buffers leaked`);
+  gpu.destroy(); // last test: no device outlives the file (ARCHITECTURE.md, "Buffer lifetimes")
 });

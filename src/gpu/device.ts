@@ -107,6 +107,49 @@ function envForceF32(): boolean {
 }
 
 /**
+ * Deno's variable naming the WebGPU backends a runtime enumerates when it first asks for an adapter.
+ * On Linux {@linkcode Gpu.create} sets it to `vulkan` when it is unset and env access is granted
+ * (OpenGL's libraries, loaded otherwise, can abort the process when a worker thread ends); set it
+ * yourself to choose otherwise.
+ *
+ * @example After the first Gpu on Linux, the variable names a backend (`vulkan` unless you chose one)
+ * ```ts
+ * import { Gpu, WEBGPU_BACKEND_ENV } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(WEBGPU_BACKEND_ENV, "DENO_WEBGPU_BACKEND");
+ * const gpu = await Gpu.create();
+ * if (Deno.build.os === "linux") assert.notEqual(Deno.env.get(WEBGPU_BACKEND_ENV), undefined);
+ * gpu.destroy();
+ * ```
+ */
+export const WEBGPU_BACKEND_ENV = "DENO_WEBGPU_BACKEND";
+
+/**
+ * On Linux, have Deno's WebGPU enumerate Vulkan only, unless {@linkcode WEBGPU_BACKEND_ENV} is set.
+ *
+ * By default it also enumerates OpenGL, which loads libglvnd's libEGL and libGLdispatch into the
+ * thread that asks; they leave per-thread data behind, and when that thread ends (each `deno test`
+ * file runs on a worker thread) the heap is sometimes found corrupt and the process aborts
+ * ("corrupted size vs. prev_size", "free(): invalid pointer"), after every test passed. Measured
+ * with four test files that only open a device: 12 aborted runs in 600 by default, 0 in 600 with
+ * Vulkan only. The kernels are written and tested for Vulkan (and Metal, D3D12) adapters only.
+ * Deno reads the variable when a runtime first asks for an adapter, so it is set just before that.
+ */
+function preferVulkanOnLinux(): void {
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (deno?.build.os !== "linux") return;
+  try {
+    const env = deno.permissions.querySync({ name: "env", variable: WEBGPU_BACKEND_ENV });
+    if (env.state === "granted" && deno.env.get(WEBGPU_BACKEND_ENV) === undefined) {
+      deno.env.set(WEBGPU_BACKEND_ENV, "vulkan");
+    }
+  } catch {
+    // No permission API or env access: keep the runtime's default backends.
+  }
+}
+
+/**
  * One GPU device plus the bookkeeping every kernel launch needs.
  *
  * @example Your own WGSL kernel: y = a x + y, with the uniform `a` in binding 0 and batched dispatches
@@ -158,6 +201,12 @@ export class Gpu {
   dispatchCount = 0;
   /** Command buffers submitted so far (for tests and stats). */
   submitCount = 0;
+  private destroyed = false;
+  // A device still open when Deno tears its runtime down (a test file's worker) made the heap
+  // corruption that preferVulkanOnLinux explains about 3x likelier, so a Gpu its owner forgot is
+  // destroyed on the runtime's "unload" event (Deno only: in a page an unload listener costs the
+  // back/forward cache). ARCHITECTURE.md, "Buffer lifetimes", has the measurements.
+  private readonly destroyOnUnload = () => this.destroy();
 
   private constructor(
     readonly device: GPUDevice,
@@ -179,9 +228,13 @@ export class Gpu {
       size: this.uniformData.byteLength,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
+    if ("Deno" in globalThis) globalThis.addEventListener("unload", this.destroyOnUnload);
   }
 
-  /** Acquire an adapter and a device with the adapter's own limits. */
+  /**
+   * Acquire an adapter and a device with the adapter's own limits. On Linux, Deno is first told to
+   * enumerate Vulkan adapters only, unless {@linkcode WEBGPU_BACKEND_ENV} is already set.
+   */
   static async create(options: GpuOptions = {}): Promise<Gpu> {
     const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
     if (!gpu) {
@@ -189,6 +242,7 @@ export class Gpu {
         "WebGPU is not available in this runtime (navigator.gpu is missing). Use Deno 2 or a browser with WebGPU.",
       );
     }
+    preferVulkanOnLinux();
     const adapter = await gpu.requestAdapter({
       powerPreference: options.powerPreference ?? "high-performance",
     });
@@ -462,8 +516,13 @@ export class Gpu {
 
   /**
    * Submit the pending work, then destroy the uniform arena and the device; the Gpu is unusable afterwards.
+   * Calling it again does nothing. In Deno a Gpu not destroyed by its owner is destroyed when the runtime
+   * unloads (the end of a program, or of a test file's worker).
    */
   destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if ("Deno" in globalThis) globalThis.removeEventListener("unload", this.destroyOnUnload);
     this.flush();
     this.uniformArena.destroy();
     this.device.destroy();
