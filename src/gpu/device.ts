@@ -132,7 +132,7 @@ export const WEBGPU_BACKEND_ENV = "DENO_WEBGPU_BACKEND";
  * thread that asks; they leave per-thread data behind, and when that thread ends (each `deno test`
  * file runs on a worker thread) the heap is sometimes found corrupt and the process aborts
  * ("corrupted size vs. prev_size", "free(): invalid pointer"), after every test passed. Measured
- * with four test files that only open a device: 12 aborted runs in 600 by default, 0 in 600 with
+ * with four test files that only open a device: 7 aborted runs in 300 by default, 0 in 600 with
  * Vulkan only. The kernels are written and tested for Vulkan (and Metal, D3D12) adapters only.
  * Deno reads the variable when a runtime first asks for an adapter, so it is set just before that.
  */
@@ -203,9 +203,9 @@ export class Gpu {
   submitCount = 0;
   private destroyed = false;
   // A device still open when Deno tears its runtime down (a test file's worker) made the heap
-  // corruption that preferVulkanOnLinux explains about 3x likelier, so a Gpu its owner forgot is
+  // corruption that preferVulkanOnLinux explains about 4x likelier, so a Gpu its owner forgot is
   // destroyed on the runtime's "unload" event (Deno only: in a page an unload listener costs the
-  // back/forward cache). ARCHITECTURE.md, "Buffer lifetimes", has the measurements.
+  // back/forward cache). ARCHITECTURE.md has the measurements.
   private readonly destroyOnUnload = () => this.destroy();
 
   private constructor(
