@@ -4,7 +4,12 @@
  * and dispatch batching (many dispatches, one submit). It knows no model and no pruning.
  * @module
  */
+import { GEMV_TEX_SLOT_BYTES } from "../../kernels/linear_gemv_tex.ts";
+import { SPARSE_SLOT_BYTES } from "../../kernels/sparse_linear.ts";
 import { GpuUnavailableError, UnsupportedError } from "../errors.ts";
+
+/** The Deno namespace, or undefined in a browser. */
+const deno = (globalThis as { Deno?: typeof Deno }).Deno;
 
 /**
  * Environment switch that disables f16 kernels even where `shader-f16` exists.
@@ -81,10 +86,10 @@ export interface GpuOptions {
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
 
 /**
- * The uniform X slot of the CPU adapters' GEMVs (texture and sparse): 64 KiB, WebGPU's default
- * maxUniformBufferBindingSize, so at most 16384 f32 columns.
+ * The uniform X slot of the CPU adapters' GEMVs (texture and sparse), the larger of the two kernels'
+ * slots: 64 KiB, WebGPU's default maxUniformBufferBindingSize, so at most 16384 f32 columns.
  */
-export const UNIFORM_X_BYTES = 65536;
+export const UNIFORM_X_BYTES: number = Math.max(GEMV_TEX_SLOT_BYTES, SPARSE_SLOT_BYTES);
 
 /**
  * Whether `b` can be bound at offset 0 as a GEMV's uniform X slot ({@linkcode UNIFORM_X_BYTES}):
@@ -99,7 +104,7 @@ const UNIFORM_ARENA_SLOTS = 1024;
 
 function envForceF32(): boolean {
   try {
-    const v = (globalThis as { Deno?: typeof Deno }).Deno?.env.get(FORCE_F32_ENV);
+    const v = deno?.env.get(FORCE_F32_ENV);
     return v !== undefined && v !== "" && v !== "0";
   } catch {
     return false; // no env permission, or a browser
@@ -137,7 +142,6 @@ export const WEBGPU_BACKEND_ENV = "DENO_WEBGPU_BACKEND";
  * Deno reads the variable when a runtime first asks for an adapter, so it is set just before that.
  */
 function preferVulkanOnLinux(): void {
-  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
   if (deno?.build.os !== "linux") return;
   try {
     const env = deno.permissions.querySync({ name: "env", variable: WEBGPU_BACKEND_ENV });
@@ -228,7 +232,7 @@ export class Gpu {
       size: this.uniformData.byteLength,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
-    if ("Deno" in globalThis) globalThis.addEventListener("unload", this.destroyOnUnload);
+    if (deno) globalThis.addEventListener("unload", this.destroyOnUnload);
   }
 
   /**
@@ -522,7 +526,7 @@ export class Gpu {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    if ("Deno" in globalThis) globalThis.removeEventListener("unload", this.destroyOnUnload);
+    if (deno) globalThis.removeEventListener("unload", this.destroyOnUnload);
     this.flush();
     this.uniformArena.destroy();
     this.device.destroy();

@@ -288,6 +288,7 @@ export function sparseLinear(
   // holds zeros there; the buffer could hold Inf or NaN).
   const inPlace = M === 1 && nseg === 1 && readableAsUniformX(x) && (w.format !== "nm" || K % w.group === 0);
   const slots = inPlace ? x : xSlots.get(gpu, tilesPerTurn * tileBytes);
+  const packPipe = inPlace ? null : gpu.pipeline(sparsePackXKey(packTm), () => sparsePackXWgsl(packTm));
   const slot = (t: number, k: number, s: number): Binding => ({
     buffer: slots,
     offset: ((t * quads + k) * nseg + s) * SPARSE_SLOT_BYTES,
@@ -297,9 +298,9 @@ export function sparseLinear(
     const tiles = Math.min(tilesPerTurn, mtiles - mt0);
     // Quads past M are packed too (as zeros): the kernel reads every quad of its tile.
     const total = tiles * quads * nseg * (SPARSE_SLOT_FLOATS / 4);
-    if (!inPlace) {
+    if (packPipe) {
       gpu.dispatch(
-        gpu.pipeline(sparsePackXKey(packTm), () => sparsePackXWgsl(packTm)),
+        packPipe,
         [x, { buffer: slots, offset: 0, size: tiles * tileBytes }],
         packUniforms([M, K, slotCols, nseg, total, mt0 * quads]),
         Math.ceil(total / SPARSE_PACKX_WG),
