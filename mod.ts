@@ -163,7 +163,7 @@ export {
 } from "./kernels/outliers.ts";
 export { RMSNORM_WG, rmsnormWgsl } from "./kernels/rmsnorm.ts";
 // RopeLayout (the model's, defined in kernels/rope.ts) is exported below from config.ts.
-export { ROPE_WG, ropeTables, ropeWgsl } from "./kernels/rope.ts";
+export { ROPE_WG, ropeInverseFrequencies, type RopeScaling, ropeTables, ropeWgsl } from "./kernels/rope.ts";
 export {
   MASK_BITS,
   maskWordsPerRow,

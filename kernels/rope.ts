@@ -88,7 +88,72 @@ fn main(${WORKGROUP_ID_ARGS}) {
 }
 
 /**
- * cos/sin tables [maxPos, headDim/2] in float64 then rounded to f32.
+ * Frequency scaling of a long-context checkpoint (Hugging Face `rope_scaling`), applied to the
+ * inverse frequencies `theta^(-2i / headDim)` before the tables are built:
+ * - `linear`: every frequency divided by `factor` (positions interpolated);
+ * - `llama3` (Llama 3.1 / 3.2): frequencies whose wavelength is under `originalMaxPositions /
+ *   highFreqFactor` kept, those over `originalMaxPositions / lowFreqFactor` divided by `factor`,
+ *   the ones between blended linearly in `originalMaxPositions / wavelength`.
+ *
+ * @example Llama 3.2's scaling keeps the fastest frequency and divides the slowest by its factor
+ * ```ts
+ * import { ropeInverseFrequencies, type RopeScaling } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const llama3: RopeScaling = {
+ *   type: "llama3", factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192,
+ * };
+ * const plain = ropeInverseFrequencies(64, 500000);
+ * const scaled = ropeInverseFrequencies(64, 500000, llama3);
+ * assert.equal(scaled[0], plain[0]); // wavelength 2 pi: kept
+ * assert.equal(scaled[31], plain[31] / 32); // wavelength ~2.1e6 > 8192: divided by 32
+ * ```
+ */
+export type RopeScaling =
+  | { type: "linear"; factor: number }
+  | {
+    type: "llama3";
+    factor: number;
+    lowFreqFactor: number;
+    highFreqFactor: number;
+    originalMaxPositions: number;
+  };
+
+/**
+ * Inverse frequencies `theta^(-2i / headDim)` for i < headDim / 2 in float64, scaled by `scaling`
+ * ({@linkcode RopeScaling}) if given.
+ *
+ * @example Without scaling, frequency i turns theta^(-2i / headDim) radians a position
+ * ```ts
+ * import { ropeInverseFrequencies } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(Array.from(ropeInverseFrequencies(4, 10000)), [1, 0.01]);
+ * assert.deepEqual(Array.from(ropeInverseFrequencies(4, 10000, { type: "linear", factor: 4 })), [0.25, 0.0025]);
+ * ```
+ */
+export function ropeInverseFrequencies(headDim: number, theta: number, scaling?: RopeScaling): Float64Array {
+  const half = headDim / 2;
+  const inv = new Float64Array(half);
+  for (let i = 0; i < half; i++) inv[i] = Math.pow(theta, -(2 * i) / headDim);
+  if (scaling?.type === "linear") return inv.map((f) => f / scaling.factor);
+  if (scaling?.type === "llama3") {
+    const { factor, lowFreqFactor, highFreqFactor, originalMaxPositions } = scaling;
+    const longest = originalMaxPositions / lowFreqFactor, shortest = originalMaxPositions / highFreqFactor;
+    return inv.map((f) => {
+      const wavelength = (2 * Math.PI) / f;
+      if (wavelength < shortest) return f;
+      if (wavelength > longest) return f / factor;
+      const smooth = (originalMaxPositions / wavelength - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+      return (1 - smooth) * (f / factor) + smooth * f;
+    });
+  }
+  return inv;
+}
+
+/**
+ * cos/sin tables [maxPos, headDim/2] in float64 then rounded to f32; `scaling` as in
+ * {@linkcode ropeInverseFrequencies}.
  *
  * @example Position p, frequency i: angle p * theta^(-2i / headDim)
  * ```ts
@@ -106,13 +171,15 @@ export function ropeTables(
   maxPos: number,
   headDim: number,
   theta: number,
+  scaling?: RopeScaling,
 ): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
+  const inv = ropeInverseFrequencies(headDim, theta, scaling);
   const cos = new Float32Array(maxPos * half);
   const sin = new Float32Array(maxPos * half);
   for (let p = 0; p < maxPos; p++) {
     for (let i = 0; i < half; i++) {
-      const ang = p * Math.pow(theta, -(2 * i) / headDim);
+      const ang = p * inv[i];
       cos[p * half + i] = Math.cos(ang);
       sin[p * half + i] = Math.sin(ang);
     }

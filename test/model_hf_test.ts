@@ -226,7 +226,8 @@ Deno.test("hf: unknown architecture and unsupported features are UnsupportedErro
         { architectures: ["GPT2LMHeadModel"] },
         /"GPT2LMHeadModel".*LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM/,
       ],
-      [{ rope_scaling: { type: "linear", factor: 2 } }, /rope_scaling/],
+      [{ rope_scaling: { type: "dynamic", factor: 2 } }, /rope_scaling: rope type "dynamic"/],
+      [{ rope_parameters: { rope_type: "yarn", factor: 4 } }, /rope_parameters: rope type "yarn"/],
       [{ hidden_act: "gelu" }, /hidden_act/],
       [{ attention_bias: true }, /attention_bias/],
     ];

@@ -3,7 +3,7 @@
  * format's own field names into this; nothing downstream reads a raw config.json.
  * @module
  */
-import type { RopeLayout } from "../../kernels/rope.ts";
+import type { RopeLayout, RopeScaling } from "../../kernels/rope.ts";
 
 /**
  * Architectures we load. All are LLaMA-style decoders; Qwen2 adds q/k/v biases.
@@ -50,8 +50,8 @@ export const SUPPORTED_ARCHITECTURES = [
  */
 export type Architecture = typeof SUPPORTED_ARCHITECTURES[number];
 
-// One RopeLayout for the model and the RoPE kernel (kernels/rope.ts defines it, type-only here).
-export type { RopeLayout };
+// One RopeLayout / RopeScaling for the model and the RoPE tables (kernels/rope.ts defines them).
+export type { RopeLayout, RopeScaling };
 
 /**
  * Storage dtypes of checkpoint tensors.
@@ -113,6 +113,8 @@ export interface ModelConfig {
   normEps: number;
   /** RoPE base frequency. */
   ropeTheta: number;
+  /** RoPE frequency scaling of long-context checkpoints (absent: none). */
+  ropeScaling?: RopeScaling;
   /** How RoPE pairs the dimensions of a head. */
   ropeLayout: RopeLayout;
   /** LM head shares the embedding matrix. */

@@ -12,7 +12,7 @@
  */
 import { join, resolve } from "node:path";
 import { ArgumentError, OutputError } from "../errors.ts";
-import type { Architecture, ModelConfig } from "./config.ts";
+import type { Architecture, ModelConfig, RopeScaling } from "./config.ts";
 import { f32ToBytes } from "./dtype.ts";
 import { expectedTensors } from "./hf.ts";
 import { linearBias, linearWeight, LM_HEAD } from "./names.ts";
@@ -113,13 +113,26 @@ export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<strin
     max_position_embeddings: c.maxSeqLen,
     rms_norm_eps: c.normEps,
     rope_theta: c.ropeTheta,
-    rope_scaling: null,
+    rope_scaling: hfRopeScaling(c.ropeScaling),
     tie_word_embeddings: c.tiedEmbeddings,
     bos_token_id: c.bosTokenId,
     eos_token_id: c.eosTokenId,
     hidden_act: "silu",
     torch_dtype: dtype === "f32" ? "float32" : "float16",
     ...ARCH_EXTRAS[c.architecture],
+  };
+}
+
+/** config.json's `rope_scaling` for a model's RoPE scaling (null: none), as transformers writes it. */
+function hfRopeScaling(s: RopeScaling | undefined): Record<string, unknown> | null {
+  if (s === undefined) return null;
+  if (s.type === "linear") return { rope_type: "linear", factor: s.factor };
+  return {
+    rope_type: "llama3",
+    factor: s.factor,
+    low_freq_factor: s.lowFreqFactor,
+    high_freq_factor: s.highFreqFactor,
+    original_max_position_embeddings: s.originalMaxPositions,
   };
 }
 

@@ -333,7 +333,7 @@ export class GpuModel {
       : uploadMatrix(gpu, await source.readF32(LM_HEAD), c.vocabSize, c.dim, "lm_head", dtype);
     const finalNorm = gpu.upload(await source.readF32(FINAL_NORM), "final_norm");
     const maxPos = Math.max(c.maxSeqLen, 1);
-    const t = ropeTables(maxPos, c.headDim, c.ropeTheta);
+    const t = ropeTables(maxPos, c.headDim, c.ropeTheta, c.ropeScaling);
     const model = new GpuModel(
       gpu,
       source,

@@ -12,6 +12,7 @@ import {
   LINEARS,
   linearShape,
   type ModelConfig,
+  type RopeScaling,
   SUPPORTED_ARCHITECTURES,
 } from "./config.ts";
 import { FileByteSource } from "./bytes.ts";
@@ -69,19 +70,28 @@ export interface ExpectedTensor {
  * ```
  */
 export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
-  const out: ExpectedTensor[] = [{ name: EMBED, shape: [c.vocabSize, c.dim] }];
+  return [...eachExpectedTensor(c)];
+}
+
+/**
+ * The tensors of {@linkcode expectedTensors} one at a time, so that a loader checking them stops at
+ * the first missing one (a config.json with a nonsense num_hidden_layers such as 10^9 would
+ * otherwise build a list of billions of names before anything is checked).
+ */
+function* eachExpectedTensor(c: ModelConfig): Generator<ExpectedTensor> {
+  yield { name: EMBED, shape: [c.vocabSize, c.dim] };
   for (let l = 0; l < c.nLayers; l++) {
-    out.push({ name: attnNorm(l), shape: [c.dim] });
+    yield { name: attnNorm(l), shape: [c.dim] };
     for (const lin of LINEARS) {
-      out.push({ name: linearWeight(l, lin), shape: linearShape(c, lin) });
+      yield { name: linearWeight(l, lin), shape: linearShape(c, lin) };
       if (c.qkvBias && (lin === "q" || lin === "k" || lin === "v")) {
-        out.push({ name: linearBias(l, lin), shape: [linearShape(c, lin)[0]] });
+        yield { name: linearBias(l, lin), shape: [linearShape(c, lin)[0]] };
       }
     }
-    out.push({ name: mlpNorm(l), shape: [c.dim] });
+    yield { name: mlpNorm(l), shape: [c.dim] };
   }
-  out.push({ name: FINAL_NORM, shape: [c.dim] }, { name: LM_HEAD, shape: [c.vocabSize, c.dim] });
-  return out;
+  yield { name: FINAL_NORM, shape: [c.dim] };
+  yield { name: LM_HEAD, shape: [c.vocabSize, c.dim] };
 }
 
 /** Reads typed fields of config.json with errors that name the file and the field. */
@@ -99,7 +109,8 @@ class ConfigFields {
     return v;
   }
 
-  num(key: string, fallback: number): number {
+  /** A positive number; `fallback` applies when the field is absent or null. */
+  num(key: string, fallback?: number): number {
     const v = this.json[key] ?? fallback;
     if (typeof v !== "number" || !(v > 0)) {
       throw new ModelFormatError(
@@ -133,23 +144,60 @@ function rejectUnsupported(f: ConfigFields, file: string): void {
   for (const key of ["attention_bias", "mlp_bias"]) {
     if (f.get(key) === true) throw new UnsupportedError(`${file}: ${key}: true is not supported`);
   }
-  const scaling = f.get("rope_scaling");
-  if (scaling !== undefined && scaling !== null) {
-    throw new UnsupportedError(`${file}: rope_scaling ${JSON.stringify(scaling)} is not supported yet`);
-  }
 }
 
-/** rope_theta, from the top level or from transformers 5's `rope_parameters`. */
-function ropeTheta(f: ConfigFields, file: string): number {
-  const params = f.get("rope_parameters") as Record<string, unknown> | null | undefined;
-  if (params === undefined || params === null) return f.num("rope_theta", 10000);
-  const type = params.rope_type ?? "default";
-  if (type !== "default") {
+/**
+ * rope_theta and the RoPE scaling: top-level `rope_theta` / `rope_scaling` (transformers 4) or
+ * `rope_parameters` (transformers 5, both in one object).
+ */
+function ropeConfig(f: ConfigFields, file: string): { theta: number; scaling?: RopeScaling } {
+  const params = f.get("rope_parameters");
+  if (params === undefined || params === null) {
+    const theta = f.num("rope_theta", 10000);
+    const scaling = ropeScaling(f.get("rope_scaling"), `${file} rope_scaling`);
+    return scaling ? { theta, scaling } : { theta };
+  }
+  const theta = configObject(params, `${file} rope_parameters`).num("rope_theta", 10000);
+  const scaling = ropeScaling(params, `${file} rope_parameters`);
+  return scaling ? { theta, scaling } : { theta };
+}
+
+/** The scalings whose frequencies do not depend on the sequence length; others change the math. */
+const ROPE_SCALINGS = ["default", "linear", "llama3"];
+
+/** A `rope_scaling` / `rope_parameters` object as a RopeScaling (undefined: none). */
+function ropeScaling(json: unknown, where: string): RopeScaling | undefined {
+  if (json === undefined || json === null) return undefined;
+  const f = configObject(json, where);
+  const type = f.get("rope_type") ?? f.get("type") ?? "default";
+  if (!ROPE_SCALINGS.includes(type as string)) {
     throw new UnsupportedError(
-      `${file}: rope_parameters.rope_type ${JSON.stringify(type)} is not supported yet`,
+      `${where}: rope type ${JSON.stringify(type)} is not supported (supported: ${ROPE_SCALINGS.join(", ")})`,
     );
   }
-  return new ConfigFields(params, `${file} rope_parameters`).num("rope_theta", 10000);
+  if (type === "default") return undefined;
+  const factor = f.num("factor");
+  if (type === "linear") return { type, factor };
+  const lowFreqFactor = f.num("low_freq_factor"), highFreqFactor = f.num("high_freq_factor");
+  if (!(highFreqFactor > lowFreqFactor)) {
+    throw new ModelFormatError(
+      `${where}: high_freq_factor ${highFreqFactor} must exceed low_freq_factor ${lowFreqFactor}`,
+    );
+  }
+  return {
+    type: "llama3",
+    factor,
+    lowFreqFactor,
+    highFreqFactor,
+    originalMaxPositions: f.int("original_max_position_embeddings"),
+  };
+}
+
+function configObject(json: unknown, where: string): ConfigFields {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new ModelFormatError(`${where} must be an object, found ${JSON.stringify(json)}`);
+  }
+  return new ConfigFields(json as Record<string, unknown>, where);
 }
 
 /**
@@ -167,6 +215,27 @@ function ropeTheta(f: ConfigFields, file: string): number {
  * const c = hfModelConfig(json, "Mistral-7B/config.json");
  * assert.deepEqual([c.headDim, c.nKvHeads, c.ropeTheta, c.ropeLayout], [128, 8, 1e6, "half"]);
  * assert.deepEqual([c.maxSeqLen, c.normEps, c.tiedEmbeddings, c.qkvBias], [2048, 1e-6, false, false]);
+ * ```
+ *
+ * @example Llama 3.2's long-context RoPE scaling is read; scalings that depend on the sequence length are refused
+ * ```ts
+ * import { hfModelConfig, UnsupportedError } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const json = {
+ *   architectures: ["LlamaForCausalLM"], hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16,
+ *   num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 128256, rope_theta: 500000.0,
+ *   max_position_embeddings: 131072, tie_word_embeddings: true,
+ *   rope_scaling: {
+ *     rope_type: "llama3", factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0,
+ *     original_max_position_embeddings: 8192,
+ *   },
+ * };
+ * assert.deepEqual(hfModelConfig(json, "config.json").ropeScaling, {
+ *   type: "llama3", factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192,
+ * });
+ * const yarn = { ...json, rope_scaling: { rope_type: "yarn", factor: 4 } };
+ * assert.throws(() => hfModelConfig(yarn, "config.json"), UnsupportedError);
  * ```
  */
 export function hfModelConfig(json: Record<string, unknown>, file: string): ModelConfig {
@@ -197,6 +266,7 @@ export function hfModelConfig(json: Record<string, unknown>, file: string): Mode
     throw new ModelFormatError(`${file}: head_dim ${headDim} is odd; RoPE needs it even`);
   }
   const architecture = arch as Architecture;
+  const rope = ropeConfig(f, file);
   return {
     architecture,
     dim,
@@ -208,7 +278,8 @@ export function hfModelConfig(json: Record<string, unknown>, file: string): Mode
     vocabSize: f.int("vocab_size"),
     maxSeqLen: f.int("max_position_embeddings", 2048), // LlamaConfig's default
     normEps: f.num("rms_norm_eps", 1e-6), // the transformers default of all three classes
-    ropeTheta: ropeTheta(f, file),
+    ropeTheta: rope.theta,
+    ...(rope.scaling ? { ropeScaling: rope.scaling } : {}),
     ropeLayout: "half",
     tiedEmbeddings: json.tie_word_embeddings === true,
     qkvBias: architecture === "Qwen2ForCausalLM",
@@ -298,7 +369,7 @@ function locate(
   find: (name: string) => SafetensorsFile | undefined,
 ): Map<string, Located> {
   const out = new Map<string, Located>();
-  for (const t of expectedTensors(c)) {
+  for (const t of eachExpectedTensor(c)) {
     const file = find(t.name);
     if (!file?.has(t.name)) {
       if (t.name === LM_HEAD && c.tiedEmbeddings) {

@@ -18,7 +18,7 @@ import {
   mlpNorm,
 } from "../../src/model/names.ts";
 import type { WeightSource } from "../../src/model/weights.ts";
-import { rng } from "./kernels_ref.ts";
+import { refRopeFrequency, rng } from "./kernels_ref.ts";
 
 /** One decoder block in float64; matrices row-major [C_out, C_in]. */
 export interface RefLayer {
@@ -163,13 +163,14 @@ function rmsnorm(x: Float64Array, w: Float64Array, eps: number): Float64Array {
 
 /**
  * Rotate each head of `x` (nHeads × headDim) in place for position `pos`. Pair i (0 ≤ i < headDim/2)
- * turns by pos · theta^(-2i/headDim); it is (2i, 2i+1) interleaved, (i, i + headDim/2) in "half".
+ * turns by pos · theta^(-2i/headDim) (scaled by c.ropeScaling); it is (2i, 2i+1) interleaved,
+ * (i, i + headDim/2) in "half".
  */
 function rope(x: Float64Array, c: ModelConfig, pos: number): void {
   const hd = c.headDim, half = hd / 2;
   for (let h = 0; h < x.length / hd; h++) {
     for (let i = 0; i < half; i++) {
-      const angle = pos * Math.pow(c.ropeTheta, -2 * i / hd);
+      const angle = pos * refRopeFrequency(i, hd, c.ropeTheta, c.ropeScaling);
       const cos = Math.cos(angle), sin = Math.sin(angle);
       const [a, b] = c.ropeLayout === "interleaved"
         ? [h * hd + 2 * i, h * hd + 2 * i + 1]

@@ -3,6 +3,7 @@
  * uses (abs + rel tolerance; on failure: how many elements, the worst error and where).
  * @module
  */
+import type { RopeScaling } from "../../kernels/rope.ts";
 
 /** Seeded PRNG (mulberry32) so every test is reproducible. */
 export function rng(seed: number): () => number {
@@ -102,6 +103,31 @@ export function refRmsnorm(
   return Y;
 }
 
+/**
+ * RoPE frequency i of a head of `hd` in float64, with Hugging Face's `rope_scaling` written the
+ * way transformers computes it (both candidates, then masks): linear divides by the factor;
+ * llama3 divides low frequencies (wavelength > original / low_freq_factor) by the factor, keeps
+ * high ones (wavelength < original / high_freq_factor) and blends the rest.
+ */
+export function refRopeFrequency(
+  i: number,
+  hd: number,
+  theta: number,
+  scaling?: RopeScaling,
+): number {
+  const f = 1 / theta ** ((2 * i) / hd);
+  if (scaling === undefined) return f;
+  if (scaling.type === "linear") return f / scaling.factor;
+  const old = scaling.originalMaxPositions;
+  const wavelen = (2 * Math.PI) / f;
+  const lowFreq = wavelen > old / scaling.lowFreqFactor;
+  const highFreq = wavelen < old / scaling.highFreqFactor;
+  const scaled = lowFreq ? f / scaling.factor : f;
+  const smooth = (old / wavelen - scaling.lowFreqFactor) / (scaling.highFreqFactor - scaling.lowFreqFactor);
+  const smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled;
+  return !lowFreq && !highFreq ? smoothed : scaled;
+}
+
 export function refRope(
   X: ArrayLike<number>,
   T: number,
@@ -110,6 +136,7 @@ export function refRope(
   pos0: number,
   theta: number,
   layout: "interleaved" | "half",
+  scaling?: RopeScaling,
 ): Float64Array {
   const Y = Float64Array.from(X);
   const half = hd / 2;
@@ -117,7 +144,7 @@ export function refRope(
     for (let h = 0; h < nHeads; h++) {
       const base = (t * nHeads + h) * hd;
       for (let i = 0; i < half; i++) {
-        const ang = (pos0 + t) * Math.pow(theta, -(2 * i) / hd);
+        const ang = (pos0 + t) * refRopeFrequency(i, hd, theta, scaling);
         const [a, b] = layout === "interleaved"
           ? [base + 2 * i, base + 2 * i + 1]
           : [base + i, base + i + half];

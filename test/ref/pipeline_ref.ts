@@ -83,8 +83,8 @@ export function refBlockForward(
   const q = refLinear(n1, w.q, T, qDim, c.dim, w.bias?.q);
   const k = refLinear(n1, w.k, T, kvDim, c.dim, w.bias?.k);
   const v = refLinear(n1, w.v, T, kvDim, c.dim, w.bias?.v);
-  const qr = refRope(q, T, c.nHeads, c.headDim, 0, c.ropeTheta, c.ropeLayout);
-  const kr = refRope(k, T, c.nKvHeads, c.headDim, 0, c.ropeTheta, c.ropeLayout);
+  const qr = refRope(q, T, c.nHeads, c.headDim, 0, c.ropeTheta, c.ropeLayout, c.ropeScaling);
+  const kr = refRope(k, T, c.nKvHeads, c.headDim, 0, c.ropeTheta, c.ropeLayout, c.ropeScaling);
   const att = refAttention(qr, kr, v, T, c.nHeads, c.nKvHeads, c.headDim, 0);
   const o = refLinear(att, w.o, T, c.dim, qDim);
   const h = x.map((xi, i) => xi + o[i]);
