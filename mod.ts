@@ -96,6 +96,8 @@
 export {
   ArgumentError,
   CorpusError,
+  GpuDeviceError,
+  GpuOutOfMemoryError,
   GpuUnavailableError,
   ModelFormatError,
   OutputError,

@@ -134,3 +134,46 @@ export class CorpusError extends OwlError {}
  * ```
  */
 export class OutputError extends OwlError {}
+
+/**
+ * The GPU ran out of memory (WebGPU's GPUOutOfMemoryError): a buffer did not fit. Every result read
+ * after it is refused, since a failed allocation leaves the kernels that use it without effect.
+ *
+ * @example How a Gpu reports an allocation the device refused
+ * ```ts
+ * import { GpuOutOfMemoryError } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const e = new GpuOutOfMemoryError("the GPU ran out of memory: Not enough memory left");
+ * assert.ok(e instanceof Error && e.name === "GpuOutOfMemoryError");
+ * ```
+ */
+export class GpuOutOfMemoryError extends OwlError {}
+
+/**
+ * The WebGPU device reported a validation or internal error, so whatever it computed since is not
+ * to be trusted; `Gpu` raises it at the next readback or sync. It is not an {@linkcode OwlError}:
+ * it means a kernel or a limit that owlgpu should have checked, a bug, so the CLIs print its stack
+ * and exit with status 2.
+ *
+ * @example An invalid copy (3 bytes, not a multiple of 4) fails the next readback
+ * ```ts
+ * import { Gpu, GpuDeviceError } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const src = gpu.buffer(16, "src"), dst = gpu.buffer(16, "dst");
+ * const encoder = gpu.device.createCommandEncoder();
+ * encoder.copyBufferToBuffer(src, 0, dst, 0, 3);
+ * gpu.device.queue.submit([encoder.finish()]);
+ * await assert.rejects(gpu.readF32(dst), (e) => e instanceof GpuDeviceError && /COPY_BUFFER_ALIGNMENT/.test(e.message));
+ * gpu.destroy();
+ * ```
+ */
+export class GpuDeviceError extends Error {
+  /** Create the error; `options.cause` keeps the device's GPUError. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "GpuDeviceError";
+  }
+}

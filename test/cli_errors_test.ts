@@ -10,13 +10,18 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ModelFormatError, UnsupportedError } from "../src/errors.ts";
+import { ModelFormatError, OutputError, UnsupportedError } from "../src/errors.ts";
 import { parsePplArgs } from "../src/cli/ppl_main.ts";
+import { generateMain } from "../src/cli/generate_main.ts";
+import { parsePruneArgs, type PruneCliOptions, runPrune } from "../src/cli/prune_main.ts";
 import { ArgumentError } from "../src/errors.ts";
+import { Gpu } from "../src/gpu/device.ts";
+import { GpuModel } from "../src/model/forward.ts";
 import { expectedTensors, hfModelConfig } from "../src/model/hf.ts";
 import { loadEmbeddedFiles } from "../src/model/embedded.ts";
 import { openWeights } from "../src/model/open.ts";
 import { encodeSafetensors } from "../src/model/safetensors.ts";
+import { saveSparseModel } from "../src/sparse/model.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -36,9 +41,9 @@ const CONFIG = {
   torch_dtype: "float32",
 };
 
-/** A complete, valid model.safetensors for CONFIG (all zeros). */
-async function validSafetensors(): Promise<Uint8Array> {
-  const c = hfModelConfig(CONFIG, "config.json");
+/** A complete, valid model.safetensors for CONFIG, or another config.json (all zeros). */
+async function validSafetensors(config: Record<string, unknown> = CONFIG): Promise<Uint8Array> {
+  const c = hfModelConfig(config, "config.json");
   return await encodeSafetensors(
     expectedTensors(c).map((t) => ({
       name: t.name,
@@ -84,8 +89,10 @@ async function modelDir(
   return dir;
 }
 
+type Script = "ppl_main.ts" | "export_main.ts" | "generate_main.ts";
+
 /** Run a CLI as a subprocess; returns its exit code and output. */
-async function cli(script: "ppl_main.ts" | "export_main.ts", args: string[]) {
+async function cli(script: Script, args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `src/cli/${script}`, ...args],
     cwd: ROOT,
@@ -98,7 +105,7 @@ async function cli(script: "ppl_main.ts" | "export_main.ts", args: string[]) {
 }
 
 /** The CLI exits 1 with one "error: ..." message matching `pattern` and no stack trace. */
-async function assertCliError(script: "ppl_main.ts" | "export_main.ts", args: string[], pattern: RegExp) {
+async function assertCliError(script: Script, args: string[], pattern: RegExp) {
   const r = await cli(script, args);
   const context = `${script} ${args.join(" ")}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
   assert.equal(r.code, 1, `exit code ${r.code}, want 1: ${context}`);
@@ -284,6 +291,149 @@ Deno.test("cli errors: --seqlen beyond the model's context, and an unwritable --
     "ppl_main.ts",
     ["--json", join(root, "missing-dir", "ppl.json")],
     /cannot write .*missing-dir.*does not exist/,
+  );
+});
+
+// Nonsense sizes that once built billions of tensor names (an out-of-memory abort) or tables.
+const hugeLayersHf = await modelDir(
+  root,
+  "huge-layers",
+  { ...CONFIG, num_hidden_layers: 1_000_000_000 },
+  valid,
+);
+const hugeLayersBin = join(root, "huge-layers.bin");
+{
+  const bin = new Int32Array(7 + 40); // dim 2, hidden 2, 2^31 - 1 layers, 1 head, 1 KV head, vocab 2, context 1
+  bin.set([2, 2, 2147483647, 1, 1, 2, 1]);
+  await Deno.writeFile(hugeLayersBin, new Uint8Array(bin.buffer));
+}
+const hugeContext = await modelDir(
+  root,
+  "huge-context",
+  { ...CONFIG, max_position_embeddings: 2147483647 },
+  valid,
+);
+// model.safetensors that is a directory.
+const weightsDir = join(root, "weights-dir");
+await Deno.mkdir(join(weightsDir, "model.safetensors"), { recursive: true });
+await Deno.writeTextFile(join(weightsDir, "config.json"), JSON.stringify(CONFIG));
+
+Deno.test("cli errors: a config.json with 10^9 layers fails at the first missing tensor (in-process)", async () => {
+  await assert.rejects(
+    () => openWeights(hugeLayersHf),
+    (e: Error) =>
+      e instanceof ModelFormatError &&
+      /tensor model\.layers\.1\.input_layernorm\.weight \(shape \[8\]\) is missing/.test(e.message),
+  );
+});
+
+Deno.test("cli errors: a llama2.c header with 2^31 - 1 layers is refused by its size (in-process)", async () => {
+  await assert.rejects(
+    () => openWeights(hugeLayersBin),
+    (e: Error) =>
+      e instanceof ModelFormatError &&
+      /2147483647 layers.*implies \d+ bytes but the file has 188/.test(e.message),
+  );
+});
+
+Deno.test("cli errors: model.safetensors that is a directory", async () => {
+  await assertCliError(
+    "export_main.ts",
+    ["--model", weightsDir, "--out", join(root, "out")],
+    /model\.safetensors: is a directory or a special file, not a regular file/,
+  );
+});
+
+Deno.test("cli errors: a context whose RoPE tables exceed the adapter's binding limit (in-process)", async () => {
+  const source = await openWeights(hugeContext);
+  const gpu = await Gpu.create();
+  try {
+    await assert.rejects(
+      () => GpuModel.load(gpu, source),
+      (e: Error) =>
+        e instanceof UnsupportedError &&
+        /context of 2147483647 positions .* lower max_position_embeddings/.test(e.message),
+    );
+    assert.equal(gpu.liveBuffers, 0);
+  } finally {
+    gpu.destroy();
+    source.close();
+  }
+});
+
+Deno.test("cli errors: generate with a tokenizer whose ids exceed the model's vocabulary", async () => {
+  await assertCliError(
+    "generate_main.ts",
+    ["--model", mismatched, "--max-tokens", "2"],
+    /tokenizer produced id \d+ but the model's vocabulary has 10 entries/,
+  );
+});
+
+Deno.test("cli errors: generate --seed must be an integer in [0, 2^32) (in-process)", async () => {
+  for (const seed of ["1.5", "4294967296", "1e3"]) {
+    await assert.rejects(() => generateMain(["--seed", seed]), ArgumentError, seed);
+  }
+});
+
+Deno.test("cli errors: generate --sparse with a config.json that describes fewer layers than the file", async () => {
+  const two = { ...CONFIG, num_hidden_layers: 2 };
+  const src = await openWeights(await modelDir(root, "two-layers", two, await validSafetensors(two)));
+  const dir = join(root, "sparse-two-layers");
+  try {
+    await saveSparseModel(dir, src, {});
+  } finally {
+    src.close();
+  }
+  await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(CONFIG)); // 1 layer
+  await assert.rejects(
+    () => generateMain(["--model", dir, "--sparse"]),
+    (e: Error) =>
+      e instanceof ModelFormatError &&
+      /holds 9 tensor\(s\) that .*config\.json does not describe \(first: model\.layers\.1\./.test(e.message),
+  );
+});
+
+Deno.test("cli errors: prune flags: N:M pruning every weight, empty values, --out with --no-save", () => {
+  const bad: [string[], RegExp][] = [
+    [["--pattern", "4:4"], /--pattern 4:4 prunes N = 4 of every M = 4 weights, all of them \(sparsity 1\)/],
+    [["--out", ""], /--out needs a value/],
+    [["--report", ""], /--report needs a value/],
+    [["--model", ""], /--model needs a value/],
+    [["--calib", ""], /--calib needs a value/],
+    [["--no-save", "--out", "x"], /--out names the model directory, which --no-save turns off/],
+  ];
+  for (const [args, re] of bad) {
+    assert.throws(
+      () => parsePruneArgs(args),
+      (e: Error) => e instanceof ArgumentError && re.test(e.message),
+      args.join(" "),
+    );
+  }
+  assert.doesNotThrow(() => parsePruneArgs(["--pattern", "0:4"])); // keeps every weight: sparsity 0
+});
+
+Deno.test("cli errors: --out naming a directory of other files is refused, and the files survive", async () => {
+  const other = join(root, "not-a-model");
+  await Deno.mkdir(other);
+  await Deno.writeTextFile(join(other, "notes.txt"), "precious");
+  const refused = /not-a-model is a directory with other files in it \(no config\.json/;
+  await assertCliError("export_main.ts", ["--out", other], refused);
+  const o = parsePruneArgs(["--out", other]) as PruneCliOptions;
+  await assert.rejects(
+    () => runPrune(o, () => {}),
+    (e: Error) => e instanceof OutputError && refused.test(e.message),
+  );
+  assert.deepEqual([...Deno.readDirSync(other)].map((e) => e.name), ["notes.txt"]);
+  assert.equal(await Deno.readTextFile(join(other, "notes.txt")), "precious");
+});
+
+Deno.test("cli errors: exporting a model directory keeps its tokenizer.bin", async () => {
+  const out = join(root, "re-exported");
+  const r = await cli("export_main.ts", ["--model", mismatched, "--out", out]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(
+    [...Deno.readDirSync(out)].map((e) => e.name).sort(),
+    ["config.json", "model.safetensors", "tokenizer.bin"],
   );
 });
 

@@ -79,3 +79,50 @@ Deno.test("Gpu: a Gpu its owner forgot is destroyed when the runtime unloads; de
   forgotten.destroy();
   destroyed.destroy();
 });
+
+Deno.test("Gpu: after the device reports an error, readbacks and syncs throw instead of returning wrong numbers", async () => {
+  const gpu = await owlgpu.Gpu.create();
+  try {
+    const x = gpu.upload(new Float32Array([1, 2, 3, 4]), "x");
+    assert.deepEqual(Array.from(await gpu.readF32(x)), [1, 2, 3, 4]);
+    // A kernel whose binding is missing: WebGPU rejects the dispatch and only reports it as an event.
+    const pipeline = gpu.device.createComputePipeline({
+      layout: "auto",
+      compute: {
+        module: gpu.device.createShaderModule({
+          code: "@group(0) @binding(0) var<storage, read_write> y: array<f32>;\n" +
+            "@compute @workgroup_size(1) fn main() { y[0] = 7.0; }",
+        }),
+        entryPoint: "main",
+      },
+    });
+    const encoder = gpu.device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.dispatchWorkgroups(1);
+    pass.end();
+    gpu.device.queue.submit([encoder.finish()]);
+    const isDeviceError = (e: unknown) =>
+      e instanceof owlgpu.GpuDeviceError && /the GPU reported an error/.test(e.message);
+    await assert.rejects(gpu.readF32(x), isDeviceError);
+    await assert.rejects(gpu.sync(), isDeviceError); // and every later one
+    gpu.release(x);
+  } finally {
+    gpu.destroy();
+  }
+  // Out of memory is the user's to act on (an OwlError with advice), not a bug.
+  const oom = await owlgpu.Gpu.create();
+  try {
+    oom.device.dispatchEvent(
+      new GPUUncapturedErrorEvent("uncapturederror", { error: new GPUOutOfMemoryError("no memory left") }),
+    );
+    await assert.rejects(
+      oom.sync(),
+      (e) =>
+        e instanceof owlgpu.GpuOutOfMemoryError && e instanceof owlgpu.OwlError &&
+        /--nsamples/.test(e.message),
+    );
+  } finally {
+    oom.destroy();
+  }
+});

@@ -23,6 +23,9 @@ import {
 } from "../src/sparse/format.ts";
 import {
   encodeSparseSafetensors,
+  SPARSE_FORMAT_VERSION,
+  SPARSE_META_TENSORS,
+  SPARSE_META_VERSION,
   SparseSafetensorsFile,
   writeSparseSafetensors,
 } from "../src/sparse/file.ts";
@@ -238,6 +241,23 @@ Deno.test("sparse file: atomic write, corrupt files refused", async () => {
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sparse file: a tensors description that is not a JSON object is a ModelFormatError", async () => {
+  for (const described of ["null", "5", '"x"', "[]"]) {
+    const header = new TextEncoder().encode(JSON.stringify({
+      __metadata__: { [SPARSE_META_VERSION]: SPARSE_FORMAT_VERSION, [SPARSE_META_TENSORS]: described },
+    }));
+    const buf = new Uint8Array(8 + header.length);
+    new DataView(buf.buffer).setBigUint64(0, BigInt(header.length), true);
+    buf.set(header, 8);
+    await assert.rejects(
+      SparseSafetensorsFile.open(new MemoryByteSource(buf, "meta")),
+      (e: Error) =>
+        e instanceof ModelFormatError && /owlgpu\.sparse\.tensors must be a JSON object/.test(e.message),
+      described,
+    );
   }
 });
 

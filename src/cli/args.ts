@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ArgumentError } from "../errors.ts";
+import { ArgumentError, OutputError } from "../errors.ts";
 
 /** `parseArgs` (strict, no positionals) with its errors as one-line ArgumentErrors. */
 export function parseFlags<O extends NonNullable<ParseArgsConfig["options"]>>(
@@ -38,4 +38,25 @@ export function intFlag(flag: string, raw: string | undefined, fallback: number,
     throw new ArgumentError(`--${flag} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
   }
   return v;
+}
+
+/**
+ * Refuse an existing output directory that holds files but no config.json: `--out` is replaced as a
+ * whole when the new model is complete, so `--out .` or `--out ~` would delete whatever was there.
+ * A new or empty directory, or a model directory (an earlier output), may be replaced.
+ */
+export async function checkReplaceableDir(dir: string, flag: string): Promise<void> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return;
+    throw new OutputError(`cannot read the output directory ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+  if (names.length > 0 && !names.includes("config.json")) {
+    throw new OutputError(
+      `${flag} ${dir} is a directory with other files in it (no config.json: not a model directory); it ` +
+        `would be replaced as a whole, so choose a new or empty directory, or remove it first`,
+    );
+  }
 }

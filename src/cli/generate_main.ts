@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { openTokenizer } from "../data/open_tokenizer.ts";
-import { ArgumentError } from "../errors.ts";
+import { ArgumentError, ModelFormatError } from "../errors.ts";
 import { generate } from "../generate/generate.ts";
 import { Sampler } from "../generate/sampler.ts";
 import { Gpu } from "../gpu/device.ts";
@@ -32,7 +32,7 @@ Usage: deno task generate [flags]
   --max-tokens N      new tokens at most (default 256; stops at EOS or the model's context)
   --temperature T     0 = greedy; default 1
   --top-p P           nucleus sampling mass in (0, 1] (default 0.9)
-  --seed N            sampling seed (default 42)
+  --seed N            sampling seed, an integer in [0, 2^32) (default 42)
   --sparse            run the pruned linears with the sparse kernels: from ${SPARSE_MODEL_FILE} when
                       the model directory has one (deno task prune --save-sparse), else the linears
                       with at least ${100 * ZEROS_MIN_SPARSITY}% zeros, packed when loaded
@@ -57,13 +57,26 @@ export async function generateMain(args: string[]): Promise<void> {
   const sampling = {
     temperature: numberFlag("temperature", v.temperature, 1),
     topP: numberFlag("top-p", v["top-p"], 0.9),
-    seed: numberFlag("seed", v.seed, 42),
+    seed: intFlag("seed", v.seed, 42, 0),
   };
+  if (sampling.seed > 0xffffffff) {
+    throw new ArgumentError(`--seed must be an integer in [0, 2^32), got ${JSON.stringify(v.seed)}`);
+  }
   new Sampler(sampling); // refuses a bad temperature or top-p before anything loads or prints
   const spec = v.model ?? EMBEDDED_MODEL_NAME;
   const sparse = v.sparse ? await openSparseDir(spec) : undefined;
   const source: WeightSource = sparse ?? await openWeights(spec);
   const tok = await openTokenizer(spec);
+  const prompt = tok.encode(v.prompt ?? "Once upon a time", { bos: tok.bosId >= 0 });
+  const vocab = source.config.vocabSize;
+  const bad = prompt.find((id) => id < 0 || id >= vocab);
+  if (bad !== undefined) {
+    source.close();
+    throw new ModelFormatError(
+      `${spec}: the tokenizer produced id ${bad} but the model's vocabulary has ${vocab} entries; ` +
+        "the tokenizer does not belong to this model",
+    );
+  }
   const gpu = await Gpu.create();
   try {
     let model: GpuModel;
@@ -73,7 +86,6 @@ export async function generateMain(args: string[]): Promise<void> {
     else if (v.sparse) {
       model = await GpuModel.load(gpu, source, { sparse: await zerosOf(source, spec), gemvTextures });
     } else model = await GpuModel.load(gpu, source, { gemvTextures });
-    const prompt = tok.encode(v.prompt ?? "Once upon a time", { bos: tok.bosId >= 0 });
     const out = (s: string) => Deno.stdout.writeSync(new TextEncoder().encode(s));
     out(tok.decode(prompt));
     const stream = tok.decodeStream();
@@ -103,7 +115,19 @@ async function openSparseDir(spec: string): Promise<SparseModel | undefined> {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return undefined;
     throw e;
   }
-  return await loadSparseModel(spec);
+  const model = await loadSparseModel(spec);
+  // config.json decides which tensors are read: a file holding more (more layers than config.json
+  // says) would run as a smaller model than the one pruned.
+  const used = new Set(model.tensorNames());
+  const extra = [...model.file.sparseNames(), ...model.file.denseNames()].filter((n) => !used.has(n));
+  if (extra.length > 0) {
+    model.close();
+    throw new ModelFormatError(
+      `${model.file.name}: holds ${extra.length} tensor(s) that ${join(spec, "config.json")} does not ` +
+        `describe (first: ${extra[0]}); config.json does not belong to this sparse file`,
+    );
+  }
+  return model;
 }
 
 /** The linears of `source` pruned enough to run sparse, or an ArgumentError when none is. */

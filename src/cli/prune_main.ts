@@ -31,7 +31,7 @@ import {
 import { type PruneReport, reportJson, reportMarkdown, reportSvg } from "../prune/report.ts";
 import { planSparseModel, SPARSE_MODEL_FILE, writeSparseModelFile } from "../sparse/model.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
-import { intFlag, numberFlag, parseFlags } from "./args.ts";
+import { checkReplaceableDir, intFlag, numberFlag, parseFlags } from "./args.ts";
 import { Progress } from "./progress.ts";
 
 export const HELP = `Prune a LLaMA-family model with OWL / Wanda / SparseGPT / magnitude on the GPU (WebGPU).
@@ -63,7 +63,8 @@ Data
   --eval-windows N      evaluation windows (default 128)
 
 Output
-  --out DIR             pruned model directory (default ./pruned/<model>-<method>-<sparsity>)
+  --out DIR             pruned model directory (default ./pruned/<model>-<method>-<sparsity>),
+                        replaced when complete; an existing one must be empty or a model directory
   --report FILE.json    also write report.json here
   --no-save             do not write the model directory
   --save-sparse         also write model.sparse.safetensors (pruned linears stored sparse) into it,
@@ -110,8 +111,14 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     help: { type: "boolean", short: "h" },
   });
   if (v.help) return "help";
+  for (const flag of ["model", "calib", "eval", "out", "report"] as const) {
+    if (v[flag] === "") throw new ArgumentError(`--${flag} needs a value; see --help`);
+  }
   if (v["save-sparse"] && v["no-save"]) {
     throw new ArgumentError("--save-sparse writes into the model directory, which --no-save turns off");
+  }
+  if (v.out !== undefined && v["no-save"]) {
+    throw new ArgumentError("--out names the model directory, which --no-save turns off; drop one of them");
   }
   const method = v.method ?? "owl-wanda";
   if (!(METHODS as readonly string[]).includes(method)) {
@@ -145,12 +152,19 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
   if (!(owlLambda >= 0 && owlLambda < 1)) {
     throw new ArgumentError(`--owl-lambda must be in [0, 1), got ${v["owl-lambda"]}`);
   }
+  const pattern = parsePattern(v.pattern ?? "unstructured");
+  if (pattern.kind === "nm" && pattern.n === pattern.m) {
+    throw new ArgumentError(
+      `--pattern ${v.pattern} prunes N = ${pattern.n} of every M = ${pattern.m} weights, all of them ` +
+        `(sparsity 1); use N < M, e.g. 2:4`,
+    );
+  }
   return {
     model: v.model ?? EMBEDDED_MODEL_NAME,
     method: method as Method,
     allocation: allocation as Allocation,
     sparsity,
-    pattern: parsePattern(v.pattern ?? "unstructured"),
+    pattern,
     owlM,
     owlLambda,
     beta: numberFlag("depth-beta", v["depth-beta"], 0.02),
@@ -200,7 +214,10 @@ export async function runPrune(
   const outDir = o.save ? (o.out ?? join("pruned", `${name}-${o.method}-${patternTag(o)}`)) : undefined;
   if (o.save && o.out === undefined) await Deno.mkdir("pruned", { recursive: true }).catch(() => {});
   // Fail on unwritable outputs now, not after the work.
-  if (outDir) await checkWritableParent(outDir, "output directory");
+  if (outDir) {
+    await checkWritableParent(outDir, "output directory");
+    await checkReplaceableDir(outDir, "--out");
+  }
   if (o.report) await checkWritableParent(o.report, "report file");
 
   const source = await openWeights(o.model);

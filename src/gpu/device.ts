@@ -6,7 +6,7 @@
  */
 import { GEMV_TEX_SLOT_BYTES } from "../../kernels/linear_gemv_tex.ts";
 import { SPARSE_SLOT_BYTES } from "../../kernels/sparse_linear.ts";
-import { GpuUnavailableError, UnsupportedError } from "../errors.ts";
+import { GpuDeviceError, GpuOutOfMemoryError, GpuUnavailableError, UnsupportedError } from "../errors.ts";
 
 /** The Deno namespace, or undefined in a browser. */
 const deno = (globalThis as { Deno?: typeof Deno }).Deno;
@@ -206,6 +206,8 @@ export class Gpu {
   /** Command buffers submitted so far (for tests and stats). */
   submitCount = 0;
   private destroyed = false;
+  /** The first error the device reported (see throwIfDeviceFailed). */
+  private deviceError: GPUError | undefined;
   // A device still open when Deno tears its runtime down (a test file's worker) made the heap
   // corruption that preferVulkanOnLinux explains about 4x likelier, so a Gpu its owner forgot is
   // destroyed on the runtime's "unload" event (Deno only: in a page an unload listener costs the
@@ -233,6 +235,32 @@ export class Gpu {
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
     if (deno) globalThis.addEventListener("unload", this.destroyOnUnload);
+    device.addEventListener("uncapturederror", (ev) => {
+      const error = (ev as GPUUncapturedErrorEvent).error;
+      console.error("WebGPU error:", error.message);
+      this.deviceError ??= error;
+    });
+  }
+
+  /**
+   * After the device reported an error (WebGPU only logs it and goes on), refuse to hand out any
+   * result: a rejected pipeline or buffer leaves its kernels without effect, and the numbers read
+   * back would be silently wrong.
+   */
+  private throwIfDeviceFailed(): void {
+    const error = this.deviceError;
+    if (error === undefined) return;
+    if (typeof GPUOutOfMemoryError !== "undefined" && error instanceof GPUOutOfMemoryError) {
+      throw new GpuOutOfMemoryError(
+        `the GPU ran out of memory (${error.message}); use a smaller model, fewer or shorter windows ` +
+          `(--nsamples, --seqlen, --eval-windows), or a GPU with more memory`,
+        { cause: error },
+      );
+    }
+    throw new GpuDeviceError(
+      `the GPU reported an error, so results from this device would be wrong: ${error.message}`,
+      { cause: error },
+    );
   }
 
   /**
@@ -274,9 +302,6 @@ export class Gpu {
         maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
         maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
       },
-    });
-    device.addEventListener("uncapturederror", (ev) => {
-      console.error("WebGPU error:", (ev as GPUUncapturedErrorEvent).error.message);
     });
     return new Gpu(device, adapter.info, hasF16 && wantF16, hasTs, options.asGpu === true);
   }
@@ -487,10 +512,16 @@ export class Gpu {
     });
     this.copy(src, byteOffset, staging, 0, Math.ceil(byteSize / 4) * 4);
     this.flush();
-    await staging.mapAsync(GPUMapMode.READ);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      this.throwIfDeviceFailed(); // the cause, where the device reported one
+      throw e;
+    }
     const out = staging.getMappedRange().slice(0, byteSize);
     staging.unmap();
     staging.destroy();
+    this.throwIfDeviceFailed();
     return out;
   }
 
@@ -516,6 +547,7 @@ export class Gpu {
   async sync(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
+    this.throwIfDeviceFailed();
   }
 
   /**

@@ -72,16 +72,23 @@ export class MemoryByteSource implements ByteSource {
 export class FileByteSource implements ByteSource {
   private constructor(private readonly file: Deno.FsFile, readonly size: number, readonly name: string) {}
 
-  /** Open the file at `path` for reading; {@linkcode ModelFormatError} when it does not exist. */
+  /**
+   * Open the file at `path` for reading; {@linkcode ModelFormatError} when it does not exist, cannot be
+   * opened, or is not a regular file (a directory).
+   */
   static async open(path: string): Promise<FileByteSource> {
     let file: Deno.FsFile;
     try {
       file = await Deno.open(path, { read: true });
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) throw new ModelFormatError(`${path}: file not found`);
-      throw e;
+      throw new ModelFormatError(`${path}: cannot open (${(e as Error).message})`, { cause: e });
     }
     const stat = await file.stat();
+    if (!stat.isFile) {
+      file.close();
+      throw new ModelFormatError(`${path}: is a directory or a special file, not a regular file`);
+    }
     return new FileByteSource(file, stat.size, path);
   }
 

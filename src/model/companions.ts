@@ -26,13 +26,15 @@ async function readIfExists(path: string): Promise<Uint8Array | undefined> {
 
 /**
  * Tokenizer files for a model spec, by file name: the embedded tokenizer.bin, a directory's
- * Hugging Face tokenizer files, or the tokenizer.bin beside a llama2.c checkpoint.
+ * Hugging Face tokenizer files (and a tokenizer.bin there), or the tokenizer.bin beside a llama2.c
+ * checkpoint.
  */
 export async function tokenizerFiles(spec: string): Promise<Record<string, Uint8Array>> {
   if (spec === EMBEDDED_MODEL_NAME) return { "tokenizer.bin": (await loadEmbeddedFiles()).tokenizer };
   const files: Record<string, Uint8Array> = {};
   const isDir = (await Deno.stat(spec)).isDirectory;
-  const names = isDir ? HF_TOKENIZER_FILES : ["tokenizer.bin"];
+  // A directory may hold a llama2.c tokenizer.bin (owlgpu's export of a llama2.c model does).
+  const names = isDir ? [...HF_TOKENIZER_FILES, "tokenizer.bin"] : ["tokenizer.bin"];
   for (const name of names) {
     const bytes = await readIfExists(join(isDir ? spec : dirname(spec), name));
     if (bytes) files[name] = bytes;

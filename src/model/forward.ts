@@ -39,7 +39,7 @@ import { linear } from "../ops/linear.ts";
 import { releaseSparseScratch, sparseLinear } from "../ops/sparse.ts";
 import type { SparseMatrix } from "../sparse/format.ts";
 import { type GpuSparseMatrix, releaseSparse, uploadSparse } from "../sparse/upload.ts";
-import { ArgumentError } from "../errors.ts";
+import { ArgumentError, UnsupportedError } from "../errors.ts";
 import { type LinearName, LINEARS, linearShape, type ModelConfig } from "./config.ts";
 import { attnNorm, EMBED, FINAL_NORM, linearBias, linearWeight, LM_HEAD, mlpNorm } from "./names.ts";
 import type { WeightSource } from "./weights.ts";
@@ -324,6 +324,16 @@ export class GpuModel {
         `the sparse weights do not belong to this model (shapes or RoPE layout differ: ${opts.sparse.config.ropeLayout} ` +
           `against ${c.ropeLayout}); load a sparse model directory with GpuModel.loadSparse, which takes ` +
           `every tensor from it`,
+      );
+    }
+    // The RoPE tables are one binding each: past the adapter's limit every kernel that reads them
+    // would be invalid (WebGPU only logs that), and the logits garbage.
+    const ropeBytes = Math.max(c.maxSeqLen, 1) * (c.headDim / 2) * 4;
+    if (ropeBytes > gpu.maxBinding) {
+      throw new UnsupportedError(
+        `${source.description}: a context of ${c.maxSeqLen} positions (max_position_embeddings) needs RoPE ` +
+          `tables of ${ropeBytes} bytes, over this adapter's ${gpu.maxBinding}-byte storage binding limit; ` +
+          `lower max_position_embeddings in config.json to the context you need`,
       );
     }
     const dtype: GpuDType = opts.dtype ?? (gpu.f16 && source.dtype !== "f32" ? "f16" : "f32");

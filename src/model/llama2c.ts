@@ -184,6 +184,16 @@ function layout(c: ModelConfig): { tensors: Map<string, Placed>; fileBytes: numb
   return { tensors, fileBytes: offset };
 }
 
+/** The file size `layout` implies, computed without placing the tensors. */
+function impliedBytes(c: ModelConfig): number {
+  const linears = (["q", "k", "v", "o", "gate", "down", "up"] as const)
+    .reduce((a, lin) => a + linearShape(c, lin)[0] * linearShape(c, lin)[1], 0);
+  const floats = c.vocabSize * c.dim * (c.tiedEmbeddings ? 1 : 2) + c.nLayers * (2 * c.dim + linears) +
+    c.dim +
+    2 * c.maxSeqLen * (c.headDim / 2);
+  return HEADER_BYTES + floats * F32;
+}
+
 class Llama2cWeights implements WeightSource {
   readonly dtype = "f32";
   constructor(
@@ -262,7 +272,8 @@ export async function openLlama2c(src: ByteSource, description: string = src.nam
     );
   }
   const config = llama2cConfig(parseLlama2cHeader(await src.read(0, HEADER_BYTES), src.name));
-  const { tensors, fileBytes } = layout(config);
+  // The size first, by arithmetic: a header with billions of layers must not place billions of tensors.
+  const fileBytes = impliedBytes(config);
   if (fileBytes !== src.size) {
     throw new ModelFormatError(
       `${src.name}: the header (dim ${config.dim}, hidden ${config.hiddenDim}, ${config.nLayers} layers, ` +
@@ -270,5 +281,5 @@ export async function openLlama2c(src: ByteSource, description: string = src.nam
         `it is truncated or not a llama2.c legacy checkpoint`,
     );
   }
-  return new Llama2cWeights(src, config, description, tensors);
+  return new Llama2cWeights(src, config, description, layout(config).tensors);
 }

@@ -629,6 +629,9 @@ export class SparseSafetensorsFile {
     } catch {
       throw bad(`metadata ${SPARSE_META_TENSORS} is not JSON`);
     }
+    if (typeof described !== "object" || described === null || Array.isArray(described)) {
+      throw bad(`metadata ${SPARSE_META_TENSORS} must be a JSON object mapping weight names to layouts`);
+    }
     const sparse = new Map<string, SparseLayout>();
     for (const [name, d] of Object.entries(described as Record<string, Record<string, unknown>>)) {
       const { format, shape, dtype, keep, group } = d ?? {};
