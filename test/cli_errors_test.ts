@@ -21,6 +21,7 @@ import { expectedTensors, hfModelConfig } from "../src/model/hf.ts";
 import { loadEmbeddedFiles } from "../src/model/embedded.ts";
 import { openWeights } from "../src/model/open.ts";
 import { encodeSafetensors } from "../src/model/safetensors.ts";
+import { checkJobFits } from "../src/prune/job.ts";
 import { saveSparseModel } from "../src/sparse/model.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -391,6 +392,14 @@ Deno.test("cli errors: generate --sparse with a config.json that describes fewer
       e instanceof ModelFormatError &&
       /holds 9 tensor\(s\) that .*config\.json does not describe \(first: model\.layers\.1\./.test(e.message),
   );
+
+  // More layers than the file could hold: refused by count, before 10^9 names are listed.
+  await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ ...CONFIG, num_hidden_layers: 1e9 }));
+  await assert.rejects(
+    () => generateMain(["--model", dir, "--sparse"]),
+    (e: Error) =>
+      e instanceof ModelFormatError && /1000000000 layers need at least 9000000000 tensors/.test(e.message),
+  );
 });
 
 Deno.test("cli errors: prune flags: N:M pruning every weight, empty values, --out with --no-save", () => {
@@ -401,6 +410,8 @@ Deno.test("cli errors: prune flags: N:M pruning every weight, empty values, --ou
     [["--model", ""], /--model needs a value/],
     [["--calib", ""], /--calib needs a value/],
     [["--no-save", "--out", "x"], /--out names the model directory, which --no-save turns off/],
+    [["--dlp-alpha", "1"], /--dlp-alpha must be in \[0, 1\), got 1/],
+    [["--dlp-alpha=-0.1"], /--dlp-alpha must be in \[0, 1\)/],
   ];
   for (const [args, re] of bad) {
     assert.throws(
@@ -435,6 +446,52 @@ Deno.test("cli errors: exporting a model directory keeps its tokenizer.bin", asy
     [...Deno.readDirSync(out)].map((e) => e.name).sort(),
     ["config.json", "model.safetensors", "tokenizer.bin"],
   );
+});
+
+Deno.test("cli errors: architectures as a string, and an index whose shards lie outside the directory", async () => {
+  const archString = await modelDir(
+    root,
+    "arch-string",
+    { ...CONFIG, architectures: "LlamaForCausalLM" },
+    valid,
+  );
+  await assert.rejects(
+    () => openWeights(archString),
+    (e: Error) =>
+      e instanceof ModelFormatError &&
+      /architectures must be a list, such as \["LlamaForCausalLM"\]/.test(e.message),
+  );
+  for (const [name, shard] of [["escape-up", "../valid/model.safetensors"], ["escape-abs", "/etc/passwd"]]) {
+    const dir = join(root, name);
+    await Deno.mkdir(dir);
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(CONFIG));
+    const names = expectedTensors(hfModelConfig(CONFIG, "config.json")).map((t) => t.name);
+    await Deno.writeTextFile(
+      join(dir, "model.safetensors.index.json"),
+      JSON.stringify({ weight_map: Object.fromEntries(names.map((n) => [n, shard])) }),
+    );
+    await assert.rejects(
+      () => openWeights(dir),
+      (e: Error) =>
+        e instanceof ModelFormatError && /is not a file name inside the model directory/.test(e.message),
+      name,
+    );
+  }
+});
+
+Deno.test("cli errors: a context of one token, and a depth schedule past [0, 1), before any work (in-process)", () => {
+  const config = hfModelConfig({ ...CONFIG, max_position_embeddings: 1 }, "config.json");
+  const settings = { pattern: { kind: "unstructured" } as const, seqlen: 1 };
+  assert.throws(
+    () => checkJobFits(config, settings),
+    (e: Error) => e instanceof ArgumentError && /windows of 1 token\(s\) cannot be evaluated/.test(e.message),
+  );
+  const deep = hfModelConfig({ ...CONFIG, num_hidden_layers: 8 }, "config.json");
+  assert.throws(
+    () => checkJobFits(deep, { ...settings, seqlen: 16, allocation: "depth", sparsity: 0.7, beta: 0.1 }),
+    (e: Error) => e instanceof ArgumentError && /use \|beta\| below/.test(e.message),
+  );
+  checkJobFits(deep, { ...settings, seqlen: 16, allocation: "depth", sparsity: 0.7, beta: 0.05 });
 });
 
 Deno.test("cli errors: cleanup", async () => {

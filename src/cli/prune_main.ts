@@ -152,6 +152,10 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
   if (!(owlLambda >= 0 && owlLambda < 1)) {
     throw new ArgumentError(`--owl-lambda must be in [0, 1), got ${v["owl-lambda"]}`);
   }
+  const dlpAlpha = numberFlag("dlp-alpha", v["dlp-alpha"], 0.15);
+  if (!(dlpAlpha >= 0 && dlpAlpha < 1)) {
+    throw new ArgumentError(`--dlp-alpha must be in [0, 1), got ${v["dlp-alpha"]}`);
+  }
   const pattern = parsePattern(v.pattern ?? "unstructured");
   if (pattern.kind === "nm" && pattern.n === pattern.m) {
     throw new ArgumentError(
@@ -168,7 +172,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     owlM,
     owlLambda,
     beta: numberFlag("depth-beta", v["depth-beta"], 0.02),
-    alpha: numberFlag("dlp-alpha", v["dlp-alpha"], 0.15),
+    alpha: dlpAlpha,
     nmRounding,
     percdamp,
     blocksize,

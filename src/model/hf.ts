@@ -5,7 +5,7 @@
  * Every tensor the config implies is checked for presence and shape before anything else runs.
  * @module
  */
-import { join } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 import { ModelFormatError, UnsupportedError } from "../errors.ts";
 import {
   type Architecture,
@@ -239,6 +239,13 @@ function configObject(json: unknown, where: string): ConfigFields {
  * ```
  */
 export function hfModelConfig(json: Record<string, unknown>, file: string): ModelConfig {
+  if (typeof json.architectures === "string") {
+    throw new ModelFormatError(
+      `${file}: architectures must be a list, such as ["LlamaForCausalLM"], found ${
+        JSON.stringify(json.architectures)
+      }`,
+    );
+  }
   const arch = Array.isArray(json.architectures) ? json.architectures[0] : undefined;
   if (!(SUPPORTED_ARCHITECTURES as readonly unknown[]).includes(arch)) {
     throw new UnsupportedError(
@@ -330,7 +337,16 @@ async function weightMap(dir: string): Promise<Map<string, string> | "single"> {
   if (typeof map !== "object" || map === null || !Object.values(map).every((v) => typeof v === "string")) {
     throw new ModelFormatError(`${indexPath}: weight_map must map tensor names to shard file names`);
   }
-  return new Map(Object.entries(map as Record<string, string>));
+  const shards = new Map(Object.entries(map as Record<string, string>));
+  for (const shard of new Set(shards.values())) {
+    // Shards live in the model directory: an index naming ../x or /x would read files outside it.
+    if (shard === "" || isAbsolute(shard) || relative(dir, join(dir, shard)).startsWith("..")) {
+      throw new ModelFormatError(
+        `${indexPath}: shard ${JSON.stringify(shard)} is not a file name inside the model directory`,
+      );
+    }
+  }
+  return shards;
 }
 
 /** Open every shard the index names (headers only), with a clear error for a missing one. */

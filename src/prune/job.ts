@@ -7,6 +7,7 @@
  */
 import { calibrationWindows, evalWindows, type TokenIds } from "../data/windows.ts";
 import { ArgumentError } from "../errors.ts";
+import { depthAllocation } from "./allocation.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { LINEARS, linearShape, type ModelConfig } from "../model/config.ts";
@@ -176,7 +177,8 @@ export function patternName(p: Pattern): string {
 }
 
 /**
- * Check what the model decides: N:M against every C_in, seqlen against the context.
+ * Check what the model decides, before any work: N:M against every C_in, seqlen against the context
+ * (and at least 2 tokens), and a depth schedule's beta against the block count.
  *
  * @example stories15M (dim 288, hidden 768, context 256) takes 2:4 and 4:16, not 2:5 nor 512 tokens
  * ```ts
@@ -191,11 +193,17 @@ export function patternName(p: Pattern): string {
  * const bad = [
  *   { pattern: { kind: "nm", n: 2, m: 5 }, seqlen: 256 }, // 5 divides no C_in
  *   { pattern: { kind: "unstructured" }, seqlen: 512 }, // longer than the context
+ *   { pattern: { kind: "unstructured" }, seqlen: 256, allocation: "depth", sparsity: 0.7, beta: 0.2 }, // block 5 at 1.2
  * ] as const;
  * for (const s of bad) assert.throws(() => checkJobFits(config, s), ArgumentError);
  * ```
  */
-export function checkJobFits(c: ModelConfig, s: Pick<PruneJobSettings, "pattern" | "seqlen">): void {
+export function checkJobFits(
+  c: ModelConfig,
+  s:
+    & Pick<PruneJobSettings, "pattern" | "seqlen">
+    & Partial<Pick<PruneJobSettings, "allocation" | "sparsity" | "beta">>,
+): void {
   if (s.pattern.kind === "nm") {
     for (const lin of LINEARS) {
       const cIn = linearShape(c, lin)[1];
@@ -208,6 +216,17 @@ export function checkJobFits(c: ModelConfig, s: Pick<PruneJobSettings, "pattern"
   }
   if (s.seqlen > c.maxSeqLen) {
     throw new ArgumentError(`--seqlen ${s.seqlen} exceeds the model's context of ${c.maxSeqLen} tokens`);
+  }
+  if (s.seqlen < 2) {
+    throw new ArgumentError(
+      `windows of ${s.seqlen} token(s) cannot be evaluated (the model's context is ${c.maxSeqLen}); ` +
+        `a window needs at least 2 tokens`,
+    );
+  }
+  // The depth schedule depends only on the block count: refuse a beta that overshoots now, not
+  // after the calibration pass.
+  if (s.allocation === "depth" && s.sparsity !== undefined && s.beta !== undefined) {
+    depthAllocation(c.nLayers, s.sparsity, s.beta);
   }
 }
 

@@ -377,6 +377,15 @@ export async function loadSparseModel(dir: string): Promise<SparseModel> {
   const config = hfModelConfig(json, cfgPath);
   const file = await SparseSafetensorsFile.open(await FileByteSource.open(join(dir, SPARSE_MODEL_FILE)));
   try {
+    // Each block has 9 tensors (2 norms, 7 linears): a config.json with more blocks than the file can
+    // hold is refused before its (possibly billions of) tensor names are listed.
+    const held = file.sparseNames().length + file.denseNames().length;
+    if (9 * config.nLayers > held) {
+      throw new ModelFormatError(
+        `${cfgPath}: ${config.nLayers} layers need at least ${9 * config.nLayers} tensors, but ` +
+          `${file.name} holds ${held}; config.json does not belong to this sparse file`,
+      );
+    }
     const tensors = expectedTensors(config).filter((t) => !(t.name === LM_HEAD && config.tiedEmbeddings));
     const dense = new Set(file.denseNames());
     const infos = new Map<string, TensorInfo>();
