@@ -126,3 +126,23 @@ Deno.test("Gpu: after the device reports an error, readbacks and syncs throw ins
     oom.destroy();
   }
 });
+
+Deno.test("uploadMatrix: f16 refuses weights beyond f16's range instead of uploading infinities", async () => {
+  const gpu = await owlgpu.Gpu.create();
+  try {
+    assert.throws(
+      () => owlgpu.uploadMatrix(gpu, new Float32Array([1, 2, 3, 4, -70000, 6]), 2, 3, "w", "f16"),
+      (e) =>
+        e instanceof owlgpu.UnsupportedError &&
+        /^w: weight \[1, 1\] = -70000 is beyond f16's range/.test(e.message),
+    );
+    assert.equal(gpu.liveBuffers, 0);
+    // 65519 still rounds to 65504, the largest f16; f32 takes anything.
+    const ok = owlgpu.uploadMatrix(gpu, new Float32Array([65519, -65504]), 1, 2, "ok", "f16");
+    const wide = owlgpu.uploadMatrix(gpu, new Float32Array([1e30, 2]), 1, 2, "wide", "f32");
+    owlgpu.releaseMatrix(gpu, ok);
+    owlgpu.releaseMatrix(gpu, wide);
+  } finally {
+    gpu.destroy();
+  }
+});

@@ -5,6 +5,7 @@
  * @module
  */
 import type { GpuDType } from "../../kernels/common.ts";
+import { UnsupportedError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 
 /**
@@ -122,10 +123,27 @@ export function uploadMatrix(
   for (let r0 = 0; r0 < rows; r0 += per) {
     const n = Math.min(per, rows - r0);
     const slice = data.subarray(r0 * cols, (r0 + n) * cols);
-    const view = dtype === "f16" ? new Float16Array(slice) : slice; // round-to-nearest-even
+    const view = dtype === "f16" ? toF16Checked(slice, label, r0, cols) : slice;
     chunks.push({ buffer: gpu.upload(view, `${label}[${r0}:${r0 + n}]`), rowStart: r0, rows: n });
   }
   return { rows, cols, dtype, chunks };
+}
+
+/**
+ * `data` rounded to f16 (nearest even), refusing values past f16's range (|x| >= 65520 would become
+ * infinite, and every output that reads them Inf or NaN): bf16 and f32 checkpoints can hold them.
+ */
+function toF16Checked(data: Float32Array, label: string, firstRow: number, cols: number): Float16Array {
+  const out = new Float16Array(data);
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i]) && Number.isFinite(data[i])) {
+      throw new UnsupportedError(
+        `${label}: weight [${firstRow + Math.floor(i / cols)}, ${i % cols}] = ${data[i]} is beyond f16's ` +
+          `range (65504); run in f32: set OWLGPU_FORCE_F32=1`,
+      );
+    }
+  }
+  return out;
 }
 
 /**
