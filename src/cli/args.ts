@@ -60,3 +60,21 @@ export async function checkReplaceableDir(dir: string, flag: string): Promise<vo
     );
   }
 }
+
+/**
+ * `text` wrapped at word boundaries to lines of at most `width` characters, every line after the
+ * first indented by `indent` spaces: a flag's description in a --help column.
+ */
+export function wrapHelp(text: string, indent: number, width = 108): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/)) {
+    const room = width - indent;
+    if (line && line.length + 1 + word.length > room) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.join(`\n${" ".repeat(indent)}`);
+}

@@ -12,7 +12,7 @@ import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { exportHuggingFace } from "../model/export.ts";
 import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
 import type { WeightSource } from "../model/weights.ts";
-import { checkReplaceableDir } from "./args.ts";
+import { checkReplaceableDir, wrapHelp } from "./args.ts";
 import { Progress } from "./progress.ts";
 import { runCli } from "./run.ts";
 
@@ -20,8 +20,7 @@ const HELP = `Export a model as a Hugging Face directory (config.json + model.sa
 
 Usage: deno task export [--model SPEC] --out DIR [--dtype f32|f16]
 
-  --model SPEC   ${MODEL_SPEC_FORMS}.
-                 Default: ${EMBEDDED_MODEL_NAME}.
+  --model SPEC   ${wrapHelp(`${MODEL_SPEC_FORMS}. Default: ${EMBEDDED_MODEL_NAME}.`, 17)}
   --out DIR      Output directory; replaced only once the new one is complete (an existing one
                  must be empty or a model directory, with a config.json).
   --dtype D      f32 or f16. Default: f16 for 16-bit sources, f32 otherwise.

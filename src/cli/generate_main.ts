@@ -20,14 +20,14 @@ import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
 import type { WeightSource } from "../model/weights.ts";
 import { loadSparseModel, SPARSE_MODEL_FILE, type SparseModel } from "../sparse/model.ts";
 import { sparseWeightsFromZeros, ZEROS_MIN_SPARSITY } from "../sparse/zeros.ts";
-import { intFlag, numberFlag, parseFlags } from "./args.ts";
+import { intFlag, numberFlag, parseFlags, wrapHelp } from "./args.ts";
 import { runCli } from "./run.ts";
 
 export const HELP = `Generate text with a model on the GPU (WebGPU), with a K/V cache.
 
 Usage: deno task generate [flags]
 
-  --model SPEC        ${MODEL_SPEC_FORMS}. Default: stories15M
+  --model SPEC        ${wrapHelp(`${MODEL_SPEC_FORMS}. Default: stories15M`, 22)}
   --prompt TEXT       the prompt (default "Once upon a time"); BOS is prepended
   --max-tokens N      new tokens at most (default 256; stops at EOS or the model's context)
   --temperature T     0 = greedy; default 1

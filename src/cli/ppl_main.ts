@@ -15,7 +15,7 @@ import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { ForwardRunner, GpuModel } from "../model/forward.ts";
 import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
-import { intFlag } from "./args.ts";
+import { intFlag, wrapHelp } from "./args.ts";
 import { Progress } from "./progress.ts";
 import { runCli } from "./run.ts";
 
@@ -28,8 +28,7 @@ seqlen tokens from the start; ppl = exp(mean over windows of each window's mean 
 
 Usage: deno task ppl [--model SPEC] [--eval CORPUS] [--eval-windows N] [--seqlen N] [--json FILE]
 
-  --model SPEC        ${MODEL_SPEC_FORMS}.
-                      Default: ${EMBEDDED_MODEL_NAME}.
+  --model SPEC        ${wrapHelp(`${MODEL_SPEC_FORMS}. Default: ${EMBEDDED_MODEL_NAME}.`, 22)}
   --eval CORPUS       ${
   BUILTIN_CORPORA.map((c) => `"${c}"`).join(" or ")
 } (built in), or the path of a UTF-8 text

@@ -31,7 +31,7 @@ import {
 import { type PruneReport, reportJson, reportMarkdown, reportSvg } from "../prune/report.ts";
 import { planSparseModel, SPARSE_MODEL_FILE, writeSparseModelFile } from "../sparse/model.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
-import { checkReplaceableDir, intFlag, numberFlag, parseFlags } from "./args.ts";
+import { checkReplaceableDir, intFlag, numberFlag, parseFlags, wrapHelp } from "./args.ts";
 import { Progress } from "./progress.ts";
 
 export const HELP = `Prune a LLaMA-family model with OWL / Wanda / SparseGPT / magnitude on the GPU (WebGPU).
@@ -39,7 +39,7 @@ export const HELP = `Prune a LLaMA-family model with OWL / Wanda / SparseGPT / m
 Usage: deno task prune [flags]        (no flags: stories15M, owl-wanda, 70%, protocol P)
 
 Model and method
-  --model SPEC          ${MODEL_SPEC_FORMS}. Default: stories15M
+  --model SPEC          ${wrapHelp(`${MODEL_SPEC_FORMS}. Default: stories15M`, 24)}
   --method NAME         dense | magnitude | wanda | owl-magnitude | owl-wanda | sparsegpt |
                         owl-sparsegpt (default owl-wanda)
   --allocation NAME     uniform | owl | depth | dlp: per-block sparsities (default: owl for owl-*,
