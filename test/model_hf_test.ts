@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { ModelFormatError, UnsupportedError } from "../src/errors.ts";
 import type { DType, ModelConfig } from "../src/model/config.ts";
 import { bytesToF32, f32ToBytes } from "../src/model/dtype.ts";
-import { expectedTensors, openHuggingFace } from "../src/model/hf.ts";
+import { expectedTensors, hfModelConfig, openHuggingFace } from "../src/model/hf.ts";
 import { EMBED, linearBias, linearWeight, LM_HEAD } from "../src/model/names.ts";
 import { type SafetensorsTensor, writeSafetensors } from "../src/model/safetensors.ts";
 import { loadRefModel, randomRefModel, refLogits, refModelTensors } from "./ref/forward_ref.ts";
@@ -216,6 +216,18 @@ Deno.test("hf: the reference forward of a loaded f32 Qwen2 equals that of the we
     assert.deepEqual(got, refLogits(m, [1, 5, 19, 0, 7]));
     assert.ok(got.every(Number.isFinite));
   });
+});
+
+Deno.test("hf: a sliding attention window shorter than max_position_embeddings becomes the context", () => {
+  const context = (c: Case, patch: Record<string, unknown>) =>
+    hfModelConfig({ ...c.json, ...patch }, "config.json").maxSeqLen;
+  assert.equal(context(MISTRAL, {}), 64); // window 4096 > 64 positions
+  assert.equal(context(MISTRAL, { sliding_window: 32 }), 32);
+  assert.equal(context(MISTRAL, { sliding_window: null }), 64);
+  assert.equal(context(QWEN2, { sliding_window: 16 }), 64); // use_sliding_window: false
+  assert.equal(context(QWEN2, { use_sliding_window: true, sliding_window: 16 }), 16);
+  assert.equal(context(LLAMA, { sliding_window: 16 }), 64); // LLaMA has none
+  assert.throws(() => context(MISTRAL, { sliding_window: 0 }), /sliding_window must be a positive integer/);
 });
 
 Deno.test("hf: unknown architecture and unsupported features are UnsupportedErrors", async () => {

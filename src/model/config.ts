@@ -107,7 +107,10 @@ export interface ModelConfig {
   headDim: number;
   /** Vocabulary size (rows of the embedding and of the LM head). */
   vocabSize: number;
-  /** Context length the model was trained for. */
+  /**
+   * Context owlgpu runs the model at: its max_position_embeddings, or a shorter sliding attention
+   * window (Mistral), within which full causal attention equals the window's.
+   */
   maxSeqLen: number;
   /** RMSNorm epsilon. */
   normEps: number;

@@ -147,6 +147,21 @@ function rejectUnsupported(f: ConfigFields, file: string): void {
 }
 
 /**
+ * The context owlgpu runs the model at: max_position_embeddings (default 2048, LlamaConfig's), cut
+ * to the sliding attention window where the checkpoint has a shorter one (Mistral's
+ * `sliding_window`; Qwen2's when `use_sliding_window`). The forward pass attends to every earlier
+ * token, which equals sliding-window attention only for sequences within the window, so longer
+ * ones are refused (as past the context) rather than computed differently from transformers.
+ */
+function context(f: ConfigFields, architecture: Architecture): number {
+  const positions = f.int("max_position_embeddings", 2048);
+  const windowed = architecture === "MistralForCausalLM" ||
+    (architecture === "Qwen2ForCausalLM" && f.get("use_sliding_window") === true);
+  if (!windowed || f.get("sliding_window") == null) return positions;
+  return Math.min(positions, f.int("sliding_window"));
+}
+
+/**
  * rope_theta and the RoPE scaling: top-level `rope_theta` / `rope_scaling` (transformers 4) or
  * `rope_parameters` (transformers 5, both in one object).
  */
@@ -283,7 +298,7 @@ export function hfModelConfig(json: Record<string, unknown>, file: string): Mode
     nKvHeads,
     headDim,
     vocabSize: f.int("vocab_size"),
-    maxSeqLen: f.int("max_position_embeddings", 2048), // LlamaConfig's default
+    maxSeqLen: context(f, architecture),
     normEps: f.num("rms_norm_eps", 1e-6), // the transformers default of all three classes
     ropeTheta: rope.theta,
     ...(rope.scaling ? { ropeScaling: rope.scaling } : {}),
