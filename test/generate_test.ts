@@ -10,7 +10,8 @@ import { ArgumentError } from "../src/errors.ts";
 import { generate } from "../src/generate/generate.ts";
 import { argmax, Sampler, seededRandom } from "../src/generate/sampler.ts";
 import { Gpu } from "../src/gpu/device.ts";
-import { GpuModel } from "../src/model/forward.ts";
+import { type ForwardRunner, GpuModel } from "../src/model/forward.ts";
+import { evaluatePerplexity } from "../src/eval/perplexity.ts";
 import { openWeights } from "../src/model/open.ts";
 
 Deno.test("sampler: greedy is argmax with ties to the lower id", () => {
@@ -120,6 +121,34 @@ Deno.test("generate: tokens chosen on the device: the host's greedy tokens, stre
     source.close();
     gpu.destroy();
   }
+});
+
+Deno.test("generate and evaluatePerplexity: token ids outside the vocabulary are refused before any GPU work", async () => {
+  // Checked first, so a stand-in model (no device) is enough; an id past the vocabulary used to read
+  // no embedding row (zeros) and, as a target, no logit: a silently wrong continuation or NLL.
+  const model = { config: { maxSeqLen: 64, vocabSize: 10 } } as unknown as GpuModel;
+  for (const id of [10, -1, 2.5]) {
+    await assert.rejects(
+      () => generate(model, [1, id], { maxTokens: 2, temperature: 0 }),
+      (e: Error) =>
+        e instanceof ArgumentError && /prompt token 1 is .*, not an id in \[0, 10\)/.test(e.message),
+    );
+  }
+  const runner = { model, maxTokens: 4 } as unknown as ForwardRunner;
+  const bad = (windows: number[][], re: RegExp, opts = {}) =>
+    assert.rejects(
+      () => evaluatePerplexity(runner, windows, opts),
+      (e: Error) => e instanceof ArgumentError && re.test(e.message),
+    );
+  await bad([], /no windows/);
+  await bad([[1]], /at least 2 tokens/);
+  await bad([[1, 2, 3, 4, 5]], /windows of 5 tokens exceed the runner's 4/);
+  await bad([[1, 2, 3], [1, 2]], /window 1 has 2 tokens but window 0 has 3/);
+  await bad([[1, 2, 10]], /window 0 token 2 is 10, not an id in \[0, 10\)/);
+  const other = { model: { config: { vocabSize: 11 } }, maxTokens: 4 } as unknown as ForwardRunner;
+  await bad([[1, 2, 3]], /reference model's vocabulary has 11 tokens but the model's has 10/, {
+    reference: other,
+  });
 });
 
 Deno.test("generate CLI: a bad temperature or top-p is refused before anything loads or prints", async () => {

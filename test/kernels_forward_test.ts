@@ -364,6 +364,90 @@ Deno.test({
   },
 });
 
+Deno.test("launchers refuse arguments that disagree with the buffers, at the call", async () => {
+  const bufs: GPUBuffer[] = [];
+  const f32 = (n: number) => {
+    bufs.push(gpu.upload(new Float32Array(n).fill(1), "t"));
+    return bufs[bufs.length - 1];
+  };
+  const w = uploadMatrix(gpu, new Float32Array(8), 2, 4, "w"); // N 2, K 4
+  const x = f32(4), y = f32(2);
+  const bad = (f: () => void, re: RegExp) =>
+    assert.throws(f, (e: Error) => e instanceof ArgumentError && re.test(e.message));
+  // linear: M, buffer sizes, override, aliasing; before, WebGPU errors at the next readback or clamped reads.
+  for (const M of [0, 1.5, -1, NaN]) bad(() => linear(gpu, x, w, y, M), /linear: M must be an integer >= 1/);
+  bad(() => linear(gpu, x, w, y, 2), /linear: x holds 16 bytes but X \[M 2, K 4\] f32 needs 32/);
+  bad(() => linear(gpu, x, w, f32(1), 1), /linear: y holds 4 bytes/);
+  bad(() => linear(gpu, x, w, y, 1, f32(1)), /linear: bias holds 4 bytes/);
+  const w2 = uploadMatrix(gpu, new Float32Array(4), 2, 2, "w2");
+  bad(() => linear(gpu, x, w, y, 1, undefined, { variant: "tile", tm: 0 }), /override\.tm must be/);
+  bad(
+    () => linear(gpu, x, w, y, 1, undefined, { variant: "nope" as "tile" }),
+    /override\.variant must be one of/,
+  );
+  bad(
+    () => linear(gpu, y, w2, y, 1),
+    /y and x must be different/,
+  );
+  const short = {
+    rows: 2,
+    cols: 4,
+    dtype: "f32" as const,
+    chunks: [{ buffer: f32(2), rowStart: 0, rows: 2 }],
+  };
+  bad(() => linear(gpu, x, short, y, 1), /w's chunk at row 0 holds 8 bytes but 2x4 f32 needs 32/);
+  releaseMatrix(gpu, w2);
+  // The other launchers.
+  bad(() => rmsnorm(gpu, x, f32(4), f32(8), 2, 4, 1e-5), /rmsnorm: x holds 16 bytes but x \[T 2, dim 4\]/);
+  bad(() => rmsnorm(gpu, x, f32(4), f32(4), 1, 4, NaN), /rmsnorm: eps must be finite/);
+  bad(() => elementwise(gpu, "add", x, f32(4), 100), /elementwise: a holds 16 bytes but 100 f32 needs 400/);
+  bad(() => elementwise(gpu, "mul" as "add", x, f32(4), 4), /elementwise: op must be one of "add", "swiglu"/);
+  const E = uploadMatrix(gpu, new Float32Array(12), 3, 4, "E");
+  bad(
+    () => embedding(gpu, f32(1), E, f32(12), 3),
+    /embedding: ids holds 4 bytes/,
+  );
+  const { cos, sin } = ropeTables(2, 4, 10000), c = gpu.upload(cos, "cos"), s = gpu.upload(sin, "sin");
+  bad(() => rope(gpu, "half", x, c, s, 1, 1, 4, 5), /rope: cos holds 16 bytes but positions 0\.\.5/);
+  bad(() => rope(gpu, "half", x, c, s, 1, 1, 3, 0), /rope: headDim must be even/);
+  bad(() => rope(gpu, "x" as "half", x, c, s, 1, 1, 4, 0), /rope: layout must be one of/);
+  bad(() => attention(gpu, f32(12), f32(8), f32(8), f32(12), 1, 3, 2, 4, 0), /multiple of nKvHeads/);
+  bad(
+    () => attention(gpu, x, f32(4), f32(4), f32(4), 1, 1, 1, 4, 3),
+    /attention: k holds 16 bytes but the cache/,
+  );
+  const ids = gpu.upload(new Uint32Array([0, 0]), "ids");
+  bad(() => loss(gpu, "nll", x, ids, f32(2), 2, 4), /loss: p holds 16 bytes but logits \[R 2, V 4\]/);
+  bad(() => loss(gpu, "nll", x, ids, f32(1), 1, 0), /loss: V must be an integer >= 1/);
+  bad(() => loss(gpu, "ce" as "nll", x, ids, f32(1), 1, 4), /loss: kind must be one of/);
+  bad(() => argmaxToken(gpu, x, 1, 4, ids, f32(1), 0), /argmaxToken: logits holds 16 bytes but row 1/);
+  bad(
+    () => sampleToken(gpu, x, 0, 4, f32(1), 1, 1, 0.9, ids, f32(1), 0),
+    /sampleToken: randoms holds 4 bytes/,
+  );
+  // A released matrix, and an f16 one on a device without shader-f16.
+  releaseMatrix(gpu, E);
+  bad(() => embedding(gpu, ids, E, f32(12), 1), /no data on the GPU/);
+  const noF16 = await Gpu.create({ forceF32: true });
+  try {
+    const h = {
+      rows: 2,
+      cols: 4,
+      dtype: "f16" as const,
+      chunks: [{ buffer: noF16.buffer(16, "h"), rowStart: 0, rows: 2 }],
+    };
+    assert.throws(
+      () => linear(noF16, noF16.buffer(16, "x"), h, noF16.buffer(8, "y"), 1),
+      (e: Error) => e instanceof UnsupportedError && /no shader-f16/.test(e.message),
+    );
+  } finally {
+    noF16.destroy();
+  }
+  assert.equal((await gpu.readF32(y))[0], 1); // nothing was recorded, the device is fine
+  releaseMatrix(gpu, w);
+  gpu.release(...bufs, c, s, ids);
+});
+
 Deno.test("runtime: pipelines are cached by options, never by shape; no buffer leaks", async () => {
   const before = gpu.pipelineCount;
   assert(before > 0);

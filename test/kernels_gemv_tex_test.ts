@@ -138,6 +138,27 @@ Deno.test({
   },
 });
 
+Deno.test("gemvTex: buffers that disagree with the shapes and bad options are refused at the call", () => {
+  const w = uploadGemvTex(gpu, new Float32Array(12), 3, 4);
+  const x = gpu.buffer(4 * 4, "x"), y = gpu.buffer(3 * 4, "y"), small = gpu.buffer(4, "small");
+  try {
+    // Before: a WebGPU copy error at the next readback (x), or a clamped write / bias read (y, bias).
+    assert.throws(
+      () => gemvTex(gpu, small, w, y),
+      /gemvTex: x holds 4 bytes but X \[M 1, K 4\] f32 needs 16/,
+    );
+    assert.throws(() => gemvTex(gpu, x, w, y, 2), /gemvTex: x holds 16 bytes/);
+    assert.throws(() => gemvTex(gpu, x, w, small), /gemvTex: y holds 4 bytes/);
+    assert.throws(() => gemvTex(gpu, x, w, y, 1, small), /gemvTex: bias holds 4 bytes/);
+    assert.throws(() => uploadGemvTex(gpu, new Float32Array(0), 0, 4), /rows must be an integer >= 1/);
+    assert.throws(() => uploadGemvTex(gpu, new Float32Array(12), 3, 4, { rt: 3 }), /rt must be a power of 2/);
+    assert.throws(() => uploadGemvTex(gpu, new Float32Array(12), 3, 4, { maxPieceRows: 0 }), /maxPieceRows/);
+  } finally {
+    releaseGemvTex(gpu, w);
+    gpu.release(x, y, small);
+  }
+});
+
 Deno.test("gemvTex: release", async () => {
   releaseGemvTexScratch(gpu);
   await gpu.sync();

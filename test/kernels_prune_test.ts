@@ -376,7 +376,24 @@ Deno.test("prune ops: bad arguments are refused, no buffer leaks", async () => {
   assert.throws(() => nmMask(gpu, w, null, 2, 3), /multiple of M/);
   assert.throws(() => nmMask(gpu, w, null, 5, 4), /0 <= N <= M/);
   await assert.rejects(() => magnitudeMask(gpu, w, 1), /sparsity/);
+  // Buffers that disagree with the shapes (read clamped before), NaN thresholds.
+  const x = gpu.buffer(4 * 4, "x"), r = gpu.buffer(8 * 4, "r");
+  assert.throws(
+    () => updateScalerRow(gpu, x, r, 2, 8, 0, 1),
+    /updateScalerRow: x holds 16 bytes but x \[T 2, C 8\]/,
+  );
+  await assert.rejects(() => countAbove(gpu, [{ w, sqrtR: r }], NaN), /thresh is NaN/);
+  await assert.rejects(() => outlierCount(gpu, [{ w, sqrtR: r }], NaN), /M must be finite and > 0/);
+  gpu.release(x, r);
+  // A released weight: masks used to come back empty (nothing pruned) and applyMask did nothing.
+  const mask = nmMask(gpu, w, null, 2, 4);
+  await gpu.sync(); // the mask's dispatch reads w
   releaseMatrix(gpu, w);
+  assert.throws(() => rowMask(gpu, w, null, 2), /rowMask: the 4x8 w has no data on the GPU/);
+  assert.throws(() => nmMask(gpu, w, null, 2, 4), /no data on the GPU/);
+  assert.throws(() => applyMask(gpu, w, mask), /applyMask: the 4x8 w has no data on the GPU/);
+  await assert.rejects(() => magnitudeMask(gpu, w, 0.5), /no data on the GPU/);
+  releaseMask(gpu, mask);
   await gpu.sync();
   assert.equal(gpu.liveBuffers, 0);
   gpu.destroy(); // last test: no device outlives the file (ARCHITECTURE.md, "Buffer lifetimes")

@@ -32,7 +32,8 @@ import { LINEARS, type ModelConfig } from "../src/model/config.ts";
 import { f32ToBytes } from "../src/model/dtype.ts";
 import { EMBED, linearWeight, LM_HEAD } from "../src/model/names.ts";
 import type { WeightSource } from "../src/model/weights.ts";
-import { prune, type PruneOptions, type PruneResult } from "../src/prune/pipeline.ts";
+import { prune, type PruneOptions, type PruneResult, validatePruneOptions } from "../src/prune/pipeline.ts";
+import { ArgumentError } from "../src/errors.ts";
 import { randomRefModel, refLogits, type RefModel, refModelTensors } from "./ref/forward_ref.ts";
 import { refKl, refNll, rng } from "./ref/kernels_ref.ts";
 import {
@@ -523,6 +524,32 @@ Deno.test("pipeline: non-finite values are clear errors, and never returned (so 
   const mid = outlierModel(CFG_ODD, 11);
   mid.layers[1].up[5] = NaN;
   await assert.rejects(() => run(mid), /Hessian of block 1's down input holds non-finite values/);
+});
+
+Deno.test("pipeline: options out of range are refused before any work", () => {
+  const ok: PruneOptions = {
+    method: "owl-wanda",
+    sparsity: 0.5,
+    pattern: UNSTRUCTURED,
+    owlM: 5,
+    owlLambda: 0.08,
+    calibration: [[1, 2, 3]],
+  };
+  validatePruneOptions(ok);
+  const bad = (o: Partial<PruneOptions>, re: RegExp) =>
+    assert.throws(
+      () => validatePruneOptions({ ...ok, ...o } as PruneOptions),
+      (e: Error) => e instanceof ArgumentError && re.test(e.message),
+    );
+  // Before: N = M pruned every weight; an unknown method, allocation or pattern fell through to a
+  // default; owlM / owlLambda failed only after the whole outlier pass.
+  bad({ method: "wanda", pattern: { kind: "nm", n: 4, m: 4 } }, /4:4 prunes every weight/);
+  bad({ method: "wnada" as PruneOptions["method"] }, /method must be one of/);
+  bad({ method: "wanda", allocation: "even" as PruneOptions["allocation"] }, /allocation must be one of/);
+  bad({ pattern: { kind: "blocks" } as unknown as PruneOptions["pattern"] }, /pattern\.kind must be/);
+  bad({ owlM: NaN }, /owlM .* must be a finite number > 0/);
+  bad({ owlLambda: -0.1 }, /owlLambda must be a finite number >= 0/);
+  bad({ nmRounding: "up" as PruneOptions["nmRounding"] }, /nmRounding must be/);
 });
 
 Deno.test("pipeline: no GPU buffer outlives the runs", async () => {

@@ -19,6 +19,7 @@ import {
   sparseBytes,
   type SparseMatrix,
   unpackNM,
+  unpackSparse,
   unpackUnstructured,
 } from "../src/sparse/format.ts";
 import {
@@ -164,6 +165,22 @@ function sampleEntries() {
     ],
   };
 }
+
+Deno.test("unpack: malformed hand-built matrices are refused, not unpacked as NaN or shifted values", () => {
+  const s = packUnstructured(Float32Array.of(1, 0, 0, 2, 0, 3, 0, 0), 2, 4);
+  const bad = (m: SparseMatrix, re: RegExp) =>
+    assert.throws(() => unpackSparse(m), (e: Error) => e instanceof ArgumentError && re.test(e.message));
+  bad({ ...s, values: s.values.subarray(0, 2) }, /malformed sparse matrix: 2 values but the bitmap keeps 3/);
+  bad({ ...s, bitmap: s.bitmap.subarray(0, 1) }, /bitmap has 1 words, want 2 x 1/);
+  bad({ ...s, rowOffsets: Uint32Array.of(0, 9, 9) }, /rowOffsets\[1\] is 9 but row 0's bitmap has 2 bits/);
+  bad({ ...s, bitmap: Uint32Array.of(s.bitmap[0] | 1 << 10, s.bitmap[1]) }, /bitmap bits past column 3/);
+  bad({ ...s, format: "csr" } as unknown as SparseMatrix, /format must be "unstructured" or "nm"/);
+  const n = packNM(Float32Array.of(1, 0, 0, 0, 0, 1, 0, 0), 2, 4, 1, 4);
+  bad({ ...n, values: n.values.subarray(0, 1) }, /1 values, want 2 slots/);
+  bad({ ...n, indices: n.indices.subarray(0, 1) }, /1 index bytes, want 2/);
+  assert.throws(() => unpackNM({ ...n, keep: 5 }), /keep must be an integer in 1\.\.4/);
+  assert.throws(() => unpackUnstructured({ ...s, values: s.values.subarray(0, 1) }), ArgumentError);
+});
 
 Deno.test("sparse file: round trip, safetensors layout (no holes, aligned arrays), metadata", async () => {
   const { mats, dense, entries } = sampleEntries();

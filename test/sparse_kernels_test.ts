@@ -367,6 +367,39 @@ Deno.test("sparse: f16 values need shader-f16 (a device opened with forceF32)", 
   }
 });
 
+Deno.test("sparseLinear and uploadSparse refuse bad arguments at the call", () => {
+  const W = new Float32Array([1, 0, 0, 2, 0, 3, 0, 0, 0, 0, 0, 4]); // [3, 4]
+  const s = packUnstructured(W, 3, 4);
+  const bad = (f: () => unknown, re: RegExp) =>
+    assert.throws(f, (e: Error) => e instanceof ArgumentError && re.test(e.message));
+  // Malformed matrices used to upload as NaN (values past the end) or shifted rows.
+  bad(() => uploadSparse(gpu, { ...s, values: s.values.subarray(0, 2) }), /2 values but the bitmap keeps 4/);
+  bad(
+    () => uploadSparse(gpu, s, { layout: "rows" as SparseGpuLayout }),
+    /layout must be "delta" or "groups"/,
+  );
+  bad(() => uploadSparse(gpu, s, { maxRowsPerChunk: 0 }), /maxRowsPerChunk must be an integer >= 1/);
+  const w = uploadSparse(gpu, s);
+  const x = gpu.upload(new Float32Array([1, 1, 1, 1]), "x"), y = gpu.buffer(3 * 4, "y");
+  const small = gpu.buffer(4, "small");
+  try {
+    bad(
+      () => sparseLinear(gpu, small, w, y, 1),
+      /sparseLinear: x holds 4 bytes but X \[M 1, K 4\] f32 needs 16/,
+    );
+    bad(() => sparseLinear(gpu, x, w, y, 2), /sparseLinear: x holds 16 bytes/);
+    bad(() => sparseLinear(gpu, x, w, small, 1), /sparseLinear: y holds 4 bytes/);
+    bad(() => sparseLinear(gpu, x, w, y, 1, small), /sparseLinear: bias holds 4 bytes/);
+    bad(() => sparseLinear(gpu, x, w, y, 1, undefined, { tm: 3 as 4 }), /override\.tm must be 1, 4, 8 or 16/);
+    releaseSparse(gpu, w);
+    // Released: recording nothing left y stale, silently.
+    bad(() => sparseLinear(gpu, x, w, y, 1), /no data on the GPU \(released\)/);
+  } finally {
+    releaseSparse(gpu, w);
+    gpu.release(x, y, small);
+  }
+});
+
 Deno.test("sparse runtime: no buffer leaks", async () => {
   releaseSparseScratch(gpu);
   await gpu.sync();

@@ -7,6 +7,7 @@
  */
 import type { Gpu } from "../gpu/device.ts";
 import type { ForwardRunner } from "../model/forward.ts";
+import { ArgumentError } from "../errors.ts";
 import { loss } from "../ops/basic.ts";
 
 /**
@@ -123,8 +124,22 @@ export async function evaluatePerplexity(
   opts: EvalOptions = {},
 ): Promise<EvalResult> {
   const gpu: Gpu = runner.model.gpu;
+  const V = runner.model.config.vocabSize;
+  checkWindows(windows, V, runner.maxTokens);
+  if (opts.reference && opts.reference.model.config.vocabSize !== V) {
+    throw new ArgumentError(
+      `evaluatePerplexity: the reference model's vocabulary has ${opts.reference.model.config.vocabSize} ` +
+        `tokens but the model's has ${V}; the KL needs the same tokenizer`,
+    );
+  }
+  if (opts.reference && opts.reference.maxTokens < windows[0].length) {
+    throw new ArgumentError(
+      `evaluatePerplexity: windows of ${windows[0].length} tokens exceed the reference runner's ` +
+        `${opts.reference.maxTokens}; create it with maxTokens >= the window length`,
+    );
+  }
   const T = windows[0].length;
-  const R = T - 1, V = runner.model.config.vocabSize;
+  const R = T - 1;
   const n = windows.length;
   const targets = gpu.buffer(R * 4, "targets");
   const rowLoss = gpu.buffer(R * 4, "row-loss");
@@ -163,6 +178,36 @@ export async function evaluatePerplexity(
     return result;
   } finally {
     gpu.release(targets, rowLoss, allNll, allKl, allRefNll);
+  }
+}
+
+/**
+ * Windows must be non-empty, all of one length in [2, maxTokens], of integer token ids in [0, V):
+ * an id past the vocabulary would read no embedding row and no logit (a silently wrong NLL).
+ */
+function checkWindows(windows: ArrayLike<number>[], V: number, maxTokens: number): void {
+  const fn = "evaluatePerplexity";
+  if (windows.length === 0) throw new ArgumentError(`${fn}: no windows to evaluate`);
+  const T = windows[0].length;
+  if (!(T >= 2)) throw new ArgumentError(`${fn}: windows need at least 2 tokens, got ${T}`);
+  if (T > maxTokens) {
+    throw new ArgumentError(
+      `${fn}: windows of ${T} tokens exceed the runner's ${maxTokens}; create it with maxTokens >= ${T}`,
+    );
+  }
+  for (let w = 0; w < windows.length; w++) {
+    const ids = windows[w];
+    if (ids.length !== T) {
+      throw new ArgumentError(
+        `${fn}: window ${w} has ${ids.length} tokens but window 0 has ${T}; all must match`,
+      );
+    }
+    for (let i = 0; i < T; i++) {
+      const id = ids[i];
+      if (!(Number.isInteger(id) && id >= 0 && id < V)) {
+        throw new ArgumentError(`${fn}: window ${w} token ${i} is ${id}, not an id in [0, ${V})`);
+      }
+    }
   }
 }
 

@@ -122,6 +122,13 @@ export async function generate(
   if (prompt.length >= ctx) {
     throw new ArgumentError(`the prompt has ${prompt.length} tokens; the model's context is ${ctx}`);
   }
+  const vocab = model.config.vocabSize;
+  const bad = prompt.findIndex((id) => !(Number.isInteger(id) && id >= 0 && id < vocab));
+  if (bad >= 0) {
+    throw new ArgumentError(
+      `prompt token ${bad} is ${prompt[bad]}, not an id in [0, ${vocab}) for this model`,
+    );
+  }
   if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 1)) {
     throw new ArgumentError(`max tokens must be an integer >= 1, got ${opts.maxTokens}`);
   }

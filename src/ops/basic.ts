@@ -21,6 +21,7 @@ import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { DeviceScratch } from "../gpu/scratch.ts";
+import { checkBuffer, checkCounts, checkDistinct, checkMatrix, checkOneOf } from "./check.ts";
 
 /**
  * a[i] = a[i] + b[i] (op "add") or silu(a[i]) * b[i] (op "swiglu"), n elements.
@@ -45,6 +46,11 @@ import { DeviceScratch } from "../gpu/scratch.ts";
  * ```
  */
 export function elementwise(gpu: Gpu, op: ElementwiseOp, a: GPUBuffer, b: GPUBuffer, n: number): void {
+  checkOneOf("elementwise", "op", op, ["add", "swiglu"]);
+  checkCounts("elementwise", { n });
+  checkBuffer("elementwise", "a", a, n * 4, `${n} f32`);
+  checkBuffer("elementwise", "b", b, n * 4, `${n} f32`);
+  checkDistinct("elementwise", { a }, { b });
   const pipe = gpu.pipeline(`elementwise/${op}`, () => elementwiseWgsl(op));
   gpu.dispatch(pipe, [a, b], packUniforms([n]), Math.ceil(n / ELEMENTWISE_WG));
 }
@@ -72,6 +78,10 @@ export function elementwise(gpu: Gpu, op: ElementwiseOp, a: GPUBuffer, b: GPUBuf
  * ```
  */
 export function embedding(gpu: Gpu, ids: GPUBuffer, table: GpuMatrix, out: GPUBuffer, T: number): void {
+  checkCounts("embedding", { T });
+  checkMatrix(gpu, "embedding", "table", table);
+  checkBuffer("embedding", "ids", ids, T * 4, `${T} u32 ids`);
+  checkBuffer("embedding", "out", out, T * table.cols * 4, `out [T ${T}, dim ${table.cols}] f32`);
   const pipe = gpu.pipeline(`embedding/${table.dtype}`, () => embeddingWgsl(table.dtype));
   for (const c of table.chunks) {
     const u = packUniforms([T, table.cols, c.rowStart, c.rows]);
@@ -113,10 +123,18 @@ export function rmsnorm(
   dim: number,
   eps: number,
 ): void {
+  checkCounts("rmsnorm", { T, dim });
+  if (!(Number.isFinite(eps) && eps >= 0)) {
+    throw new ArgumentError(`rmsnorm: eps must be finite and >= 0, got ${eps}`);
+  }
   // One invocation walks its row twice: 2 * (dim + 1) loop steps under llvmpipe's loop limit.
   if (gpu.isCpu && 2 * (dim + 1) > CPU_LOOP_LIMIT) {
     throw new UnsupportedError(`rmsnorm: dim ${dim} exceeds this CPU adapter's loop limit`);
   }
+  checkBuffer("rmsnorm", "x", x, T * dim * 4, `x [T ${T}, dim ${dim}] f32`);
+  checkBuffer("rmsnorm", "w", w, dim * 4, `w [dim ${dim}] f32`);
+  checkBuffer("rmsnorm", "y", y, T * dim * 4, `y [T ${T}, dim ${dim}] f32`);
+  checkDistinct("rmsnorm", { y }, { x, w });
   const pipe = gpu.pipeline("rmsnorm", rmsnormWgsl);
   gpu.dispatch(pipe, [x, w, y], packUniforms([T, dim, { f32: eps }]), Math.ceil(T / RMSNORM_WG));
 }
@@ -156,6 +174,22 @@ export function rope(
   headDim: number,
   pos0: number,
 ): void {
+  checkOneOf("rope", "layout", layout, ["interleaved", "half"]);
+  checkCounts("rope", { T, nHeads, headDim });
+  checkCounts("rope", { pos0 }, 0);
+  if (headDim % 2 !== 0) throw new ArgumentError(`rope: headDim must be even, got ${headDim}`);
+  checkBuffer(
+    "rope",
+    "x",
+    x,
+    T * nHeads * headDim * 4,
+    `x [T ${T}, nHeads ${nHeads} * headDim ${headDim}] f32`,
+  );
+  const table = (pos0 + T) * (headDim / 2) * 4,
+    rows = `positions 0..${pos0 + T - 1} of headDim / 2 (ropeTables)`;
+  checkBuffer("rope", "cos", cos, table, rows);
+  checkBuffer("rope", "sin", sin, table, rows);
+  checkDistinct("rope", { x }, { cos, sin });
   const pipe = gpu.pipeline(`rope/${layout}`, () => ropeWgsl(layout));
   const n = T * nHeads * (headDim / 2);
   gpu.dispatch(pipe, [x, cos, sin], packUniforms([T, nHeads, headDim, pos0]), Math.ceil(n / ROPE_WG));
@@ -196,11 +230,23 @@ export function attention(
   headDim: number,
   pos0: number,
 ): void {
+  checkCounts("attention", { T, nHeads, nKvHeads, headDim });
+  checkCounts("attention", { pos0 }, 0);
   if (headDim % 4 !== 0) throw new UnsupportedError(`attention needs headDim % 4 == 0, got ${headDim}`);
+  if (nHeads % nKvHeads !== 0) {
+    throw new ArgumentError(`attention: nHeads (${nHeads}) must be a multiple of nKvHeads (${nKvHeads})`);
+  }
   // One invocation walks every cached position: pos0 + T + 1 loop steps under llvmpipe's loop limit.
   if (gpu.isCpu && pos0 + T + 1 > CPU_LOOP_LIMIT) {
     throw new UnsupportedError(`attention: context ${pos0 + T} exceeds this CPU adapter's loop limit`);
   }
+  const qBytes = T * nHeads * headDim * 4, kvBytes = (pos0 + T) * nKvHeads * headDim * 4;
+  checkBuffer("attention", "q", q, qBytes, `q [T ${T}, nHeads ${nHeads} * headDim ${headDim}] f32`);
+  const cache = `the cache [positions 0..${pos0 + T - 1}, nKvHeads ${nKvHeads} * headDim ${headDim}] f32`;
+  checkBuffer("attention", "k", k, kvBytes, cache);
+  checkBuffer("attention", "v", v, kvBytes, cache);
+  checkBuffer("attention", "out", out, qBytes, `out [T ${T}, nHeads ${nHeads} * headDim ${headDim}] f32`);
+  checkDistinct("attention", { out }, { q, k, v });
   // Query tiles share K/V loads: long tiles pay off on CPU adapters (hd 48, T 256 on lavapipe:
   // tq 4 28 ms, tq 8 16 ms, tq 16 12 ms); GPUs keep registers small.
   const tq = T === 1 ? 1 : gpu.isCpu ? (headDim <= 64 ? 16 : 8) : 4;
@@ -246,12 +292,19 @@ export function loss(
   V: number,
   maxRowsPerChunk = Infinity,
 ): void {
+  checkOneOf("loss", "kind", kind, ["nll", "kl"]);
+  checkCounts("loss", { R, V });
   if (gpu.isCpu && V > LOSS_MAX_V) {
     // llvmpipe silently ends an invocation's loops after 65535 steps in all (CPU_LOOP_LIMIT).
     throw new UnsupportedError(
       `loss: a vocabulary of ${V} exceeds this CPU adapter's loop limit (${LOSS_MAX_V})`,
     );
   }
+  checkBuffer("loss", "p", p, R * V * 4, `logits [R ${R}, V ${V}] f32`);
+  const what = kind === "kl" ? `Q logits [R ${R}, V ${V}] f32` : `${R} u32 targets`;
+  checkBuffer("loss", kind === "kl" ? "q" : "targets", second, R * (kind === "kl" ? V : 1) * 4, what);
+  checkBuffer("loss", "out", out, R * 4, `out [R ${R}] f32`);
+  checkDistinct("loss", { out }, { p, second });
   let per = R;
   if (R * V * 4 > gpu.maxBinding || R > maxRowsPerChunk) {
     per = Math.floor(Math.min(gpu.maxBinding / (V * 4), maxRowsPerChunk) / LOSS_ROW_ALIGN) * LOSS_ROW_ALIGN;
@@ -308,12 +361,31 @@ export function argmaxToken(
   out: GPUBuffer,
   outIndex: number,
 ): void {
+  checkTokenChoice("argmaxToken", logits, row, V, ids, out, outIndex);
   if (gpu.isCpu && Math.ceil(V / ARGMAX_WG) >= CPU_LOOP_LIMIT) {
     throw new UnsupportedError(`argmaxToken: a vocabulary of ${V} exceeds this CPU adapter's loop limit`);
   }
   const pipe = gpu.pipeline("argmax", () => argmaxWgsl());
   const { binding, base } = logitsRow(gpu, logits, row, V);
   gpu.dispatch(pipe, [binding, ids, out], packUniforms([V, base, outIndex, 0]), 1);
+}
+
+/** The checks argmaxToken and sampleToken share: logits row `row` of V, ids[0], out[outIndex]. */
+function checkTokenChoice(
+  fn: string,
+  logits: GPUBuffer,
+  row: number,
+  V: number,
+  ids: GPUBuffer,
+  out: GPUBuffer,
+  outIndex: number,
+): void {
+  checkCounts(fn, { V });
+  checkCounts(fn, { row, outIndex }, 0);
+  checkBuffer(fn, "logits", logits, (row + 1) * V * 4, `row ${row} of logits [*, V ${V}] f32`);
+  checkBuffer(fn, "ids", ids, 4, "one u32 id");
+  checkBuffer(fn, "out", out, (outIndex + 1) * 4, `u32 out[${outIndex}]`);
+  checkDistinct(fn, { ids, out }, { logits });
 }
 
 /**
@@ -370,6 +442,9 @@ export function sampleToken(
   out: GPUBuffer,
   outIndex: number,
 ): void {
+  checkTokenChoice("sampleToken", logits, row, V, ids, out, outIndex);
+  checkCounts("sampleToken", { rIndex }, 0);
+  checkBuffer("sampleToken", "randoms", randoms, (rIndex + 1) * 4, `f32 randoms[${rIndex}]`);
   if (!(temperature > 0 && Number.isFinite(temperature))) {
     throw new ArgumentError(`sampleToken: temperature must be finite and > 0, got ${temperature}`);
   }

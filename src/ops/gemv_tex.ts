@@ -25,6 +25,7 @@ import type { GpuDType } from "../../kernels/common.ts";
 import { ArgumentError, UnsupportedError } from "../errors.ts";
 import { type Binding, type Gpu, readableAsUniformX } from "../gpu/device.ts";
 import { DeviceScratch } from "../gpu/scratch.ts";
+import { checkBuffer, checkCounts, checkDistinct, checkOneOf } from "./check.ts";
 
 /**
  * Default register tile and unroll. Measured on lavapipe (2 shared cores, 11008x4096 f32, medians of 9
@@ -217,10 +218,19 @@ export function uploadGemvTex(
       `gemvTex: ${cols} columns exceed the ${GEMV_TEX_SLOT_FLOATS}-column uniform slot`,
     );
   }
+  checkCounts("uploadGemvTex", { rows, cols });
   if (data.length !== rows * cols) {
     throw new ArgumentError(`gemvTex: ${data.length} values for ${rows}x${cols}`);
   }
   const dtype = opts.dtype ?? "f32";
+  checkOneOf("uploadGemvTex", "dtype", dtype, ["f32", "f16"]);
+  if (opts.rt !== undefined && ![1, 2, 4, 8, 16, 32].includes(opts.rt)) {
+    throw new ArgumentError(`uploadGemvTex: rt must be a power of 2 up to 32, got ${opts.rt}`);
+  }
+  if (opts.uk !== undefined && ![1, 2, 4].includes(opts.uk)) {
+    throw new ArgumentError(`uploadGemvTex: uk must be 1, 2 or 4, got ${opts.uk}`);
+  }
+  if (opts.maxPieceRows !== undefined) checkCounts("uploadGemvTex", { maxPieceRows: opts.maxPieceRows });
   if (dtype === "f16" && !gpu.f16) throw new UnsupportedError("gemvTex: f16 weights need shader-f16");
   const rt = opts.rt ?? GEMV_TEX_DEFAULT_RT, uk = opts.uk ?? GEMV_TEX_DEFAULT_UK;
   const packed = dtype === "f16" && (opts.packed ?? true);
@@ -431,8 +441,16 @@ export function gemvTex(
   if (!Number.isInteger(M) || M < 1) {
     throw new ArgumentError(`gemvTex: M must be a positive integer, got ${M}`);
   }
-  if (w.rows > 0 && w.pieces.length === 0) throw new Error("gemvTex: the weight was released");
+  if (w.rows > 0 && w.pieces.length === 0) throw new ArgumentError("gemvTex: the weight was released");
   const K = w.cols, N = w.rows;
+  checkBuffer("gemvTex", "x", x, M * K * 4, `X [M ${M}, K ${K}] f32`);
+  checkBuffer("gemvTex", "y", y, M * N * 4, `Y [M ${M}, N ${N}] f32`);
+  if (bias) checkBuffer("gemvTex", "bias", bias, N * 4, `the bias [N ${N}] f32`);
+  checkDistinct("gemvTex", { y }, { x, bias });
+  const wg = override?.workgroupSize;
+  if (wg !== undefined && !(Number.isInteger(wg) && wg > 0 && wg % 8 === 0)) {
+    throw new ArgumentError(`gemvTex: override.workgroupSize must be a positive multiple of 8, got ${wg}`);
+  }
   const opts = gemvTexOptions(w, !!bias, override);
   const pipe = gpu.pipeline(gemvTexKey(opts), () => gemvTexWgsl(opts));
   const used = w.kvp * (w.packed ? 32 : 16); // X bytes the kernel reads

@@ -14,8 +14,10 @@ import {
   linearWorkgroups,
 } from "../../kernels/linear.ts";
 import { packUniforms } from "../../kernels/common.ts";
+import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
+import { checkBuffer, checkCounts, checkDistinct, checkMatrix, checkOneOf } from "./check.ts";
 
 /**
  * Force a version (tests use this to cover every path on one adapter).
@@ -152,9 +154,17 @@ export function linear(
   override?: LinearOverride,
 ): void {
   const N = w.rows, K = w.cols;
-  if (N > 0 && w.chunks.length === 0) {
-    // Released, or a linear held sparse (GpuBlock.sparse): recording nothing would leave y stale.
-    throw new Error(`linear: the ${N}x${K} weight has no data on the GPU (released, or held sparse)`);
+  checkCounts("linear", { M });
+  checkMatrix(gpu, "linear", "w", w);
+  checkBuffer("linear", "x", x, M * K * 4, `X [M ${M}, K ${K}] f32`);
+  checkBuffer("linear", "y", y, M * N * 4, `Y [M ${M}, N ${N}] f32`);
+  if (bias) checkBuffer("linear", "bias", bias, N * 4, `the bias [N ${N}] f32`);
+  checkDistinct("linear", { y }, { x, bias });
+  if (override) checkLinearOverride(override);
+  if (override?.variant === "texture" && (w.dtype !== "f32" || K % 4 !== 0)) {
+    throw new ArgumentError(
+      `linear: the texture version needs f32 weights and K % 4 == 0, got ${w.dtype} and K ${K}; force another variant`,
+    );
   }
   const opts = chooseLinear(gpu, M, K, w, !!bias, override);
   const pipe = gpu.pipeline(linearKey(opts), () => linearWgsl(opts));
@@ -167,6 +177,18 @@ export function linear(
     gpu.dispatch(pipe, bindings, u, linearWorkgroups(opts, M, c.rows));
   }
 }
+
+/** Throw unless a forced version and tile are ones the kernels have. */
+function checkLinearOverride(o: LinearOverride): void {
+  if (o.variant !== undefined) checkOneOf("linear", "override.variant", o.variant, LINEAR_VARIANTS);
+  const sizes: Record<string, number> = {};
+  if (o.tm !== undefined) sizes["override.tm"] = o.tm;
+  if (o.tn !== undefined) sizes["override.tn"] = o.tn;
+  if (o.texPieceRows !== undefined) sizes["override.texPieceRows"] = o.texPieceRows;
+  checkCounts("linear", sizes);
+}
+
+const LINEAR_VARIANTS: readonly LinearOptions["variant"][] = ["tile", "texture", "rowlane", "wgreduce"];
 
 // ---- texture version ------------------------------------------------------------------------
 
@@ -237,7 +259,9 @@ function linearTexture(
   const N = w.rows, K = w.cols, kv = K / 4;
   const cap = texCapacity(gpu);
   if (M * kv > cap || K % 4 !== 0) {
-    throw new Error(`linear texture version: ${M}x${K} X does not fit a texture`);
+    throw new UnsupportedError(
+      `linear texture version: ${M}x${K} X does not fit a texture; force the tile variant`,
+    );
   }
   const xt = scratchTexture(gpu, "x", M * kv);
   copyFlat(gpu, x, 0, M * kv, xt);

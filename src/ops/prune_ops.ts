@@ -44,6 +44,7 @@ import { STATS_WG, statsKey, statsWgsl } from "../../kernels/stats.ts";
 import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Binding, Gpu } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
+import { checkBuffer, checkCounts, checkDistinct, checkMatrix } from "./check.ts";
 
 /**
  * A prune mask on the GPU: bit-packed u32 [rows, wordsPerRow], 1 = pruned.
@@ -133,7 +134,8 @@ function styleOf(gpu: Gpu, o?: PruneKernelOptions): KernelStyle {
   return o?.style ?? (gpu.isCpu ? "cpu" : "gpu");
 }
 
-function checkSqrtR(w: GpuMatrix, sqrtR: GPUBuffer | null): void {
+function checkSqrtR(gpu: Gpu, fn: string, w: GpuMatrix, sqrtR: GPUBuffer | null): void {
+  checkMatrix(gpu, fn, "w", w);
   if (sqrtR && sqrtR.size < w.cols * 4) {
     throw new ArgumentError(`sqrtR holds ${sqrtR.size / 4} values but the weight has ${w.cols} columns`);
   }
@@ -194,6 +196,10 @@ export function updateScalerRow(
   if (!Number.isInteger(nBefore) || nBefore < 0 || !Number.isInteger(b) || b <= 0) {
     throw new ArgumentError(`need integer nBefore >= 0 and b > 0, got ${nBefore}, ${b}`);
   }
+  checkCounts("updateScalerRow", { T, C });
+  checkBuffer("updateScalerRow", "x", x, T * C * 4, `x [T ${T}, C ${C}] f32`);
+  checkBuffer("updateScalerRow", "r", r, C * 4, `r [C ${C}] f32`);
+  checkDistinct("updateScalerRow", { r }, { x });
   if (gpu.isCpu && T >= 65535) {
     // llvmpipe silently ends any invocation's loops after 65535 iterations in all.
     throw new UnsupportedError(
@@ -245,7 +251,7 @@ function outlierDispatches(
 ): number {
   let offset = 0;
   for (const { w, sqrtR } of linears) {
-    checkSqrtR(w, sqrtR);
+    checkSqrtR(gpu, pass === "sum" ? "scoreSum" : "countAbove", w, sqrtR);
     const vec = w.cols % 4 === 0 ? 4 : 1;
     const o: OutlierOptions = {
       variant: style === "cpu" ? "lane" : "wg",
@@ -340,6 +346,7 @@ export async function countAbove(
   thresh: number,
   opts?: PruneKernelOptions,
 ): Promise<number> {
+  if (Number.isNaN(thresh)) throw new ArgumentError("countAbove: thresh is NaN");
   const count = gpu.buffer(4, "outlier-count");
   try {
     outlierDispatches(gpu, linears, "count", styleOf(gpu, opts), count, thresh);
@@ -380,6 +387,9 @@ export async function outlierCount(
   M: number,
   opts?: PruneKernelOptions,
 ): Promise<{ count: number; numel: number; mean: number }> {
+  if (!(Number.isFinite(M) && M > 0)) {
+    throw new ArgumentError(`outlierCount: M must be finite and > 0, got ${M}`);
+  }
   const { sum, numel } = await scoreSum(gpu, linears, opts);
   if (numel === 0) throw new ArgumentError("no weights to count outliers in");
   const mean = sum / numel;
@@ -453,7 +463,7 @@ export function rowMask(
   if (!Number.isInteger(k) || k < 0 || k > w.cols) {
     throw new ArgumentError(`row mask: k must be an integer in [0, ${w.cols}], got ${k}`);
   }
-  checkSqrtR(w, sqrtR);
+  checkSqrtR(gpu, "rowMask", w, sqrtR);
   const radixBits = opts?.radixBits ?? 8;
   // Rows too long for one invocation under llvmpipe's loop limit take the workgroup version.
   const lane = styleOf(gpu, opts) === "cpu" && rowMaskLaneIterations(w.cols, radixBits) < 65535;
@@ -595,6 +605,7 @@ export async function magnitudeMask(
   opts: MagnitudeMaskOptions = {},
 ): Promise<PruneMask> {
   if (!Number.isFinite(s) || s < 0 || s >= 1) throw new ArgumentError(`sparsity must be in [0, 1), got ${s}`);
+  checkMatrix(gpu, "magnitudeMask", "w", w);
   const numel = w.rows * w.cols;
   const k = Math.floor(numel * s);
   const quirk = opts.quirk ?? false;
@@ -712,7 +723,7 @@ export function nmMask(gpu: Gpu, w: GpuMatrix, sqrtR: GPUBuffer | null, N: numbe
     throw new ArgumentError(`N:M needs integers 0 <= N <= M <= 16, got ${N}:${M}`);
   }
   if (w.cols % M !== 0) throw new ArgumentError(`N:M needs cols (${w.cols}) to be a multiple of M (${M})`);
-  checkSqrtR(w, sqrtR);
+  checkSqrtR(gpu, "nmMask", w, sqrtR);
   const o: NMOptions = { source: source(w, sqrtR), M };
   const pipe = gpu.pipeline(nmKey(o), () => nmWgsl(o));
   const mask = newMask(gpu, w.rows, w.cols);
@@ -753,6 +764,7 @@ function checkMask(w: { rows: number; cols: number }, mask: PruneMask): void {
  * ```
  */
 export function applyMask(gpu: Gpu, w: GpuMatrix, mask: PruneMask): void {
+  checkMatrix(gpu, "applyMask", "w", w);
   checkMask(w, mask);
   const pipe = gpu.pipeline(maskApplyKey(w.dtype), () => maskApplyWgsl(w.dtype));
   for (const c of w.chunks) {

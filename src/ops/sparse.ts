@@ -40,6 +40,7 @@ import { ArgumentError, UnsupportedError } from "../errors.ts";
 import { type Binding, type Gpu, readableAsUniformX } from "../gpu/device.ts";
 import { DeviceScratch } from "../gpu/scratch.ts";
 import type { GpuSparseMatrix } from "../sparse/upload.ts";
+import { checkBuffer, checkCounts, checkDistinct, checkOneOf } from "./check.ts";
 
 /**
  * Force a version (tests cover every path on one adapter with these).
@@ -223,6 +224,23 @@ export function sparseLinear(
     throw new ArgumentError(`sparseLinear: M must be a positive integer, got ${M}`);
   }
   const N = w.rows, K = w.cols;
+  if (w.chunks.length === 0) {
+    // Released (releaseSparse empties chunks): recording nothing would leave y stale.
+    throw new ArgumentError(`sparseLinear: the ${N}x${K} sparse weight has no data on the GPU (released)`);
+  }
+  if (w.dtype === "f16" && !gpu.f16) {
+    throw new UnsupportedError("sparseLinear: the weight is f16 but this device has no shader-f16");
+  }
+  if (override?.variant !== undefined) {
+    checkOneOf("sparseLinear", "override.variant", override.variant, ["lane", "wg"]);
+  }
+  if (override?.x !== undefined) checkOneOf("sparseLinear", "override.x", override.x, ["ubo", "storage"]);
+  if (override?.tm !== undefined && ![1, 4, 8, 16].includes(override.tm)) {
+    throw new ArgumentError(`sparseLinear: override.tm must be 1, 4, 8 or 16, got ${override.tm}`);
+  }
+  if (override?.slotTiles !== undefined) {
+    checkCounts("sparseLinear", { "override.slotTiles": override.slotTiles });
+  }
   const opts = chooseSparseLinear(gpu, M, w, !!bias, override);
   // Mesa's loop limit (ARCHITECTURE.md): a row's units must fit one invocation's 65535 steps.
   // Unstructured rows (<= 65536 u16 columns) always do; only very wide N:M rows can fail.
@@ -243,6 +261,10 @@ export function sparseLinear(
       `sparseLinear: rows of ${units} units exceed lavapipe's ${CPU_LOOP_LIMIT}-step loop limit for ${opts.variant}`,
     );
   }
+  checkBuffer("sparseLinear", "x", x, M * K * 4, `X [M ${M}, K ${K}] f32`);
+  checkBuffer("sparseLinear", "y", y, M * N * 4, `Y [M ${M}, N ${N}] f32`);
+  if (bias) checkBuffer("sparseLinear", "bias", bias, N * 4, `the bias [N ${N}] f32`);
+  checkDistinct("sparseLinear", { y }, { x, bias });
   const pipe = gpu.pipeline(sparseLinearKey(opts), () => sparseLinearWgsl(opts));
   // The kernels' u.idxStride: blocks per row (delta layout) or N:M index words per row.
   const idxStride = w.layout === "delta" ? w.blocks : w.idxStride;

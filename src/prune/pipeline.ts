@@ -361,6 +361,20 @@ export function defaultAllocation(method: Method): Allocation {
  * ```
  */
 export function validatePruneOptions(o: PruneOptions): void {
+  if (!(METHODS as readonly string[]).includes(o.method)) {
+    throw new ArgumentError(`method must be one of ${METHODS.join(", ")}, got ${JSON.stringify(o.method)}`);
+  }
+  if (o.allocation !== undefined && !(ALLOCATIONS as readonly string[]).includes(o.allocation)) {
+    throw new ArgumentError(
+      `allocation must be one of ${ALLOCATIONS.join(", ")}, got ${JSON.stringify(o.allocation)}`,
+    );
+  }
+  const kind: string | undefined = (o.pattern as { kind?: string } | undefined)?.kind;
+  if (kind !== "unstructured" && kind !== "nm") {
+    throw new ArgumentError(
+      `pattern.kind must be "unstructured" or "nm", got ${JSON.stringify(kind)}`,
+    );
+  }
   if (!(o.sparsity >= 0 && o.sparsity < 1)) {
     throw new ArgumentError(`--sparsity must be in [0, 1), got ${o.sparsity}`);
   }
@@ -369,6 +383,9 @@ export function validatePruneOptions(o: PruneOptions): void {
     const { n, m } = o.pattern;
     if (!(Number.isInteger(n) && Number.isInteger(m) && m >= 1 && n >= 0 && n <= m)) {
       throw new ArgumentError(`bad N:M pattern ${n}:${m}: need integers 0 <= N <= M, M >= 1`);
+    }
+    if (n === m) {
+      throw new ArgumentError(`N:M pattern ${n}:${m} prunes every weight (sparsity 1); use N < M`);
     }
   }
   if (isSparseGPT(o.method)) {
@@ -381,6 +398,21 @@ export function validatePruneOptions(o: PruneOptions): void {
     checkSparseGPTOptions(null, 1, nm ? nm.m : 1, { sparsity: o.sparsity, blocksize: o.blocksize, nm });
   }
   const alloc = o.allocation ?? defaultAllocation(o.method);
+  if (alloc === "owl" && o.method !== "dense") {
+    if (!(Number.isFinite(o.owlM) && o.owlM > 0)) {
+      throw new ArgumentError(
+        `owlM (the outlier threshold factor) must be a finite number > 0, got ${o.owlM}`,
+      );
+    }
+    if (!(Number.isFinite(o.owlLambda) && o.owlLambda >= 0)) {
+      throw new ArgumentError(`owlLambda must be a finite number >= 0, got ${o.owlLambda}`);
+    }
+  }
+  if (o.nmRounding !== undefined && o.nmRounding !== "reference" && o.nmRounding !== "mass-preserving") {
+    throw new ArgumentError(
+      `nmRounding must be "reference" or "mass-preserving", got ${JSON.stringify(o.nmRounding)}`,
+    );
+  }
   if (o.method.startsWith("owl-") && alloc !== "owl") {
     throw new ArgumentError(
       `method ${o.method} uses the OWL allocation; use --method ${o.method.slice(4)} --allocation ${alloc}`,
@@ -611,9 +643,9 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       throw new ArgumentError(`calibration windows must all have ${T} tokens; one has ${w.length}`);
     }
     for (let i = 0; i < w.length; i++) {
-      if (!(w[i] >= 0 && w[i] < c.vocabSize)) {
+      if (!(Number.isInteger(w[i]) && w[i] >= 0 && w[i] < c.vocabSize)) {
         throw new ArgumentError(
-          `calibration token id ${w[i]} is outside the model's vocabulary of ${c.vocabSize}`,
+          `calibration token id ${w[i]} is not an integer id in the model's vocabulary of ${c.vocabSize}`,
         );
       }
     }

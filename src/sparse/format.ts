@@ -302,6 +302,63 @@ export function packUnstructured(
 }
 
 /**
+ * Throw {@linkcode ArgumentError} unless `s` is a well-formed sparse matrix: a known format and
+ * dtype, an integer shape, and arrays whose lengths and contents agree with it (unstructured: row
+ * offsets that start at 0 and follow the bitmap's counts up to the number of values, no bitmap bits
+ * past the last column; N:M: a valid `keep:group` and one slot and position a kept value). Without
+ * it a hand-built or truncated matrix would unpack or upload as NaN or shifted values.
+ */
+export function checkSparseMatrix(s: SparseMatrix, fn: string): void {
+  const bad = (what: string) => new ArgumentError(`${fn}: malformed sparse matrix: ${what}`);
+  const format: string | undefined = (s as { format?: string } | undefined)?.format;
+  if (format !== "unstructured" && format !== "nm") {
+    throw bad(`format must be "unstructured" or "nm", got ${JSON.stringify(format)}`);
+  }
+  const { rows, cols } = s;
+  if (!Number.isSafeInteger(rows) || !Number.isSafeInteger(cols) || rows < 0 || cols < 0) {
+    throw bad(`shape [${rows}, ${cols}] is not two integers >= 0`);
+  }
+  if (s.dtype !== "f32" && s.dtype !== "f16") {
+    throw bad(`dtype must be "f32" or "f16", got ${JSON.stringify(s.dtype)}`);
+  }
+  if (s.format === "unstructured") {
+    const words = bitmapWords(cols);
+    if (s.rowOffsets?.length !== rows + 1) {
+      throw bad(`rowOffsets has ${s.rowOffsets?.length} entries, want rows + 1 = ${rows + 1}`);
+    }
+    if (s.bitmap?.length !== rows * words) {
+      throw bad(`bitmap has ${s.bitmap?.length} words, want ${rows} x ${words}`);
+    }
+    if (s.rowOffsets[0] !== 0) throw bad(`rowOffsets[0] is ${s.rowOffsets[0]}, not 0`);
+    for (let r = 0; r < rows; r++) {
+      let c = 0;
+      for (let w = 0; w < words; w++) {
+        let b = s.bitmap[r * words + w];
+        if (w === words - 1 && cols % 32 !== 0 && b >>> (cols % 32) !== 0) {
+          throw bad(`row ${r} has bitmap bits past column ${cols - 1}`);
+        }
+        for (; b !== 0; b &= b - 1) c++;
+      }
+      if (s.rowOffsets[r + 1] !== s.rowOffsets[r] + c) {
+        throw bad(`rowOffsets[${r + 1}] is ${s.rowOffsets[r + 1]} but row ${r}'s bitmap has ${c} bits`);
+      }
+    }
+    if (s.values?.length !== s.rowOffsets[rows]) {
+      throw bad(`${s.values?.length} values but the bitmap keeps ${s.rowOffsets[rows]}`);
+    }
+    return;
+  }
+  nmIndexBits(s.group);
+  if (!Number.isInteger(s.keep) || s.keep < 1 || s.keep > s.group) {
+    throw bad(`keep must be an integer in 1..${s.group}, got ${s.keep}`);
+  }
+  const slots = rows * nmGroups(cols, s.group) * s.keep,
+    idx = rows * nmIndexBytesPerRow(cols, s.keep, s.group);
+  if (s.values?.length !== slots) throw bad(`${s.values?.length} values, want ${slots} slots`);
+  if (s.indices?.length !== idx) throw bad(`${s.indices?.length} index bytes, want ${idx}`);
+}
+
+/**
  * Dense `[rows, cols]` f32 from the unstructured format (exact).
  *
  * @example Round trips: exact in f32, values rounded to f16 in f16
@@ -316,6 +373,7 @@ export function packUnstructured(
  * ```
  */
 export function unpackUnstructured(s: UnstructuredSparse): Float32Array {
+  checkSparseMatrix(s, "unpackUnstructured");
   const { rows, cols, bitmap, values } = s;
   const words = bitmapWords(cols);
   const out = new Float32Array(rows * cols);
@@ -437,6 +495,7 @@ export function nmPosition(s: NMSparse, r: number, e: number): number {
  * ```
  */
 export function unpackNM(s: NMSparse): Float32Array {
+  checkSparseMatrix(s, "unpackNM");
   const { rows, cols, keep, group, values } = s;
   const perRow = nmGroups(cols, group) * keep;
   const out = new Float32Array(rows * cols);
@@ -466,6 +525,7 @@ export function unpackNM(s: NMSparse): Float32Array {
  * ```
  */
 export function unpackSparse(s: SparseMatrix): Float32Array {
+  checkSparseMatrix(s, "unpackSparse");
   return s.format === "unstructured" ? unpackUnstructured(s) : unpackNM(s);
 }
 

@@ -48,6 +48,7 @@ import {
 import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import {
+  checkSparseMatrix,
   nmGroups,
   nmIndexBits,
   nmIndexBytesPerRow,
@@ -592,8 +593,12 @@ function uploadNM(
  * ```
  */
 export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOptions = {}): GpuSparseMatrix {
-  const dtype = opts.dtype ?? s.dtype;
   const label = opts.label ?? "sparse";
+  checkSparseMatrix(s, `uploadSparse(${label})`);
+  if (s.rows === 0 || s.cols === 0) {
+    throw new ArgumentError(`uploadSparse(${label}): the ${s.rows}x${s.cols} matrix is empty`);
+  }
+  const dtype = opts.dtype ?? s.dtype;
   if (dtype === "f16" && !gpu.f16) {
     throw new UnsupportedError(
       `${label}: f16 sparse values need the shader-f16 feature, which this device lacks`,
@@ -601,8 +606,14 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
   }
   if (dtype !== "f16" && dtype !== "f32") throw new ArgumentError(`${label}: bad dtype ${dtype}`);
   const maxRows = opts.maxRowsPerChunk ?? Infinity;
+  if (!(maxRows >= 1 && (maxRows === Infinity || Number.isInteger(maxRows)))) {
+    throw new ArgumentError(`${label}: maxRowsPerChunk must be an integer >= 1, got ${maxRows}`);
+  }
   const texture = opts.texture ?? gpu.isCpu;
   const layout = opts.layout ?? "delta";
+  if (layout !== "delta" && layout !== "groups") {
+    throw new ArgumentError(`${label}: layout must be "delta" or "groups", got ${JSON.stringify(layout)}`);
+  }
   const starts = layout === "delta" && s.format === "unstructured" && (opts.starts ?? !gpu.isCpu);
   if (s.format === "unstructured") {
     if (opts.deltaBits !== undefined && opts.deltaBits !== 4 && opts.deltaBits !== 8) {
