@@ -44,15 +44,22 @@ async function kernelFiles(): Promise<string[]> {
   const files: string[] = [];
   for (const dir of ["kernels", "src/ops"]) {
     for await (const e of Deno.readDir(new URL(dir, ROOT))) {
-      if (e.isFile && e.name.endsWith(".ts")) files.push(`${dir}/${e.name}`);
+      // src/ops/check.ts: the launchers' argument checks, internal (mod.ts does not export them).
+      if (e.isFile && e.name.endsWith(".ts") && `${dir}/${e.name}` !== "src/ops/check.ts") {
+        files.push(`${dir}/${e.name}`);
+      }
     }
   }
   files.sort();
   return ["src/errors.ts", "src/gpu/device.ts", "src/gpu/matrix.ts", ...files];
 }
 
-/** Browser stand-ins for the `node:` built-ins the sources import (POSIX paths, "/" as cwd). */
-const SHIMS: Record<string, string> = {
+/**
+ * Browser stand-ins for the `node:` built-ins the sources import (POSIX paths, "/" as cwd). Every
+ * name a bundled source imports must be here, or the build fails (test/build_test.ts checks them
+ * against node's own).
+ */
+export const SHIMS: Record<string, string> = {
   "node:path": `
 function normalize(p) {
   const abs = p.startsWith("/"), out = [];
@@ -61,16 +68,18 @@ function normalize(p) {
     if (s === "..") { if (out.length && out[out.length - 1] !== "..") out.pop(); else if (!abs) out.push(s); }
     else out.push(s);
   }
-  const r = (abs ? "/" : "") + out.join("/");
-  return r || (abs ? "/" : ".");
+  const r = (abs ? "/" : "") + out.join("/") || (abs ? "/" : ".");
+  return p.endsWith("/") && !r.endsWith("/") ? r + "/" : r; // node keeps a trailing slash
 }
 export function join(...parts) { return normalize(parts.filter((p) => p !== "").join("/")); }
 export function resolve(...parts) {
   let r = "/";
   for (const p of parts) r = p.startsWith("/") ? p : r + "/" + p;
-  return normalize(r);
+  r = normalize(r);
+  return r.length > 1 && r.endsWith("/") ? r.slice(0, -1) : r;
 }
 export function dirname(p) {
+  if (/^\\/+$/.test(p)) return "/";
   const s = p.replace(/\\/+$/, "");
   const i = s.lastIndexOf("/");
   return i < 0 ? "." : i === 0 ? "/" : s.slice(0, i);
@@ -79,8 +88,19 @@ export function basename(p, ext) {
   const b = p.replace(/\\/+$/, "").split("/").pop() ?? "";
   return ext && b.endsWith(ext) && b !== ext ? b.slice(0, -ext.length) : b;
 }
+export function isAbsolute(p) { return p.startsWith("/"); }
+export function relative(from, to) {
+  const a = resolve(from).split("/").filter(Boolean), b = resolve(to).split("/").filter(Boolean);
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return [...a.slice(i).map(() => ".."), ...b.slice(i)].join("/");
+}
+export function extname(p) {
+  const b = basename(p), i = b.lastIndexOf(".");
+  return i <= 0 ? "" : b.slice(i);
+}
 export const sep = "/";
-export default { join, resolve, dirname, basename, sep };
+export default { join, resolve, dirname, basename, isAbsolute, relative, extname, sep };
 `,
   "node:url": `
 export function fileURLToPath(u) {

@@ -10,7 +10,7 @@
  * WebGPU adapter on a machine without a GPU is SwiftShader, so this also runs on CPU-only CI.
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 import { generateText, MOD_IMPORTS } from "../examples/web/owlgpu_web.ts";
 import { DENO_ONLY } from "../scripts/build.ts";
 import { parsePruneArgs, runPrune } from "../src/cli/prune_main.ts";
@@ -41,6 +41,20 @@ const SETTINGS = {
 } as const;
 const PROMPT = "Once upon a time";
 const GEN_TOKENS = 24;
+
+/** An init script that keeps the page's WebGPU devices in `window.__devs` (to break them on purpose). */
+const KEEP_DEVICES = `
+const requestDevice = GPUAdapter.prototype.requestDevice;
+window.__devs = [];
+GPUAdapter.prototype.requestDevice = async function (...args) {
+  const d = await requestDevice.apply(this, args);
+  window.__devs.push(d);
+  return d;
+};`;
+/** An init script for a browser without WebGPU: no navigator.gpu and none of the GPU* globals. */
+const NO_WEBGPU = `
+delete Navigator.prototype.gpu;
+for (const k of Object.getOwnPropertyNames(globalThis)) if (k.startsWith("GPU")) delete globalThis[k];`;
 
 async function chromiumPath(): Promise<string> {
   try {
@@ -115,8 +129,10 @@ Deno.test({
         page.on("console", (m) => {
           if (m.type() === "error") problems.push(`console: ${m.text()}`);
         });
+        await page.addInitScript(KEEP_DEVICES);
         await page.goto(server.url);
         await page.waitForSelector("#run:not([disabled])", { timeout: 30_000 });
+        assert(await page.isDisabled("#dl-model"), "nothing to download before a run");
         for (const [k, v] of Object.entries(SETTINGS)) {
           if (k === "method") await page.selectOption(`#${k}`, v);
           else await page.fill(`#${k}`, v);
@@ -203,6 +219,51 @@ Deno.test({
         await Deno.mkdir(OUTPUT, { recursive: true });
         await page.screenshot({ path: new URL("browser_demo.png", OUTPUT).pathname, fullPage: true });
         assert.deepEqual(problems, []);
+
+        // 6. Generation's bad input is refused (a seed is not wrapped modulo 2^32 as before), and the
+        // next good generation clears the error.
+        const generate = async () => {
+          await page.click("#generate");
+          await page.waitForSelector('#gen[data-state="done"], #gen[data-state="error"]', {
+            timeout: 60_000,
+          });
+          return await page.getAttribute("#gen", "data-error");
+        };
+        await page.fill("#max-tokens", "4");
+        await page.fill("#temperature", "1");
+        await page.fill("#seed", "1.5");
+        assert.match(await generate() ?? "", /seed must be an integer in \[0, 4294967295\], got 1\.5/);
+        assert(await page.isEnabled("#generate") && await page.isEnabled("#run"));
+        await page.fill("#seed", "7");
+        assert.equal(await generate(), null);
+        assert(
+          await page.isHidden("#log"),
+          `a stale error stays on the page: ${await page.textContent("#log")}`,
+        );
+
+        // 7. A GPU error: shown, and the next run gets a new device instead of failing forever.
+        await Promise.all([
+          // WebGPU reports the error as an event, later: wait until the page's Gpu has it.
+          page.waitForEvent("console", { predicate: (m) => m.text().startsWith("WebGPU error") }),
+          page.evaluate(async () => {
+            const d = (window as unknown as { __devs: GPUDevice[] }).__devs[0]; // the page's (step 2 made another)
+            d.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.STORAGE }); // invalid
+            await d.queue.onSubmittedWorkDone(); // an idle device delivers the error event on its next tick
+          }),
+        ]);
+        assert.match(await generate() ?? "", /^GpuDeviceError: .*the next run starts on a new GPU device/s);
+        assert(
+          await page.isDisabled("#generate") && await page.isDisabled("#dl-model"),
+          "models of a failed device",
+        );
+        const devices = () => page.evaluate(() => (window as unknown as { __devs: unknown[] }).__devs.length);
+        const before = await devices();
+        await page.fill("#nsamples", "0"); // fails right after the GPU is acquired
+        await page.click("#run");
+        await page.waitForSelector('#result[data-state="error"]', { timeout: 30_000 });
+        assert.match(await page.getAttribute("#result", "data-error") ?? "", /nsamples must be an integer/);
+        assert.equal(await devices(), before + 1, "a new device for the next run");
+        assert.deepEqual(problems.filter((p) => !/GpuDeviceError|WebGPU error|nsamples|seed/.test(p)), []);
         console.log(
           `CLI ${tCli}; page done at ${tPage}; all at ${secs()}. ppl dense ${web.ppl_dense} / ${cli.ppl_dense}, ` +
             `pruned ${web.ppl} / ${cli.ppl} on ${web.adapter}`,
@@ -213,6 +274,89 @@ Deno.test({
       }
     } finally {
       await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "browser: the demo page reports bad input, a browser without WebGPU and a lost device",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const executablePath = await chromiumPath();
+    const server = await serveDemo({ port: 0, quiet: true });
+    let browser: Browser | undefined;
+    try {
+      browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+      const open = async (path: string, init?: string) => {
+        const page = await (await browser!.newContext()).newPage();
+        const errors: string[] = [];
+        page.on("pageerror", (e) => errors.push(e.message));
+        if (init) await page.addInitScript(init);
+        await page.goto(server.url + path);
+        return { page, errors };
+      };
+      const runError = async (page: Page) => {
+        await page.click("#run");
+        await page.waitForSelector('#result[data-state="error"], #result[data-state="done"]', {
+          timeout: 60_000,
+        });
+        assert(await page.isEnabled("#run"), "Run is enabled again");
+        assert(await page.isVisible("#log"));
+        return await page.getAttribute("#result", "data-error") ?? "(no error)";
+      };
+
+      // No WebGPU at all (no navigator.gpu, no GPU* globals): the page says so as it starts.
+      {
+        const { page } = await open("", NO_WEBGPU);
+        await page.waitForSelector('#result[data-state="error"]', { timeout: 15_000 });
+        assert.match(await page.textContent("#log") ?? "", /this browser has no WebGPU/);
+        const gemv = (await open("examples/browser.html", NO_WEBGPU)).page;
+        await gemv.waitForFunction(
+          () =>
+            (globalThis as unknown as { document: { getElementById(id: string): { textContent: string } } })
+              .document.getElementById("out").textContent.includes("no WebGPU"),
+          null,
+          {
+            timeout: 15_000,
+          },
+        );
+      }
+
+      // Values in the address that the form cannot take are named; an N:M from the address is offered.
+      const { page, errors } = await open("?method=bogus&pattern=3:7&seqlen=64&eval-windows=1", KEEP_DEVICES);
+      await page.waitForSelector("#run:not([disabled])", { timeout: 30_000 });
+      assert.match(await page.textContent("#log") ?? "", /method="bogus" \(not one of .*owl-wanda/);
+      assert.match(await runError(page), /M = 7 does not divide C_in = 288/);
+      // The CLI's checks, before any work: nsamples = 10^9 froze the tab, OWL M <= 0 ran.
+      await page.selectOption("#pattern", "unstructured");
+      for (
+        const [field, value, why] of [
+          ["nsamples", "1000000000", /nsamples must be an integer in \[1, 4096\]/],
+          ["owl-m", "-1", /OWL M must be > 0/],
+          ["owl-lambda", "1", /OWL λ must be in \[0, 1\)/],
+        ] as const
+      ) {
+        const before = await page.inputValue(`#${field}`);
+        await page.fill(`#${field}`, value);
+        assert.match(await runError(page), why);
+        await page.fill(`#${field}`, before);
+      }
+
+      // A lost device is forgotten: the next run asks for a new one (before, it failed forever).
+      const lost = await page.evaluate(async () => {
+        const d = (window as unknown as { __devs: GPUDevice[] }).__devs[0];
+        d.destroy();
+        return (await d.lost).reason;
+      });
+      assert.equal(lost, "destroyed");
+      await page.fill("#owl-m", "-1");
+      assert.match(await runError(page), /OWL M must be > 0/);
+      assert.equal(await page.evaluate(() => (window as unknown as { __devs: unknown[] }).__devs.length), 2);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser?.close();
+      await server.close();
     }
   },
 });

@@ -5,7 +5,8 @@
  * and load and work in a process where the `Deno` global has been deleted before the import.
  */
 import assert from "node:assert/strict";
-import { build, type BundleInfo, DENO_ONLY } from "../scripts/build.ts";
+import * as path from "node:path";
+import { build, type BundleInfo, DENO_ONLY, SHIMS } from "../scripts/build.ts";
 import { embeddedDataPath } from "../src/model/embedded.ts";
 
 /** A bundle still touches Deno's API when it says `Deno.` (`globalThis.Deno?.env` is a guarded probe). */
@@ -83,6 +84,36 @@ Deno.test("build: owlgpu.js and kernels.js are self-contained browser ES modules
   });
 });
 
+/** A script that hides WebGPU as a browser without it would (no navigator.gpu, no GPU* globals). */
+const NO_WEBGPU_PROBE = `
+const [owlgpuUrl, kernelsUrl] = Deno.args;
+delete globalThis.Deno;
+Object.defineProperty(navigator, "gpu", { value: undefined, configurable: true });
+for (const name of Object.getOwnPropertyNames(globalThis)) if (/^GPU/.test(name)) delete globalThis[name];
+const out = { gpuGlobals: Object.getOwnPropertyNames(globalThis).filter((n) => /^GPU/.test(n)).length };
+const o = await import(owlgpuUrl);
+const k = await import(kernelsUrl);
+for (const m of [o, k]) {
+  try { await m.Gpu.create(); out.created = true; } catch (e) { (out.errors ??= []).push(e.name); }
+}
+console.log(JSON.stringify(out));
+`;
+
+Deno.test("build: the bundles import without WebGPU, and Gpu.create then says why", async () => {
+  await withBundles(async (owlgpu, kernels, dir) => {
+    const probe = `${dir}/no-webgpu.mjs`;
+    await Deno.writeTextFile(probe, NO_WEBGPU_PROBE);
+    const url = (p: string) => new URL(`file://${p}`).href;
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--no-config", probe, url(owlgpu.path), url(kernels.path)],
+      env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const out = JSON.parse(new TextDecoder().decode(stdout).trim().split("\n").pop()!);
+    assert.deepEqual(out, { gpuGlobals: 0, errors: ["GpuUnavailableError", "GpuUnavailableError"] });
+  });
+});
+
 Deno.test("build: the bundles load and work without the Deno global", async () => {
   await withBundles(async (owlgpu, kernels, dir) => {
     const probe = `${dir}/probe.mjs`;
@@ -103,4 +134,25 @@ Deno.test("build: the bundles load and work without the Deno global", async () =
     assert.deepEqual(out.errorName, "ArgumentError");
     if (out.gemv) assert.deepEqual(out.gemv, [1, 2, 10]);
   });
+});
+
+Deno.test("build: the node:path shim agrees with node:path for what the sources import", async () => {
+  const shim = await import(`data:text/javascript,${encodeURIComponent(SHIMS["node:path"])}`);
+  // Every name a bundled source imports from node:path (src/model/hf.ts: isAbsolute, relative).
+  for (const n of ["basename", "dirname", "extname", "isAbsolute", "join", "relative", "resolve", "sep"]) {
+    assert(n in shim, `the node:path shim lacks ${n}`);
+  }
+  const paths = ["/a/b/c", "/a/b/../c/", "a/b", "./a", "../a/b", "/", ".", "a.tar.gz", "/x/.hidden", "/x/y."];
+  for (const p of paths) {
+    for (const f of ["basename", "dirname", "extname", "isAbsolute"] as const) {
+      assert.deepEqual(shim[f](p), path[f](p), `${f}(${JSON.stringify(p)})`);
+    }
+    for (const q of paths) {
+      assert.deepEqual(shim.join(p, q), path.join(p, q), `join(${p}, ${q})`);
+      // The shim's cwd is "/": compare relative() and resolve() on absolute paths.
+      const [ap, aq] = [path.resolve("/", p), path.resolve("/", q)];
+      assert.deepEqual(shim.relative(ap, aq), path.relative(ap, aq), `relative(${ap}, ${aq})`);
+      assert.deepEqual(shim.resolve(ap, q), path.resolve(ap, q), `resolve(${ap}, ${q})`);
+    }
+  }
 });

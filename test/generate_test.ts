@@ -44,6 +44,9 @@ Deno.test("sampler: seeded, reproducible, and follows the softmax", () => {
   }
   assert.throws(() => new Sampler({ topP: 0 }), /top-p/);
   assert.throws(() => new Sampler({ temperature: -1 }), /temperature/);
+  for (const seed of [1.5, -1, 2 ** 32, NaN]) {
+    assert.throws(() => new Sampler({ seed }), /seed must be an integer in \[0, 2\^32\)/, `seed ${seed}`);
+  }
 });
 
 Deno.test("generate: greedy from BOS + 'Once upon a time' gives the known continuation, no leaks", async () => {

@@ -146,3 +146,37 @@ Deno.test("uploadMatrix: f16 refuses weights beyond f16's range instead of uploa
     gpu.destroy();
   }
 });
+
+Deno.test("uploadMatrix refuses a wrong data length and non-finite weights; launchers refuse released buffers", async () => {
+  const gpu = await owlgpu.Gpu.create();
+  try {
+    const refused = (re: RegExp) => (e: unknown) => e instanceof owlgpu.ArgumentError && re.test(e.message);
+    assert.throws(
+      () => owlgpu.uploadMatrix(gpu, new Float32Array(5), 2, 3, "w"),
+      refused(/w is 2x3 = 6 values but the data holds 5/),
+    );
+    assert.throws(
+      () => owlgpu.uploadMatrix(gpu, new Float32Array([1, 2, 3, 4, NaN, 6]), 2, 3, "w"),
+      refused(/^w: weight \[1, 1\] is NaN; the weights must be finite/),
+    );
+    assert.throws(
+      () => owlgpu.uploadMatrix(gpu, new Float32Array([1, -Infinity]), 1, 2, "w", "f16"),
+      refused(/^w: weight \[0, 1\] is -Infinity/),
+    );
+    assert.equal(gpu.liveBuffers, 0);
+
+    const w = owlgpu.uploadMatrix(gpu, new Float32Array([1, 2, 3, 4]), 2, 2, "w");
+    const x = gpu.upload(new Float32Array([1, 1]), "x"), y = gpu.buffer(8, "y");
+    owlgpu.linear(gpu, x, w, y, 1);
+    assert.deepEqual(Array.from(await gpu.readF32(y)), [3, 7]);
+    gpu.release(x);
+    gpu.release(x); // twice: harmless, and counted once
+    assert.equal(gpu.liveBuffers, 2);
+    assert.throws(() => owlgpu.linear(gpu, x, w, y, 1), refused(/^linear: x was released \(Gpu\.release\)/));
+    owlgpu.releaseMatrix(gpu, w);
+    gpu.release(y);
+    assert.equal(gpu.liveBuffers, 0);
+  } finally {
+    gpu.destroy();
+  }
+});

@@ -512,17 +512,33 @@ Deno.test("pipeline: non-finite values are clear errors, and never returned (so 
       ...OWL,
       calibration: ODD.calib,
     });
-  // A NaN weight of the last block's down projection: its Hessians are finite, the OBS pass
-  // spreads the NaN along the row, and the check before returning stops it.
-  const last = outlierModel(CFG_ODD, 11);
-  last.layers[2].down[5] = NaN;
+  // A NaN in the checkpoint is refused when the block is uploaded, before any pruning.
+  const corrupt = outlierModel(CFG_ODD, 11);
+  corrupt.layers[2].down[5] = NaN;
   await assert.rejects(
-    () => run(last),
-    /pruned weight model\.layers\.2\.mlp\.down_proj\.weight\[0\]\[\d+\] is NaN.*nothing is saved/,
+    () => run(corrupt),
+    /^ArgumentError: L2\.down: weight \[0, 5\] is NaN; the weights must be finite/,
   );
-  // A NaN in block 1's up projection makes the down projection's calibration inputs NaN.
+  // A non-finite value in a pruned weight read back from the GPU (a numerical blow-up; injected
+  // here at the readback of the MLP weights, 42 x 74 f32): the check before returning stops it.
+  const read = gpu.read;
+  gpu.read = async (...args: Parameters<Gpu["read"]>) => {
+    const bytes = await read.apply(gpu, args);
+    if (bytes.byteLength === CFG_ODD.dim * CFG_ODD.hiddenDim * 4) new Float32Array(bytes)[5] = NaN;
+    return bytes;
+  };
+  try {
+    await assert.rejects(
+      () => run(outlierModel(CFG_ODD, 11)),
+      /pruned weight model\.layers\.0\.mlp\.\w+_proj\.weight\[0\]\[5\] is NaN.*nothing is saved/,
+    );
+  } finally {
+    gpu.read = read;
+  }
+  // A huge weight in block 1's up projection makes the down projection's calibration inputs, and
+  // so their Hessian, overflow.
   const mid = outlierModel(CFG_ODD, 11);
-  mid.layers[1].up[5] = NaN;
+  mid.layers[1].up[5] = 3e38;
   await assert.rejects(() => run(mid), /Hessian of block 1's down input holds non-finite values/);
 });
 

@@ -11,7 +11,11 @@
 import {
   type Allocation,
   ALLOCATIONS,
+  ArgumentError,
+  checkJobFits,
   Gpu,
+  GpuDeviceError,
+  GpuOutOfMemoryError,
   type Method,
   METHODS,
   OwlError,
@@ -64,10 +68,25 @@ function fillSelect(id: string, values: readonly string[], selected: string): vo
 fillSelect("method", METHODS, "owl-wanda");
 fillSelect("allocation", ["auto", ...ALLOCATIONS], "auto");
 
-// Settings from the query string (?method=wanda&sparsity=0.5...) fill the form.
+// Settings from the query string (?method=wanda&sparsity=0.5...) fill the form. A value the field
+// cannot take (a select without that choice, a number input given text) is named, not dropped
+// silently; any N:M pattern may be asked for this way.
+const ignored: string[] = [];
 for (const [k, v] of new URLSearchParams(location.search)) {
   const el = document.getElementById(k);
-  if (el instanceof HTMLInputElement || el instanceof HTMLSelectElement) el.value = v;
+  if (!(el instanceof HTMLInputElement || el instanceof HTMLSelectElement)) continue;
+  if (el instanceof HTMLSelectElement && k === "pattern" && /^\d+:\d+$/.test(v)) {
+    if (![...el.options].some((o) => o.value === v)) el.add(new Option(v, v));
+  }
+  const before = el.value;
+  el.value = v;
+  if (el.value !== v) {
+    el.value = before;
+    const choices = el instanceof HTMLSelectElement
+      ? `one of ${[...el.options].map((o) => o.value).join(", ")}`
+      : "a number";
+    ignored.push(`${k}=${JSON.stringify(v)} (not ${choices}; kept ${JSON.stringify(before)})`);
+  }
 }
 
 function showModelChoice(): void {
@@ -91,15 +110,58 @@ function message(e: unknown): string {
 
 function fail(section: HTMLElement, e: unknown): void {
   console.error(e);
+  let text = message(e);
+  if (gpu && (e instanceof GpuDeviceError || e instanceof GpuOutOfMemoryError)) {
+    // The device's error sticks: every later readback would fail too. Start over on a new device.
+    dropGpu(gpu);
+    text += " (the next run starts on a new GPU device)";
+  }
   section.dataset.state = "error";
-  section.dataset.error = message(e);
-  log.textContent = message(e);
+  section.dataset.error = text;
+  log.textContent = text;
   log.hidden = false;
   setPhase("failed", 0, 1);
 }
 
+const downloadButtons = document.querySelectorAll<HTMLButtonElement>("button[data-download]");
+
+/** The finished run that generation and the downloads use (none: their buttons are disabled). */
+function setRun(r: typeof run): void {
+  if (run && run !== r) {
+    try {
+      run.demo.release();
+    } catch (e) {
+      console.warn("releasing the previous run:", e);
+    }
+  }
+  run = r;
+  $<HTMLButtonElement>("generate").disabled = busy || !r;
+  for (const b of downloadButtons) b.disabled = !r;
+}
+
+/** Forget `g` and everything on it, so that the next action asks for a new device. */
+function dropGpu(g: Gpu): void {
+  if (gpu !== g) return;
+  gpu = undefined;
+  setRun(undefined);
+  g.destroy();
+}
+
+/** What to tell a user whose browser has no WebGPU (index.html says the same if app.js cannot start). */
+const NO_WEBGPU = "this browser has no WebGPU (navigator.gpu is missing): use Chrome or Edge 113+, " +
+  "Firefox 141+ on Windows, or Safari 26+";
+
 async function getGpu(): Promise<Gpu> {
-  gpu ??= await Gpu.create();
+  if (!gpu) {
+    if (!navigator.gpu) throw new Error(NO_WEBGPU);
+    const g = gpu = await Gpu.create();
+    // A lost device (driver reset, tab in the background too long, destroy) never comes back.
+    g.device.lost.then((info) => {
+      if (gpu !== g) return;
+      console.warn(`WebGPU device lost (${info.reason}): ${info.message}`);
+      dropGpu(g);
+    });
+  }
   $("adapter").textContent = `${gpu.adapterName}${gpu.isCpu ? " (CPU)" : ""}${gpu.f16 ? ", shader-f16" : ""}`;
   return gpu;
 }
@@ -158,35 +220,75 @@ function corpusIds(name: string, model: LoadedModel): Promise<Int32Array> {
   return ids;
 }
 
+/** A number field's value; an ArgumentError naming the field when it holds no number. */
 function num(id: string): number {
-  const v = input(id).value;
+  const el = input(id), v = el.value;
+  // A number input that holds text ("1e", "abc") reports an empty value: say what is wrong.
+  if (el.validity.badInput) throw new ArgumentError(`${id} is not a number`);
   const x = Number(v);
-  if (v.trim() === "" || !Number.isFinite(x)) throw new Error(`${id} must be a number, got "${v}"`);
+  if (v.trim() === "" || !Number.isFinite(x)) throw new ArgumentError(`${id} must be a number, got "${v}"`);
   return x;
 }
 
+/** An integer field's value in [min, max]. */
+function int(id: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const x = num(id);
+  if (!(Number.isInteger(x) && x >= min && x <= max)) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+    throw new ArgumentError(`${id} must be an integer ${range}, got ${x}`);
+  }
+  return x;
+}
+
+/**
+ * Most calibration windows the page takes: the windows are made on the page's only thread before
+ * any progress shows, and nsamples = 10^9 froze the tab (the CLI's default is 128).
+ */
+const MAX_NSAMPLES = 4096;
+
+/** The form's settings, checked as `deno task prune` checks its flags (cheap errors first). */
 function settings(model: LoadedModel): DemoSettings {
   const method = select("method").value as Method;
+  if (!METHODS.includes(method)) throw new ArgumentError(`method must be one of ${METHODS.join(", ")}`);
   const alloc = select("allocation").value;
-  const seqlen = input("seqlen").value.trim() === "" ? model.source.config.maxSeqLen : num("seqlen");
-  return {
+  if (alloc !== "auto" && !(ALLOCATIONS as readonly string[]).includes(alloc)) {
+    throw new ArgumentError(`allocation must be auto or one of ${ALLOCATIONS.join(", ")}`);
+  }
+  const seqlen = input("seqlen").value.trim() === "" && !input("seqlen").validity.badInput
+    ? model.source.config.maxSeqLen
+    : int("seqlen", 2);
+  const pattern = parsePattern(select("pattern").value);
+  if (pattern.kind === "nm" && pattern.n === pattern.m) {
+    throw new ArgumentError(`pattern ${pattern.n}:${pattern.m} prunes every weight; use N < M, e.g. 2:4`);
+  }
+  const owlM = num("owl-m"), owlLambda = num("owl-lambda");
+  if (!(owlM > 0)) throw new ArgumentError(`OWL M must be > 0, got ${owlM}`);
+  if (!(owlLambda >= 0 && owlLambda < 1)) {
+    throw new ArgumentError(`OWL λ must be in [0, 1), got ${owlLambda}`);
+  }
+  const s: DemoSettings = {
     method,
     allocation: (alloc === "auto" ? (method.startsWith("owl-") ? "owl" : "uniform") : alloc) as Allocation,
     sparsity: num("sparsity"),
-    pattern: parsePattern(select("pattern").value),
-    owlM: num("owl-m"),
-    owlLambda: num("owl-lambda"),
+    pattern,
+    owlM,
+    owlLambda,
     beta: 0.02,
     alpha: 0.15,
     nmRounding: "reference",
     percdamp: 0.01,
     blocksize: 128,
     calib: "sotu",
-    nsamples: num("nsamples"),
+    nsamples: int("nsamples", 1, MAX_NSAMPLES),
     seqlen,
     eval: "moby-dick",
-    evalWindows: num("eval-windows"),
+    evalWindows: int("eval-windows", 1),
   };
+  if (!(s.sparsity >= 0 && s.sparsity < 1)) {
+    throw new ArgumentError(`sparsity must be in [0, 1), got ${s.sparsity}`);
+  }
+  checkJobFits(model.source.config, s); // N:M against the layers, seqlen against the context
+  return s;
 }
 
 function setText(id: string, text: string): void {
@@ -245,8 +347,7 @@ async function onRun(ev: Event): Promise<void> {
     500,
   );
   try {
-    run?.demo.release();
-    run = undefined;
+    setRun(undefined);
     const g = await getGpu();
     const model = await getModel();
     const s = settings(model);
@@ -261,11 +362,11 @@ async function onRun(ev: Event): Promise<void> {
     const demo = await pruneAndEvaluate(g, model, calib, evalIds, s, (phase, done, total) => {
       setPhase(`${labels[phase] ?? phase}: ${done} / ${total}`, done, total);
     });
-    run = { model, demo };
     showReport(demo.report);
     setPhase(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`, 1, 1);
     result.dataset.state = "done";
-    $<HTMLButtonElement>("generate").disabled = false;
+    busy = false;
+    setRun({ model, demo });
   } catch (e) {
     fail(result, e);
   } finally {
@@ -282,17 +383,19 @@ async function onGenerate(ev: Event): Promise<void> {
   const current = run;
   $<HTMLButtonElement>("generate").disabled = true;
   $<HTMLButtonElement>("run").disabled = true;
+  log.hidden = true;
   gen.dataset.state = "running";
+  delete gen.dataset.error;
   setText("elapsed", "");
+  const sides = [["dense", current.demo.dense], ["pruned", current.demo.pruned]] as const;
   try {
     const opts = {
-      maxTokens: num("max-tokens"),
+      maxTokens: int("max-tokens", 1),
       temperature: num("temperature"),
       topP: num("top-p"),
-      seed: num("seed"),
+      seed: int("seed", 0, 2 ** 32 - 1), // as `deno task generate --seed`: no silent wrap-around
     };
     const prompt = input("prompt").value;
-    const sides = [["dense", current.demo.dense], ["pruned", current.demo.pruned]] as const;
     for (const [side] of sides) {
       $(`gen-${side}-text`).textContent = "";
       $(`gen-${side}-stats`).textContent = "waiting...";
@@ -309,10 +412,14 @@ async function onGenerate(ev: Event): Promise<void> {
     setPhase("generated", 1, 1);
     gen.dataset.state = "done";
   } catch (e) {
+    for (const [side] of sides) {
+      const stats = $(`gen-${side}-stats`);
+      if (stats.textContent === "waiting...") stats.textContent = "";
+    }
     fail(gen, e);
   } finally {
     busy = false;
-    $<HTMLButtonElement>("generate").disabled = false;
+    $<HTMLButtonElement>("generate").disabled = !run;
     $<HTMLButtonElement>("run").disabled = false;
   }
 }
@@ -341,12 +448,16 @@ async function onDownload(kind: string): Promise<void> {
 
 $("settings").addEventListener("submit", onRun);
 $("gen-form").addEventListener("submit", onGenerate);
-for (const b of document.querySelectorAll<HTMLButtonElement>("button[data-download]")) {
-  b.addEventListener("click", () => onDownload(b.dataset.download!));
-}
+for (const b of downloadButtons) b.addEventListener("click", () => onDownload(b.dataset.download!));
+setRun(undefined);
 $<HTMLButtonElement>("run").disabled = false;
 result.dataset.state = "idle";
 gen.dataset.state = "idle";
+document.body.dataset.started = "true"; // index.html reports errors before this point
+if (ignored.length > 0) {
+  log.textContent = `ignored in the address: ${ignored.join("; ")}`;
+  log.hidden = false;
+}
 getGpu().catch((e) => {
   $("adapter").textContent = "none";
   fail(result, e);

@@ -17,11 +17,11 @@
  */
 import * as esbuild from "esbuild";
 import { extname, join, normalize, resolve, sep } from "node:path";
-import { parseArgs } from "node:util";
 import { nodeShims } from "../../scripts/build.ts";
 import { BUILTIN_CORPORA, loadCorpusText } from "../data/corpora.ts";
 import { ArgumentError } from "../errors.ts";
 import { embeddedDataPath } from "../model/embedded.ts";
+import { parseFlags } from "./args.ts";
 import { runCli } from "./run.ts";
 
 export const HELP = `Serve the owlgpu demo page: prune a model in the browser on WebGPU.
@@ -155,6 +155,8 @@ export async function serveDemo(opts: ServeOptions = {}): Promise<DemoServer> {
     } catch {
       return status(400, "bad URL");
     }
+    // A NUL would reach the file system's open() and fail there (a 500 naming our directory).
+    if (path.includes("\0")) return status(400, "bad URL");
     if (path === "/app.js" || path === "/app.js.map") {
       try {
         const a = path === "/app.js" || !app ? await bundleApp() : app;
@@ -222,35 +224,36 @@ export async function serveDemo(opts: ServeOptions = {}): Promise<DemoServer> {
 }
 
 export async function serveMain(args: string[]): Promise<void> {
-  let v;
-  try {
-    v = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        port: { type: "string" },
-        host: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (e) {
-    throw new ArgumentError(`${(e as Error).message}; see --help`);
-  }
+  const v = parseFlags(args, {
+    port: { type: "string" },
+    host: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
   if (v.help) {
     console.log(HELP);
     return;
   }
-  const port = v.port === undefined ? 8000 : Number(v.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535 || v.port?.trim() === "") {
-    throw new ArgumentError(`--port must be an integer in [0, 65535], got ${v.port}`);
+  // Decimal digits only: Number() would also take "0x50", "1e3" or " 80 ".
+  const port = v.port === undefined ? 8000 : /^\d+$/.test(v.port) ? Number(v.port) : NaN;
+  if (!(port >= 0 && port <= 65535)) {
+    throw new ArgumentError(`--port must be an integer in [0, 65535], got ${JSON.stringify(v.port)}`);
   }
+  if (v.host === "") throw new ArgumentError("--host needs a value; see --help");
+  const host = v.host ?? "127.0.0.1";
   let server: DemoServer;
   try {
-    server = await serveDemo({ port, hostname: v.host });
+    server = await serveDemo({ port, hostname: host });
   } catch (e) {
     if (e instanceof Deno.errors.AddrInUse) {
       throw new ArgumentError(`port ${port} is in use; pick another with --port (0: any free port)`);
+    }
+    // An address not on this machine, a name that does not resolve, a port below 1024 without
+    // the privilege: the flags are wrong, not the program.
+    if (
+      e instanceof Deno.errors.AddrNotAvailable || e instanceof Deno.errors.PermissionDenied ||
+      /lookup address/.test((e as Error).message)
+    ) {
+      throw new ArgumentError(`cannot listen on ${host} port ${port}: ${(e as Error).message}`);
     }
     throw e;
   }

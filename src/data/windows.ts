@@ -67,24 +67,37 @@ export function calibrationStart(i: number, total: number, nsamples: number, seq
   return Math.floor((i * (total - seqlen)) / nsamples);
 }
 
+/** Most calibration tokens (nsamples x seqlen) `calibrationWindows` takes: 2^28, 1 GiB of ids. */
+const MAX_CALIBRATION_TOKENS = 2 ** 28;
+
 /**
  * The protocol's calibration windows.
- * @throws {ArgumentError} when nsamples is not a positive integer or seqlen is below 2
+ * @throws {ArgumentError} when nsamples is not a positive integer, seqlen is below 2, or the
+ * windows would hold more than 2^28 tokens (a typo, not a calibration set)
  * @throws {CorpusError} when the corpus is shorter than one window
  *
  * @example
  * ```ts
- * import { calibrationWindows } from "@owlgpu/owlgpu";
+ * import { ArgumentError, calibrationWindows } from "@owlgpu/owlgpu";
  * import assert from "node:assert/strict";
  *
- * const w = calibrationWindows(Int32Array.from({ length: 10 }, (_, i) => i), 3, 4);
+ * const tokens = Int32Array.from({ length: 10 }, (_, i) => i);
+ * const w = calibrationWindows(tokens, 3, 4);
  * assert.deepEqual(w.map((x) => x[0]), [0, 2, 4]); // floor(i * (10 - 4) / 3)
  * assert.deepEqual(w[2], Int32Array.of(4, 5, 6, 7));
+ * assert.throws(() => calibrationWindows(tokens, 1e9, 4), ArgumentError); // 4e9 tokens
  * ```
  */
 export function calibrationWindows(tokens: TokenIds, nsamples: number, seqlen: number): Int32Array[] {
   checkInteger("nsamples", nsamples, 1);
   checkInteger("seqlen", seqlen, 2);
+  if (nsamples * seqlen > MAX_CALIBRATION_TOKENS) {
+    // A typo such as --nsamples 1000000000 would otherwise exhaust memory before anything runs.
+    throw new ArgumentError(
+      `nsamples ${nsamples} x seqlen ${seqlen} = ${nsamples * seqlen} calibration tokens exceeds ` +
+        `${MAX_CALIBRATION_TOKENS}; the published setups use 128 x 2048`,
+    );
+  }
   checkLength(tokens, seqlen);
   return Array.from(
     { length: nsamples },

@@ -102,8 +102,8 @@ export class Sampler {
   private readonly random: () => number;
 
   /**
-   * Create a sampler; throws {@linkcode ArgumentError} for a negative or non-finite temperature or a top-p
-   * outside (0, 1].
+   * Create a sampler; throws {@linkcode ArgumentError} for a negative or non-finite temperature, a top-p
+   * outside (0, 1] or a seed that is not an integer in [0, 2^32).
    */
   constructor(opts: SamplerOptions = {}) {
     this.temperature = opts.temperature ?? 1;
@@ -114,7 +114,12 @@ export class Sampler {
     if (!(this.topP > 0 && this.topP <= 1)) {
       throw new ArgumentError(`top-p must be in (0, 1], got ${opts.topP}`);
     }
-    this.random = seededRandom(opts.seed ?? 42);
+    const seed = opts.seed ?? 42;
+    if (!(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 32)) {
+      // The generator keeps 32 bits: other seeds would silently repeat another seed's draws.
+      throw new ArgumentError(`seed must be an integer in [0, 2^32), got ${opts.seed}`);
+    }
+    this.random = seededRandom(seed);
   }
 
   /**

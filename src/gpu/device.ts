@@ -153,6 +153,14 @@ function preferVulkanOnLinux(): void {
   }
 }
 
+/** Buffers `Gpu.release` destroyed (WebGPU cannot be asked whether a buffer was destroyed). */
+const releasedBuffers = new WeakSet<GPUBuffer>();
+
+/** Whether `Gpu.release` destroyed `buffer`: the launchers refuse such a buffer at the call. */
+export function wasReleased(buffer: GPUBuffer): boolean {
+  return releasedBuffers.has(buffer);
+}
+
 /**
  * One GPU device plus the bookkeeping every kernel launch needs.
  *
@@ -378,11 +386,12 @@ export class Gpu {
     this.device.queue.writeBuffer(buffer, byteOffset, bytes as Uint8Array<ArrayBuffer>);
   }
 
-  /** Destroy a buffer created by `buffer`/`upload`. */
+  /** Destroy buffers created by `buffer`/`upload`; releasing one twice is harmless. */
   release(...buffers: (GPUBuffer | null | undefined)[]): void {
     for (const b of buffers) {
-      if (!b) continue;
+      if (!b || releasedBuffers.has(b)) continue;
       b.destroy();
+      releasedBuffers.add(b);
       this.live--;
     }
   }

@@ -5,7 +5,7 @@
  * @module
  */
 import type { GpuDType } from "../../kernels/common.ts";
-import { UnsupportedError } from "../errors.ts";
+import { ArgumentError, UnsupportedError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 
 /**
@@ -117,16 +117,47 @@ export function uploadMatrix(
   dtype: GpuDType = "f32",
   maxRowsPerChunk?: number,
 ): GpuMatrix {
+  if (!(Number.isSafeInteger(rows) && rows >= 0 && Number.isSafeInteger(cols) && cols >= 1)) {
+    throw new ArgumentError(
+      `uploadMatrix: ${label} needs integer rows >= 0 and cols >= 1, got ${rows}x${cols}`,
+    );
+  }
+  if (data.length !== rows * cols) {
+    throw new ArgumentError(
+      `uploadMatrix: ${label} is ${rows}x${cols} = ${rows * cols} values but the data holds ${data.length}`,
+    );
+  }
+  if (dtype === "f16" && !gpu.f16) {
+    throw new UnsupportedError(
+      `uploadMatrix: ${label} as f16 needs shader-f16, which this device lacks; use f32`,
+    );
+  }
   const bpv = dtype === "f16" ? 2 : 4;
   const per = Math.min(maxRowsPerChunk ?? Infinity, rowsPerChunk(gpu, cols, bpv));
   const chunks: MatrixChunk[] = [];
   for (let r0 = 0; r0 < rows; r0 += per) {
     const n = Math.min(per, rows - r0);
     const slice = data.subarray(r0 * cols, (r0 + n) * cols);
+    checkFinite(slice, label, r0, cols);
     const view = dtype === "f16" ? toF16Checked(slice, label, r0, cols) : slice;
     chunks.push({ buffer: gpu.upload(view, `${label}[${r0}:${r0 + n}]`), rowStart: r0, rows: n });
   }
   return { rows, cols, dtype, chunks };
+}
+
+/**
+ * Refuse NaN and infinite weights at the upload (a corrupt checkpoint), rather than as NaN outputs,
+ * or as masks the pruner computed from them, later.
+ */
+function checkFinite(data: Float32Array, label: string, firstRow: number, cols: number): void {
+  let probe = 0;
+  for (let i = 0; i < data.length; i++) probe += data[i] * 0; // NaN iff some value is not finite
+  if (probe === 0) return;
+  const i = data.findIndex((v) => !Number.isFinite(v));
+  throw new ArgumentError(
+    `${label}: weight [${firstRow + Math.floor(i / cols)}, ${i % cols}] is ${data[i]}; the weights must be ` +
+      `finite (is the checkpoint corrupt?)`,
+  );
 }
 
 /**
@@ -136,7 +167,7 @@ export function uploadMatrix(
 function toF16Checked(data: Float32Array, label: string, firstRow: number, cols: number): Float16Array {
   const out = new Float16Array(data);
   for (let i = 0; i < out.length; i++) {
-    if (!Number.isFinite(out[i]) && Number.isFinite(data[i])) {
+    if (!Number.isFinite(out[i])) {
       throw new UnsupportedError(
         `${label}: weight [${firstRow + Math.floor(i / cols)}, ${i % cols}] = ${data[i]} is beyond f16's ` +
           `range (65504); run in f32: set OWLGPU_FORCE_F32=1`,

@@ -10,7 +10,11 @@ import type { Gpu } from "./device.ts";
 export class DeviceScratch {
   private readonly buffers = new WeakMap<Gpu, GPUBuffer>();
 
-  constructor(private readonly label: string, private readonly usage: number) {}
+  /**
+   * `usage` is read when the first buffer is made, not when the module loads: a page without WebGPU
+   * has no GPUBufferUsage, and importing owlgpu there must still work (Gpu.create then says why).
+   */
+  constructor(private readonly label: string, private readonly usage: () => number) {}
 
   /**
    * This device's buffer, at least `bytes` long: created on first use, replaced by a larger one
@@ -24,7 +28,7 @@ export class DeviceScratch {
       have.destroy();
     }
     const size = Math.max(bytes, have ? Math.min(gpu.maxBinding, have.size * 2) : 0);
-    const b = gpu.device.createBuffer({ label: this.label, size, usage: this.usage });
+    const b = gpu.device.createBuffer({ label: this.label, size, usage: this.usage() });
     this.buffers.set(gpu, b);
     return b;
   }

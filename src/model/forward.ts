@@ -645,6 +645,16 @@ export class ForwardRunner {
   /** x = embedding(ids). */
   embed(ids: ArrayLike<number>): void {
     const { gpu } = this.model;
+    if (ids.length > this.maxTokens) {
+      throw new ArgumentError(`${ids.length} tokens exceed this runner's capacity of ${this.maxTokens}`);
+    }
+    const V = this.model.config.vocabSize;
+    for (let i = 0; i < ids.length; i++) {
+      // Past the vocabulary the embedding reads no row: a silently wrong pass.
+      if (!(Number.isInteger(ids[i]) && ids[i] >= 0 && ids[i] < V)) {
+        throw new ArgumentError(`token ${i} is ${ids[i]}, not an id in [0, ${V}) for this model`);
+      }
+    }
     gpu.write(this.ids, Uint32Array.from(ids));
     embedding(gpu, this.ids, this.model.embed, this.x, ids.length);
   }
@@ -657,10 +667,14 @@ export class ForwardRunner {
   private checkPositions(T: number, pos0: number): void {
     const c = this.model.config;
     if (pos0 + T > this.maxSeq) {
-      throw new Error(`positions ${pos0}..${pos0 + T - 1} exceed the K/V cache of ${this.maxSeq} positions`);
+      throw new ArgumentError(
+        `positions ${pos0}..${pos0 + T - 1} exceed the K/V cache of ${this.maxSeq} positions`,
+      );
     }
     if (pos0 + T > Math.max(c.maxSeqLen, 1)) {
-      throw new Error(`positions ${pos0}..${pos0 + T - 1} exceed the model's context of ${c.maxSeqLen}`);
+      throw new ArgumentError(
+        `positions ${pos0}..${pos0 + T - 1} exceed the model's context of ${c.maxSeqLen}`,
+      );
     }
   }
 
@@ -744,7 +758,7 @@ export class ForwardRunner {
   forward(ids: ArrayLike<number>, pos0 = 0): void {
     const T = ids.length;
     if (T > this.maxTokens) {
-      throw new Error(`forward of ${T} tokens exceeds runner capacity ${this.maxTokens}`);
+      throw new ArgumentError(`forward of ${T} tokens exceeds runner capacity ${this.maxTokens}`);
     }
     this.checkPositions(T, pos0); // before anything is recorded
     this.embed(ids);

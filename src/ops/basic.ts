@@ -404,7 +404,7 @@ function logitsRow(
 }
 
 /** sampleToken's vec4 binding when a row is too short for one (kernels/sample.ts reads none of it). */
-const sampleStandIn = new DeviceScratch("sample-stand-in", GPUBufferUsage.STORAGE);
+const sampleStandIn = new DeviceScratch("sample-stand-in", () => GPUBufferUsage.STORAGE);
 
 /**
  * Record a token sampled from row `row` of `logits` [*, V] (f32) at `temperature` > 0 with

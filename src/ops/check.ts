@@ -5,7 +5,7 @@
  * @module
  */
 import { ArgumentError, UnsupportedError } from "../errors.ts";
-import type { Gpu } from "../gpu/device.ts";
+import { type Gpu, wasReleased } from "../gpu/device.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 
 /** Throw unless every count is an integer >= `min` (1 by default: sizes; 0 for offsets). */
@@ -40,6 +40,9 @@ export function checkOneOf<T extends string>(
 export function checkBuffer(fn: string, name: string, buffer: GPUBuffer, bytes: number, what: string): void {
   if (typeof buffer !== "object" || buffer === null || typeof (buffer as GPUBuffer).size !== "number") {
     throw new ArgumentError(`${fn}: ${name} must be a GPUBuffer, got ${buffer}`);
+  }
+  if (wasReleased(buffer)) {
+    throw new ArgumentError(`${fn}: ${name} was released (Gpu.release); pass a live buffer`);
   }
   if (buffer.size < bytes) {
     throw new ArgumentError(

@@ -317,7 +317,7 @@ export function releaseGemvTex(gpu: Gpu, m: GpuTexMatrix | undefined): void {
 }
 
 /** The uniform X slot per device (64 KiB, UNIFORM | COPY_DST), kept for the device's life. */
-const slots = new DeviceScratch("gemvtex-x-slot", GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+const slots = new DeviceScratch("gemvtex-x-slot", () => GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
 
 /**
  * Free the uniform X slot kept for this device.

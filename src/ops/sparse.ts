@@ -153,7 +153,7 @@ export function chooseSparseLinear(
 /** Uniform X slots per device (STORAGE | UNIFORM), grown on demand. */
 const xSlots = new DeviceScratch(
   "sparse-x-slots",
-  GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+  () => GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
 );
 
 /**
