@@ -11,17 +11,17 @@ import { join } from "node:path";
 import { ArgumentError, OutputError } from "../src/errors.ts";
 import { FileByteSource, MemoryByteSource } from "../src/model/bytes.ts";
 import type { ModelConfig } from "../src/model/config.ts";
-import { f32ToBytes } from "../src/model/dtype.ts";
 import { loadEmbeddedFiles } from "../src/model/embedded.ts";
 import { exportHuggingFace, interleavedToHalf } from "../src/model/export.ts";
 import { openHuggingFace } from "../src/model/hf.ts";
 import { openLlama2c } from "../src/model/llama2c.ts";
-import { EMBED, linearWeight, LM_HEAD } from "../src/model/names.ts";
+import { linearWeight, LM_HEAD } from "../src/model/names.ts";
 import { openWeights } from "../src/model/open.ts";
 import { SafetensorsFile } from "../src/model/safetensors.ts";
 import type { WeightSource } from "../src/model/weights.ts";
 import {
   loadRefModel,
+  memoryWeights,
   randomRefModel,
   refGreedy,
   refLogits,
@@ -175,7 +175,7 @@ Deno.test("export: a Qwen2 source (biases, GQA, untied) re-exports bit for bit",
   await withTempDir(async (dir) => {
     const tensors = refModelTensors(randomRefModel(QWEN2, 4));
     const first = join(dir, "a"), second = join(dir, "b");
-    await exportHuggingFace(mapSource(QWEN2, tensors), first, { dtype: "f32" });
+    await exportHuggingFace(memoryWeights(QWEN2, tensors), first, { dtype: "f32" });
     const a = await openHuggingFace(first);
     assert.deepEqual(a.config, QWEN2);
     for (const [name, x] of tensors) assert.deepEqual(await a.readF32(name), x, name);
@@ -190,22 +190,6 @@ Deno.test("export: a Qwen2 source (biases, GQA, untied) re-exports bit for bit",
     assert.equal(json.use_sliding_window, false);
   });
 });
-
-/** An in-memory WeightSource over canonical f32 tensors. */
-function mapSource(config: ModelConfig, tensors: Map<string, Float32Array>): WeightSource {
-  const get = (name: string) => tensors.get(name === LM_HEAD && config.tiedEmbeddings ? EMBED : name)!;
-  return {
-    config,
-    dtype: "f32",
-    description: "memory",
-    tensorNames: () => [...tensors.keys()],
-    has: (name) => tensors.has(name),
-    info: (name) => ({ name, dtype: "f32", shape: [get(name).length] }),
-    readRaw: (name) => Promise.resolve(f32ToBytes(get(name), "f32")),
-    readF32: (name) => Promise.resolve(get(name).slice()),
-    close: () => {},
-  };
-}
 
 Deno.test("export: override substitutes tensors (in source row order) and checks their size", async () => {
   await withTempDir(async (dir) => {

@@ -29,12 +29,17 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../src/gpu/device.ts";
 import { LINEARS, type ModelConfig } from "../src/model/config.ts";
-import { f32ToBytes } from "../src/model/dtype.ts";
-import { EMBED, linearWeight, LM_HEAD } from "../src/model/names.ts";
+import { linearWeight } from "../src/model/names.ts";
 import type { WeightSource } from "../src/model/weights.ts";
 import { prune, type PruneOptions, type PruneResult, validatePruneOptions } from "../src/prune/pipeline.ts";
 import { ArgumentError } from "../src/errors.ts";
-import { randomRefModel, refLogits, type RefModel, refModelTensors } from "./ref/forward_ref.ts";
+import {
+  memoryWeights,
+  randomRefModel,
+  refLogits,
+  type RefModel,
+  refModelTensors,
+} from "./ref/forward_ref.ts";
 import { refKl, refNll, rng } from "./ref/kernels_ref.ts";
 import {
   type MaskRule,
@@ -129,19 +134,7 @@ function calibration(c: ModelConfig, seed: number): number[][] {
 
 /** An in-memory f32 WeightSource over a reference model's tensors. */
 function memorySource(m: RefModel): WeightSource {
-  const tensors = refModelTensors(m);
-  const get = (name: string) => tensors.get(name === LM_HEAD && m.config.tiedEmbeddings ? EMBED : name)!;
-  return {
-    config: m.config,
-    dtype: "f32",
-    description: "memory",
-    tensorNames: () => [...tensors.keys()],
-    has: (name) => tensors.has(name),
-    info: (name) => ({ name, dtype: "f32", shape: [get(name).length] }),
-    readRaw: (name) => Promise.resolve(f32ToBytes(get(name), "f32")),
-    readF32: (name) => Promise.resolve(get(name).slice()),
-    close: () => {},
-  };
+  return memoryWeights(m.config, refModelTensors(m));
 }
 
 interface Fixture {

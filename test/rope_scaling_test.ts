@@ -17,14 +17,11 @@ import { ropeInverseFrequencies, type RopeScaling, ropeTables } from "../kernels
 import { ModelFormatError, UnsupportedError } from "../src/errors.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import type { ModelConfig } from "../src/model/config.ts";
-import { f32ToBytes } from "../src/model/dtype.ts";
 import { exportHuggingFace, hfConfigJson } from "../src/model/export.ts";
 import { ForwardRunner, GpuModel } from "../src/model/forward.ts";
 import { hfModelConfig, openHuggingFace } from "../src/model/hf.ts";
-import { EMBED, LM_HEAD } from "../src/model/names.ts";
-import type { WeightSource } from "../src/model/weights.ts";
 import { rope } from "../src/ops/basic.ts";
-import { randomRefModel, refLogits, refModelTensors } from "./ref/forward_ref.ts";
+import { memoryWeights, randomRefModel, refLogits, refModelTensors } from "./ref/forward_ref.ts";
 import { assertClose, randomArray, refRope, refRopeFrequency } from "./ref/kernels_ref.ts";
 
 /** Llama 3.2 1B / 3B. */
@@ -207,22 +204,6 @@ const TINY: ModelConfig = {
   eosTokenId: 2,
 };
 
-/** An in-memory f32 WeightSource over canonical tensors. */
-function memorySource(config: ModelConfig, tensors: Map<string, Float32Array>): WeightSource {
-  const get = (name: string) => tensors.get(name === LM_HEAD && config.tiedEmbeddings ? EMBED : name)!;
-  return {
-    config,
-    dtype: "f32",
-    description: "memory",
-    tensorNames: () => [...tensors.keys()],
-    has: (name) => tensors.has(name),
-    info: (name) => ({ name, dtype: "f32", shape: [get(name).length] }),
-    readRaw: (name) => Promise.resolve(f32ToBytes(get(name), "f32")),
-    readF32: (name) => Promise.resolve(get(name).slice()),
-    close: () => {},
-  };
-}
-
 /** max|a - b| / max|b|. */
 function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let diff = 0, scale = 0;
@@ -241,7 +222,7 @@ Deno.test("rope scaling: a tiny Llama-3-style Hugging Face directory runs on the
   const ref = randomRefModel(TINY, 17);
   const dir = await Deno.makeTempDir({ prefix: "owlgpu_rope_" });
   try {
-    await exportHuggingFace(memorySource(TINY, refModelTensors(ref)), join(dir, "m"), { dtype: "f32" });
+    await exportHuggingFace(memoryWeights(TINY, refModelTensors(ref)), join(dir, "m"), { dtype: "f32" });
     const json = JSON.parse(await Deno.readTextFile(join(dir, "m", "config.json")));
     assert.equal(json.rope_scaling.rope_type, "llama3");
     const source = await openHuggingFace(join(dir, "m"));

@@ -18,6 +18,7 @@ import {
   mlpNorm,
 } from "../../src/model/names.ts";
 import type { WeightSource } from "../../src/model/weights.ts";
+import { f32ToBytes } from "../../src/model/dtype.ts";
 import { refRopeFrequency, rng } from "./kernels_ref.ts";
 
 /** One decoder block in float64; matrices row-major [C_out, C_in]. */
@@ -117,6 +118,22 @@ export function randomRefModel(c: ModelConfig, seed: number): RefModel {
     finalNorm: norm(),
     lmHead: c.tiedEmbeddings ? embed : mat(c.vocabSize, c.dim),
     layers,
+  };
+}
+
+/** An in-memory f32 WeightSource over canonical tensors (a tied LM head reads the embedding). */
+export function memoryWeights(config: ModelConfig, tensors: Map<string, Float32Array>): WeightSource {
+  const get = (name: string) => tensors.get(name === LM_HEAD && config.tiedEmbeddings ? EMBED : name)!;
+  return {
+    config,
+    dtype: "f32",
+    description: "memory",
+    tensorNames: () => [...tensors.keys()],
+    has: (name) => tensors.has(name),
+    info: (name) => ({ name, dtype: "f32", shape: [get(name).length] }),
+    readRaw: (name) => Promise.resolve(f32ToBytes(get(name), "f32")),
+    readF32: (name) => Promise.resolve(get(name).slice()),
+    close: () => {},
   };
 }
 
