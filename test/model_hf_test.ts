@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { ModelFormatError, UnsupportedError } from "../src/errors.ts";
 import type { DType, ModelConfig } from "../src/model/config.ts";
 import { bytesToF32, f32ToBytes } from "../src/model/dtype.ts";
+import { hfConfigJson } from "../src/model/export.ts";
 import { expectedTensors, hfModelConfig, openHuggingFace } from "../src/model/hf.ts";
 import { EMBED, linearBias, linearWeight, LM_HEAD } from "../src/model/names.ts";
 import { type SafetensorsTensor, writeSafetensors } from "../src/model/safetensors.ts";
@@ -135,6 +136,7 @@ const QWEN2: Case = {
     qkvBias: true,
     bosTokenId: 17,
     eosTokenId: 18,
+    eosTokenIds: [18, 19],
   },
   dtype: "f32",
 };
@@ -216,6 +218,19 @@ Deno.test("hf: the reference forward of a loaded f32 Qwen2 equals that of the we
     assert.deepEqual(got, refLogits(m, [1, 5, 19, 0, 7]));
     assert.ok(got.every(Number.isFinite));
   });
+});
+
+Deno.test("hf: every EOS id of a list is kept (generation stops at any) and exported back", () => {
+  const c = hfModelConfig(QWEN2.json, "config.json");
+  assert.deepEqual([c.eosTokenId, c.eosTokenIds], [18, [18, 19]]);
+  assert.deepEqual(hfConfigJson(c, "f32").eos_token_id, [18, 19]);
+  assert.deepEqual(hfModelConfig(hfConfigJson(c, "f32"), "config.json"), c);
+  const single = hfModelConfig({ ...QWEN2.json, eos_token_id: [18] }, "config.json");
+  assert.equal("eosTokenIds" in single, false);
+  assert.throws(
+    () => hfModelConfig({ ...QWEN2.json, eos_token_id: [18, "x"] }, "config.json"),
+    /eos_token_id must list token ids/,
+  );
 });
 
 Deno.test("hf: a sliding attention window shorter than max_position_embeddings becomes the context", () => {

@@ -92,7 +92,8 @@ export async function generateMain(args: string[]): Promise<void> {
     const r = await generate(model, prompt, {
       maxTokens,
       ...sampling,
-      stopIds: tok.eosId >= 0 ? [tok.eosId] : [],
+      // The tokenizer's EOS and every one config.json lists (Llama 3 Instruct: <|eot_id|> too).
+      stopIds: [...new Set([...(tok.eosId >= 0 ? [tok.eosId] : []), ...(source.config.eosTokenIds ?? [])])],
       onToken: (id) => out(stream.push(id)),
     });
     out(stream.flush() + "\n");

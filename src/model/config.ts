@@ -126,8 +126,13 @@ export interface ModelConfig {
   qkvBias: boolean;
   /** Special token ids where known. */
   bosTokenId: number;
-  /** End-of-sequence token id. */
+  /** End-of-sequence token id (the first, where the checkpoint lists several). */
   eosTokenId: number;
+  /**
+   * Every end-of-sequence id, where config.json lists several (Llama 3 Instruct ends a turn with
+   * <|eot_id|> as well as <|end_of_text|>): generation stops at any of them.
+   */
+  eosTokenIds?: number[];
 }
 
 /**

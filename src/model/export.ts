@@ -116,7 +116,7 @@ export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<strin
     rope_scaling: hfRopeScaling(c.ropeScaling),
     tie_word_embeddings: c.tiedEmbeddings,
     bos_token_id: c.bosTokenId,
-    eos_token_id: c.eosTokenId,
+    eos_token_id: c.eosTokenIds ?? c.eosTokenId,
     hidden_act: "silu",
     torch_dtype: dtype === "f32" ? "float32" : "float16",
     ...ARCH_EXTRAS[c.architecture],

@@ -130,6 +130,18 @@ class ConfigFields {
     return id;
   }
 
+  /** Every id of a token-id field given as a list (checked as tokenId checks one). */
+  tokenIds(key: string): number[] {
+    const v = this.json[key];
+    if (!Array.isArray(v)) return [];
+    for (const id of v) {
+      if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
+        throw new ModelFormatError(`${this.file}: ${key} must list token ids, found ${JSON.stringify(v)}`);
+      }
+    }
+    return v as number[];
+  }
+
   get(key: string): unknown {
     return this.json[key];
   }
@@ -307,6 +319,7 @@ export function hfModelConfig(json: Record<string, unknown>, file: string): Mode
     qkvBias: architecture === "Qwen2ForCausalLM",
     bosTokenId: f.tokenId("bos_token_id", 1),
     eosTokenId: f.tokenId("eos_token_id", 2),
+    ...(f.tokenIds("eos_token_id").length > 1 ? { eosTokenIds: f.tokenIds("eos_token_id") } : {}),
   };
 }
 
