@@ -165,7 +165,7 @@ Deno.test({
         // 3. The page's numbers are the CLI's.
         relClose(web.ppl_dense, cli.ppl_dense, 1e-4, "dense perplexity");
         relClose(web.ppl, cli.ppl, 1e-4, "pruned perplexity");
-        relClose(web.kl, cli.kl, 1e-3, "KL");
+        relClose(web.kl!, cli.kl!, 1e-3, "KL");
         relClose(web.sparsity_realised, cli.sparsity_realised, 1e-6, "realised sparsity");
         assert.equal(web.blocks.length, cli.blocks.length);
         for (let i = 0; i < cli.blocks.length; i++) {

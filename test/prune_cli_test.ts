@@ -52,7 +52,7 @@ Deno.test("prune.ts: owl-wanda end to end (nsamples 8, 4 eval windows), saved mo
       }
     }
     assertEqualsFloorRule(r.linears);
-    assert(r.ppl > r.ppl_dense && r.kl > 0 && Number.isFinite(r.ppl));
+    assert(r.ppl > r.ppl_dense && r.kl! > 0 && Number.isFinite(r.ppl));
     assert(lines.join("\n").includes("perplexity         dense"));
     const json = JSON.parse(await Deno.readTextFile(join(out, "report.json")));
     for (
@@ -119,7 +119,7 @@ Deno.test("prune.ts: owl-sparsegpt end to end (nsamples 8, 4 eval windows), save
     assert.equal(r.settings.percdamp, 0.02);
     assert.equal(r.settings.blocksize, 64);
     assert.deepEqual(r.settings.damping_retries, []);
-    assert(r.ppl > r.ppl_dense && r.kl > 0 && Number.isFinite(r.ppl));
+    assert(r.ppl > r.ppl_dense && r.kl! > 0 && Number.isFinite(r.ppl));
     const json = JSON.parse(await Deno.readTextFile(join(out, "report.json")));
     assert.deepEqual(json.settings.damping_retries, []);
     // Zeros where the masks say, and SparseGPT's updates elsewhere: kept weights moved.

@@ -300,7 +300,7 @@ function showReport(r: DemoRun["report"]): void {
   setText("r-sparsity", `target ${r.sparsity_target.toFixed(4)}, realised ${r.sparsity_realised.toFixed(6)}`);
   setText("r-ppl-dense", r.ppl_dense.toFixed(3));
   setText("r-ppl", r.ppl.toFixed(3));
-  setText("r-kl", `${r.kl.toFixed(5)} nats/token`);
+  setText("r-kl", r.kl === null ? "not computed" : `${r.kl.toFixed(5)} nats/token`);
   setText("r-eval", `${r.settings.eval}, ${r.settings.eval_windows} windows x ${r.settings.seqlen} tokens`);
   setText("r-calib", `${r.settings.calib}, ${r.settings.nsamples} windows x ${r.settings.seqlen} tokens`);
   setText("r-time", `${r.seconds.toFixed(1)} s on ${r.adapter}`);
@@ -387,7 +387,8 @@ async function onGenerate(ev: Event): Promise<void> {
   gen.dataset.state = "running";
   delete gen.dataset.error;
   setText("elapsed", "");
-  const sides = [["dense", current.demo.dense], ["pruned", current.demo.pruned]] as const;
+  // The page evaluates with the KL (both models stay on the GPU), so the dense model is there.
+  const sides = [["dense", current.demo.dense!], ["pruned", current.demo.pruned]] as const;
   try {
     const opts = {
       maxTokens: int("max-tokens", 1),

@@ -61,6 +61,8 @@ Data
   --seqlen N            tokens per window (default: the model's context)
   --eval SPEC           evaluation text: moby-dick (built in) or a text file (default moby-dick)
   --eval-windows N      evaluation windows (default 128)
+  --no-kl               evaluate the dense and pruned models one after the other, one on the GPU at a
+                        time (half the evaluation's GPU memory), without KL(dense||pruned)
 
 Output
   --out DIR             pruned model directory (default ./pruned/<model>-<method>-<sparsity>),
@@ -107,6 +109,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     out: { type: "string" },
     report: { type: "string" },
     "no-save": { type: "boolean" },
+    "no-kl": { type: "boolean" },
     "save-sparse": { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -184,6 +187,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     out: v.out,
     report: v.report,
     save: !v["no-save"],
+    kl: !v["no-kl"],
     saveSparse: !!v["save-sparse"],
   };
 }
@@ -302,7 +306,7 @@ function summary(r: PruneReport, outDir: string | undefined): string {
     `perplexity         dense ${r.ppl_dense.toFixed(3)}  pruned ${
       r.ppl.toFixed(3)
     }  (${r.settings.eval}, ${r.settings.eval_windows} x ${r.settings.seqlen} tokens)`,
-    `KL(dense||pruned)  ${r.kl.toFixed(5)} nats/token`,
+    `KL(dense||pruned)  ${r.kl === null ? "not computed (--no-kl)" : `${r.kl.toFixed(5)} nats/token`}`,
     ...dampingLine(r),
     `time               ${r.seconds.toFixed(1)} s on ${r.adapter}`,
     ...(r.sparse_bytes !== undefined && r.dense_linear_bytes

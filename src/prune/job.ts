@@ -81,6 +81,13 @@ export interface PruneJobSettings {
   eval: string;
   /** Most evaluation windows (`--eval-windows`). */
   evalWindows: number;
+  /**
+   * Compare the two models token by token (default true): both stay on the GPU during the
+   * evaluation, which reports KL(dense || pruned). false (`--no-kl`): evaluate them one after the
+   * other, with only one model on the GPU at a time (half the evaluation's GPU memory: what lets a
+   * 7B model be evaluated on a 24 GB GPU), and no KL.
+   */
+  kl?: boolean;
 }
 
 /**
@@ -127,8 +134,8 @@ export interface PruneJob {
    * "dense", every linear unchanged.
    */
   weights: Map<string, Float32Array>;
-  /** The dense model, loaded for the evaluation. */
-  dense: GpuModel;
+  /** The dense model, loaded for the evaluation; undefined when it ran one model at a time (`kl: false`). */
+  dense: GpuModel | undefined;
   /** The pruned model (the dense one for method "dense"). */
   pruned: GpuModel;
   /** Free both models' GPU buffers. */
@@ -274,7 +281,7 @@ function maskSparsity(counts: { pruned: number; numel: number }[]): number {
  *   [zeros, total] = [zeros + w.filter((x) => x === 0).length, total + w.length];
  * }
  * assert.equal(r.sparsity_realised, zeros / total);
- * assert(Number.isFinite(r.ppl_dense) && r.ppl > 1 && r.kl >= 0);
+ * assert(Number.isFinite(r.ppl_dense) && r.ppl > 1 && r.kl !== null && r.kl >= 0);
  * ```
  */
 export async function pruneAndEvaluate(
@@ -309,12 +316,15 @@ export async function pruneAndEvaluate(
   validatePruneOptions(popts);
   const pruned = await prune(gpu, source, popts);
 
+  const evalProgress = (d: number, t: number) => onProgress("evaluate", d, t);
+  if (s.kl === false && s.method !== "dense") {
+    return finish(await evaluateOneAtATime(gpu, source, pruned.weights, evalW, s.seqlen, evalProgress));
+  }
   // One pass over the evaluation windows: the dense logits give the dense perplexity and the KL.
   const dense = await GpuModel.load(gpu, source);
   const denseRunner = new ForwardRunner(dense, s.seqlen);
   let prunedModel = dense;
   let ppl: number, pplDense: number, kl: number;
-  const evalProgress = (d: number, t: number) => onProgress("evaluate", d, t);
   evalProgress(0, evalW.length);
   try {
     if (s.method === "dense") {
@@ -350,52 +360,109 @@ export async function pruneAndEvaluate(
     denseRunner.release();
   }
 
-  const report: PruneReport = {
-    model: modelLabel,
-    method: s.method,
-    allocation: s.allocation,
-    pattern: patternName(s.pattern),
-    sparsity_target: s.pattern.kind === "nm" ? s.pattern.n / s.pattern.m : s.sparsity,
-    sparsity_realised: maskSparsity(pruned.counts),
-    ppl_dense: pplDense,
-    ppl,
-    kl,
-    seconds: 0,
-    adapter: gpu.adapterName,
-    blocks: pruned.blocks,
-    linears: pruned.counts,
-    settings: {
-      owl_m: s.owlM,
-      owl_lambda: s.owlLambda,
-      depth_beta: s.beta,
-      dlp_alpha: s.alpha,
-      nm_rounding: s.nmRounding,
-      calib: s.calib,
-      nsamples: s.nsamples,
-      seqlen: s.seqlen,
-      eval: s.eval,
-      eval_windows: evalW.length,
-      eval_tokens: evalW.length * (s.seqlen - 1),
-      ...(isSparseGPT(s.method)
-        ? {
-          percdamp: s.percdamp,
-          blocksize: s.blocksize,
-          // Hessians that were not positive definite at percdamp: the damping that worked.
-          damping_retries: pruned.dampingRetries ?? [],
-        }
-        : {}),
-    },
-    ...(pruned.meanN !== undefined ? { mean_n: pruned.meanN } : {}),
-  };
-  report.seconds = (performance.now() - t0) / 1000;
-  return {
-    report,
-    weights: pruned.weights,
-    dense,
-    pruned: prunedModel,
-    release() {
-      if (prunedModel !== dense) prunedModel.release();
-      dense.release();
-    },
-  };
+  return finish({ ppl, pplDense, kl, dense, pruned: prunedModel });
+
+  function finish(e: Evaluation): PruneJob {
+    const report: PruneReport = {
+      model: modelLabel,
+      method: s.method,
+      allocation: s.allocation,
+      pattern: patternName(s.pattern),
+      sparsity_target: s.pattern.kind === "nm" ? s.pattern.n / s.pattern.m : s.sparsity,
+      sparsity_realised: maskSparsity(pruned.counts),
+      ppl_dense: e.pplDense,
+      ppl: e.ppl,
+      kl: e.kl,
+      seconds: 0,
+      adapter: gpu.adapterName,
+      blocks: pruned.blocks,
+      linears: pruned.counts,
+      settings: {
+        owl_m: s.owlM,
+        owl_lambda: s.owlLambda,
+        depth_beta: s.beta,
+        dlp_alpha: s.alpha,
+        nm_rounding: s.nmRounding,
+        calib: s.calib,
+        nsamples: s.nsamples,
+        seqlen: s.seqlen,
+        eval: s.eval,
+        eval_windows: evalW.length,
+        eval_tokens: evalW.length * (s.seqlen - 1),
+        ...(isSparseGPT(s.method)
+          ? {
+            percdamp: s.percdamp,
+            blocksize: s.blocksize,
+            // Hessians that were not positive definite at percdamp: the damping that worked.
+            damping_retries: pruned.dampingRetries ?? [],
+          }
+          : {}),
+      },
+      ...(pruned.meanN !== undefined ? { mean_n: pruned.meanN } : {}),
+    };
+    report.seconds = (performance.now() - t0) / 1000;
+    return {
+      report,
+      weights: pruned.weights,
+      dense: e.dense,
+      pruned: e.pruned,
+      release() {
+        if (e.pruned !== e.dense) e.pruned.release();
+        e.dense?.release();
+      },
+    };
+  }
+}
+
+/** Perplexities (and KL) of an evaluation, and the models it leaves on the GPU. */
+interface Evaluation {
+  ppl: number;
+  pplDense: number;
+  kl: number | null;
+  dense: GpuModel | undefined;
+  pruned: GpuModel;
+}
+
+/**
+ * The dense model over every window, released, then the pruned one (`kl: false`): one model on the
+ * GPU at a time. Progress counts both passes.
+ */
+async function evaluateOneAtATime(
+  gpu: Gpu,
+  source: WeightSource,
+  weights: Map<string, Float32Array>,
+  evalW: Int32Array[],
+  seqlen: number,
+  progress: (done: number, total: number) => void,
+): Promise<Evaluation> {
+  const n = evalW.length;
+  progress(0, 2 * n);
+  const dense = await GpuModel.load(gpu, source);
+  let pplDense: number;
+  const denseRunner = new ForwardRunner(dense, seqlen);
+  try {
+    pplDense = (await evaluatePerplexity(denseRunner, evalW, { onProgress: (d) => progress(d, 2 * n) })).ppl;
+  } finally {
+    denseRunner.release();
+    dense.release();
+  }
+  const pruned = await GpuModel.load(gpu, source, { lazyBlocks: true });
+  try {
+    for (let l = 0; l < source.config.nLayers; l++) {
+      await pruned.loadBlock(
+        l,
+        Object.fromEntries(LINEARS.map((lin) => [lin, weights.get(linearWeight(l, lin))!])),
+      );
+    }
+    const runner = new ForwardRunner(pruned, seqlen);
+    try {
+      const r = await evaluatePerplexity(runner, evalW, { onProgress: (d) => progress(n + d, 2 * n) });
+      return { ppl: r.ppl, pplDense, kl: null, dense: undefined, pruned };
+    } finally {
+      runner.release();
+    }
+  } catch (e) {
+    pruned.release();
+    throw e;
+  }
 }

@@ -44,8 +44,11 @@ export interface PruneReport {
   ppl_dense: number;
   /** Perplexity of the pruned model. */
   ppl: number;
-  /** Mean per-token KL(dense || pruned) on the evaluation windows, in nats. */
-  kl: number;
+  /**
+   * Mean per-token KL(dense || pruned) on the evaluation windows, in nats; null when the models
+   * were evaluated one at a time (`--no-kl`).
+   */
+  kl: number | null;
   /** Wall time of the run, in seconds. */
   seconds: number;
   /** The WebGPU adapter's name. */
@@ -131,7 +134,7 @@ export function reportMarkdown(r: PruneReport, chartFile = "report.svg"): string
     ...(r.mean_n !== undefined ? [`| mean N (mixed N:M) | ${fmt(r.mean_n, 4)} |`] : []),
     `| perplexity dense | ${fmt(r.ppl_dense, 3)} |`,
     `| perplexity pruned | ${fmt(r.ppl, 3)} |`,
-    `| KL(dense, pruned) per token | ${fmt(r.kl, 5)} nats |`,
+    `| KL(dense, pruned) per token | ${r.kl === null ? "not computed (--no-kl)" : `${fmt(r.kl, 5)} nats`} |`,
     ...(r.sparse_bytes !== undefined && r.dense_linear_bytes
       ? [
         `| sparse linears (${r.sparse_file}) | ${r.sparse_bytes} B, ${
