@@ -28,6 +28,7 @@ import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
 import type { ByteSource } from "../model/weights.ts";
 import { tmpSuffix } from "../util/files.ts";
 import {
+  bitmapRowError,
   bitmapWords,
   nmGroups,
   nmIndexBits,
@@ -731,23 +732,10 @@ export class SparseSafetensorsFile {
     if (l.format === "unstructured") {
       const bitmap = new Uint32Array((await this.readRaw(`${name}.bitmap`)).buffer);
       const rowOffsets = new Uint32Array((await this.readRaw(`${name}.row_offsets`)).buffer);
-      const words = bitmapWords(l.cols);
       if (rowOffsets[0] !== 0) throw bad("row_offsets[0] is not 0");
-      for (let r = 0; r < l.rows; r++) {
-        let c = 0;
-        for (let w = 0; w < words; w++) {
-          let b = bitmap[r * words + w];
-          if (w === words - 1 && l.cols % 32 !== 0 && b >>> (l.cols % 32) !== 0) {
-            throw bad(`row ${r} has bitmap bits past column ${l.cols - 1}`);
-          }
-          b = b - ((b >>> 1) & 0x55555555);
-          b = (b & 0x33333333) + ((b >>> 2) & 0x33333333);
-          c += Math.imul((b + (b >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
-        }
-        if (rowOffsets[r + 1] !== rowOffsets[r] + c) {
-          throw bad(`row ${r}: row_offsets disagree with the bitmap`);
-        }
-      }
+      const e = bitmapRowError(bitmap, rowOffsets, l.rows, l.cols);
+      if (e?.stray) throw bad(`row ${e.row} has bitmap bits past column ${l.cols - 1}`);
+      if (e) throw bad(`row ${e.row}: row_offsets disagree with the bitmap`);
       if (rowOffsets[l.rows] !== l.nnz) {
         throw bad(`row_offsets end at ${rowOffsets[l.rows]}, values has ${l.nnz}`);
       }

@@ -302,6 +302,35 @@ export function packUnstructured(
 }
 
 /**
+ * The first row of an unstructured bitmap [rows, bitmapWords(cols)] that sets bits past the last
+ * column (`stray`), or whose bit count disagrees with `rowOffsets[r + 1] - rowOffsets[r]` (`count`:
+ * the bits it has); undefined when every row agrees. Both the matrix check and the sparse file
+ * reader rely on it.
+ */
+export function bitmapRowError(
+  bitmap: Uint32Array,
+  rowOffsets: Uint32Array,
+  rows: number,
+  cols: number,
+): { row: number; stray: boolean; count: number } | undefined {
+  const words = bitmapWords(cols);
+  for (let r = 0; r < rows; r++) {
+    let count = 0;
+    for (let w = 0; w < words; w++) {
+      let b = bitmap[r * words + w];
+      if (w === words - 1 && cols % 32 !== 0 && b >>> (cols % 32) !== 0) {
+        return { row: r, stray: true, count };
+      }
+      b = b - ((b >>> 1) & 0x55555555); // popcount
+      b = (b & 0x33333333) + ((b >>> 2) & 0x33333333);
+      count += Math.imul((b + (b >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+    }
+    if (rowOffsets[r + 1] !== rowOffsets[r] + count) return { row: r, stray: false, count };
+  }
+  return undefined;
+}
+
+/**
  * Throw {@linkcode ArgumentError} unless `s` is a well-formed sparse matrix: a known format and
  * dtype, an integer shape, and arrays whose lengths and contents agree with it (unstructured: row
  * offsets that start at 0 and follow the bitmap's counts up to the number of values, no bitmap bits
@@ -330,18 +359,14 @@ export function checkSparseMatrix(s: SparseMatrix, fn: string): void {
       throw bad(`bitmap has ${s.bitmap?.length} words, want ${rows} x ${words}`);
     }
     if (s.rowOffsets[0] !== 0) throw bad(`rowOffsets[0] is ${s.rowOffsets[0]}, not 0`);
-    for (let r = 0; r < rows; r++) {
-      let c = 0;
-      for (let w = 0; w < words; w++) {
-        let b = s.bitmap[r * words + w];
-        if (w === words - 1 && cols % 32 !== 0 && b >>> (cols % 32) !== 0) {
-          throw bad(`row ${r} has bitmap bits past column ${cols - 1}`);
-        }
-        for (; b !== 0; b &= b - 1) c++;
-      }
-      if (s.rowOffsets[r + 1] !== s.rowOffsets[r] + c) {
-        throw bad(`rowOffsets[${r + 1}] is ${s.rowOffsets[r + 1]} but row ${r}'s bitmap has ${c} bits`);
-      }
+    const e = bitmapRowError(s.bitmap, s.rowOffsets, rows, cols);
+    if (e?.stray) throw bad(`row ${e.row} has bitmap bits past column ${cols - 1}`);
+    if (e) {
+      throw bad(
+        `rowOffsets[${e.row + 1}] is ${
+          s.rowOffsets[e.row + 1]
+        } but row ${e.row}'s bitmap has ${e.count} bits`,
+      );
     }
     if (s.values?.length !== s.rowOffsets[rows]) {
       throw bad(`${s.values?.length} values but the bitmap keeps ${s.rowOffsets[rows]}`);
@@ -374,6 +399,11 @@ export function checkSparseMatrix(s: SparseMatrix, fn: string): void {
  */
 export function unpackUnstructured(s: UnstructuredSparse): Float32Array {
   checkSparseMatrix(s, "unpackUnstructured");
+  return unstructuredToDense(s);
+}
+
+/** unpackUnstructured's work, on a matrix already checked. */
+function unstructuredToDense(s: UnstructuredSparse): Float32Array {
   const { rows, cols, bitmap, values } = s;
   const words = bitmapWords(cols);
   const out = new Float32Array(rows * cols);
@@ -496,6 +526,11 @@ export function nmPosition(s: NMSparse, r: number, e: number): number {
  */
 export function unpackNM(s: NMSparse): Float32Array {
   checkSparseMatrix(s, "unpackNM");
+  return nmToDense(s);
+}
+
+/** unpackNM's work, on a matrix already checked. */
+function nmToDense(s: NMSparse): Float32Array {
   const { rows, cols, keep, group, values } = s;
   const perRow = nmGroups(cols, group) * keep;
   const out = new Float32Array(rows * cols);
@@ -526,7 +561,7 @@ export function unpackNM(s: NMSparse): Float32Array {
  */
 export function unpackSparse(s: SparseMatrix): Float32Array {
   checkSparseMatrix(s, "unpackSparse");
-  return s.format === "unstructured" ? unpackUnstructured(s) : unpackNM(s);
+  return s.format === "unstructured" ? unstructuredToDense(s) : nmToDense(s);
 }
 
 /** Kept values (nonzero or not) of a sparse matrix; N:M counts every slot. */
