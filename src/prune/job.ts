@@ -317,101 +317,64 @@ export async function pruneAndEvaluate(
   const pruned = await prune(gpu, source, popts);
 
   const evalProgress = (d: number, t: number) => onProgress("evaluate", d, t);
-  if (s.kl === false && s.method !== "dense") {
-    return finish(await evaluateOneAtATime(gpu, source, pruned.weights, evalW, s.seqlen, evalProgress));
-  }
-  // One pass over the evaluation windows: the dense logits give the dense perplexity and the KL.
-  const dense = await GpuModel.load(gpu, source);
-  const denseRunner = new ForwardRunner(dense, s.seqlen);
-  let prunedModel = dense;
-  let ppl: number, pplDense: number, kl: number;
-  evalProgress(0, evalW.length);
-  try {
-    if (s.method === "dense") {
-      const r = await evaluatePerplexity(denseRunner, evalW, { onProgress: evalProgress });
-      ppl = pplDense = r.ppl;
-      kl = 0;
-    } else {
-      prunedModel = await GpuModel.load(gpu, source, { lazyBlocks: true });
-      const runner = new ForwardRunner(prunedModel, s.seqlen);
-      try {
-        for (let l = 0; l < c.nLayers; l++) {
-          await prunedModel.loadBlock(
-            l,
-            Object.fromEntries(LINEARS.map((lin) => [lin, pruned.weights.get(linearWeight(l, lin))!])),
-          );
+  const e = s.kl === false && s.method !== "dense"
+    ? await evaluateOneAtATime(gpu, source, pruned.weights, evalW, s.seqlen, evalProgress)
+    : await evaluateSideBySide(
+      gpu,
+      source,
+      s.method === "dense" ? undefined : pruned.weights,
+      evalW,
+      s.seqlen,
+      evalProgress,
+    );
+  const report: PruneReport = {
+    model: modelLabel,
+    method: s.method,
+    allocation: s.allocation,
+    pattern: patternName(s.pattern),
+    sparsity_target: s.pattern.kind === "nm" ? s.pattern.n / s.pattern.m : s.sparsity,
+    sparsity_realised: maskSparsity(pruned.counts),
+    ppl_dense: e.pplDense,
+    ppl: e.ppl,
+    kl: e.kl,
+    seconds: 0,
+    adapter: gpu.adapterName,
+    blocks: pruned.blocks,
+    linears: pruned.counts,
+    settings: {
+      owl_m: s.owlM,
+      owl_lambda: s.owlLambda,
+      depth_beta: s.beta,
+      dlp_alpha: s.alpha,
+      nm_rounding: s.nmRounding,
+      calib: s.calib,
+      nsamples: s.nsamples,
+      seqlen: s.seqlen,
+      eval: s.eval,
+      eval_windows: evalW.length,
+      eval_tokens: evalW.length * (s.seqlen - 1),
+      ...(isSparseGPT(s.method)
+        ? {
+          percdamp: s.percdamp,
+          blocksize: s.blocksize,
+          // Hessians that were not positive definite at percdamp: the damping that worked.
+          damping_retries: pruned.dampingRetries ?? [],
         }
-        const r = await evaluatePerplexity(runner, evalW, {
-          reference: denseRunner,
-          onProgress: evalProgress,
-        });
-        ppl = r.ppl;
-        pplDense = r.referencePpl!;
-        kl = r.kl!;
-      } finally {
-        runner.release();
-      }
-    }
-  } catch (e) {
-    if (prunedModel !== dense) prunedModel.release();
-    dense.release();
-    throw e;
-  } finally {
-    denseRunner.release();
-  }
-
-  return finish({ ppl, pplDense, kl, dense, pruned: prunedModel });
-
-  function finish(e: Evaluation): PruneJob {
-    const report: PruneReport = {
-      model: modelLabel,
-      method: s.method,
-      allocation: s.allocation,
-      pattern: patternName(s.pattern),
-      sparsity_target: s.pattern.kind === "nm" ? s.pattern.n / s.pattern.m : s.sparsity,
-      sparsity_realised: maskSparsity(pruned.counts),
-      ppl_dense: e.pplDense,
-      ppl: e.ppl,
-      kl: e.kl,
-      seconds: 0,
-      adapter: gpu.adapterName,
-      blocks: pruned.blocks,
-      linears: pruned.counts,
-      settings: {
-        owl_m: s.owlM,
-        owl_lambda: s.owlLambda,
-        depth_beta: s.beta,
-        dlp_alpha: s.alpha,
-        nm_rounding: s.nmRounding,
-        calib: s.calib,
-        nsamples: s.nsamples,
-        seqlen: s.seqlen,
-        eval: s.eval,
-        eval_windows: evalW.length,
-        eval_tokens: evalW.length * (s.seqlen - 1),
-        ...(isSparseGPT(s.method)
-          ? {
-            percdamp: s.percdamp,
-            blocksize: s.blocksize,
-            // Hessians that were not positive definite at percdamp: the damping that worked.
-            damping_retries: pruned.dampingRetries ?? [],
-          }
-          : {}),
-      },
-      ...(pruned.meanN !== undefined ? { mean_n: pruned.meanN } : {}),
-    };
-    report.seconds = (performance.now() - t0) / 1000;
-    return {
-      report,
-      weights: pruned.weights,
-      dense: e.dense,
-      pruned: e.pruned,
-      release() {
-        if (e.pruned !== e.dense) e.pruned.release();
-        e.dense?.release();
-      },
-    };
-  }
+        : {}),
+    },
+    ...(pruned.meanN !== undefined ? { mean_n: pruned.meanN } : {}),
+  };
+  report.seconds = (performance.now() - t0) / 1000;
+  return {
+    report,
+    weights: pruned.weights,
+    dense: e.dense,
+    pruned: e.pruned,
+    release() {
+      if (e.pruned !== e.dense) e.pruned.release();
+      e.dense?.release();
+    },
+  };
 }
 
 /** Perplexities (and KL) of an evaluation, and the models it leaves on the GPU. */
@@ -421,6 +384,65 @@ interface Evaluation {
   kl: number | null;
   dense: GpuModel | undefined;
   pruned: GpuModel;
+}
+
+/** The pruned model on the GPU: the source's other tensors, and `weights` as its block linears. */
+async function loadPruned(
+  gpu: Gpu,
+  source: WeightSource,
+  weights: Map<string, Float32Array>,
+): Promise<GpuModel> {
+  const model = await GpuModel.load(gpu, source, { lazyBlocks: true });
+  try {
+    for (let l = 0; l < source.config.nLayers; l++) {
+      await model.loadBlock(
+        l,
+        Object.fromEntries(LINEARS.map((lin) => [lin, weights.get(linearWeight(l, lin))!])),
+      );
+    }
+    return model;
+  } catch (e) {
+    model.release();
+    throw e;
+  }
+}
+
+/**
+ * One pass over the windows with both models on the GPU: the dense logits give the dense
+ * perplexity and the KL. Without pruned `weights` (method "dense") the dense model alone, KL 0.
+ */
+async function evaluateSideBySide(
+  gpu: Gpu,
+  source: WeightSource,
+  weights: Map<string, Float32Array> | undefined,
+  evalW: Int32Array[],
+  seqlen: number,
+  progress: (done: number, total: number) => void,
+): Promise<Evaluation> {
+  progress(0, evalW.length);
+  const dense = await GpuModel.load(gpu, source);
+  const denseRunner = new ForwardRunner(dense, seqlen);
+  let pruned: GpuModel | undefined;
+  try {
+    if (!weights) {
+      const r = await evaluatePerplexity(denseRunner, evalW, { onProgress: progress });
+      return { ppl: r.ppl, pplDense: r.ppl, kl: 0, dense, pruned: dense };
+    }
+    pruned = await loadPruned(gpu, source, weights);
+    const runner = new ForwardRunner(pruned, seqlen);
+    try {
+      const r = await evaluatePerplexity(runner, evalW, { reference: denseRunner, onProgress: progress });
+      return { ppl: r.ppl, pplDense: r.referencePpl!, kl: r.kl!, dense, pruned };
+    } finally {
+      runner.release();
+    }
+  } catch (e) {
+    pruned?.release();
+    dense.release();
+    throw e;
+  } finally {
+    denseRunner.release();
+  }
 }
 
 /**
@@ -446,14 +468,8 @@ async function evaluateOneAtATime(
     denseRunner.release();
     dense.release();
   }
-  const pruned = await GpuModel.load(gpu, source, { lazyBlocks: true });
+  const pruned = await loadPruned(gpu, source, weights);
   try {
-    for (let l = 0; l < source.config.nLayers; l++) {
-      await pruned.loadBlock(
-        l,
-        Object.fromEntries(LINEARS.map((lin) => [lin, weights.get(linearWeight(l, lin))!])),
-      );
-    }
     const runner = new ForwardRunner(pruned, seqlen);
     try {
       const r = await evaluatePerplexity(runner, evalW, { onProgress: (d) => progress(n + d, 2 * n) });
