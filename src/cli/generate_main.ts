@@ -8,7 +8,7 @@
  * @module
  */
 import { join } from "node:path";
-import { openTokenizer } from "../data/open_tokenizer.ts";
+import { checkTokenizerFits, openTokenizer } from "../data/open_tokenizer.ts";
 import { ArgumentError, ModelFormatError } from "../errors.ts";
 import { generate } from "../generate/generate.ts";
 import { Sampler } from "../generate/sampler.ts";
@@ -68,14 +68,11 @@ export async function generateMain(args: string[]): Promise<void> {
   const source: WeightSource = sparse ?? await openWeights(spec);
   const tok = await openTokenizer(spec);
   const prompt = tok.encode(v.prompt ?? "Once upon a time", { bos: tok.bosId >= 0 });
-  const vocab = source.config.vocabSize;
-  const bad = prompt.find((id) => id < 0 || id >= vocab);
-  if (bad !== undefined) {
+  try {
+    checkTokenizerFits(spec, prompt, source.config.vocabSize);
+  } catch (e) {
     source.close();
-    throw new ModelFormatError(
-      `${spec}: the tokenizer produced id ${bad} but the model's vocabulary has ${vocab} entries; ` +
-        "the tokenizer does not belong to this model",
-    );
+    throw e;
   }
   const gpu = await Gpu.create();
   try {

@@ -5,9 +5,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ArgumentError, CorpusError, ModelFormatError } from "../errors.ts";
+import { ArgumentError, CorpusError } from "../errors.ts";
 import { BUILTIN_CORPORA, tokenizeCorpus } from "../data/corpora.ts";
-import { openTokenizer } from "../data/open_tokenizer.ts";
+import { checkTokenizerFits, openTokenizer } from "../data/open_tokenizer.ts";
 import { evalWindows } from "../data/windows.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { Gpu } from "../gpu/device.ts";
@@ -117,14 +117,7 @@ export async function runPpl(a: PplArgs): Promise<PplReport> {
     tokProgress.update(0);
     const tokens = await tokenizeCorpus(a.eval, tokenizer);
     tokProgress.update(1);
-    const vocab = source.config.vocabSize;
-    const bad = tokens.find((id) => id < 0 || id >= vocab);
-    if (bad !== undefined) {
-      throw new ModelFormatError(
-        `${a.model}: the tokenizer produced id ${bad} but the model's vocabulary has ${vocab} entries; ` +
-          "the tokenizer does not belong to this model",
-      );
-    }
+    checkTokenizerFits(a.model, tokens, source.config.vocabSize);
     let windows;
     try {
       windows = evalWindows(tokens, a.seqlen, a.evalWindows);

@@ -81,3 +81,18 @@ export async function openTokenizer(spec: string): Promise<Tokenizer> {
       "(Hugging Face) or tokenizer.bin (llama2.c) there",
   );
 }
+
+/**
+ * Throw {@linkcode ModelFormatError} when `ids` (what the tokenizer of `spec` produced) reach past the
+ * model's vocabulary: the tokenizer belongs to another model, and the embedding would read no row.
+ */
+export function checkTokenizerFits(spec: string, ids: ArrayLike<number>, vocabSize: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] < 0 || ids[i] >= vocabSize) {
+      throw new ModelFormatError(
+        `${spec}: the tokenizer produced id ${ids[i]} but the model's vocabulary has ${vocabSize} entries; ` +
+          "the tokenizer does not belong to this model",
+      );
+    }
+  }
+}

@@ -757,10 +757,7 @@ export class ForwardRunner {
   /** The whole pass: logits for ids at positions pos0.. (left in `logits`). */
   forward(ids: ArrayLike<number>, pos0 = 0): void {
     const T = ids.length;
-    if (T > this.maxTokens) {
-      throw new ArgumentError(`forward of ${T} tokens exceeds runner capacity ${this.maxTokens}`);
-    }
-    this.checkPositions(T, pos0); // before anything is recorded
+    this.checkPositions(T, pos0); // before anything is recorded (embed checks the capacity)
     this.embed(ids);
     for (let l = 0; l < this.model.config.nLayers; l++) this.block(l, T, pos0);
     this.head(T);

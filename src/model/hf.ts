@@ -301,6 +301,7 @@ export function hfModelConfig(json: Record<string, unknown>, file: string): Mode
   }
   const architecture = arch as Architecture;
   const rope = ropeConfig(f, file);
+  const eosIds = f.tokenIds("eos_token_id");
   return {
     architecture,
     dim,
@@ -319,7 +320,7 @@ export function hfModelConfig(json: Record<string, unknown>, file: string): Mode
     qkvBias: architecture === "Qwen2ForCausalLM",
     bosTokenId: f.tokenId("bos_token_id", 1),
     eosTokenId: f.tokenId("eos_token_id", 2),
-    ...(f.tokenIds("eos_token_id").length > 1 ? { eosTokenIds: f.tokenIds("eos_token_id") } : {}),
+    ...(eosIds.length > 1 ? { eosTokenIds: eosIds } : {}),
   };
 }
 

@@ -19,7 +19,7 @@
  * @module
  */
 import { ModelFormatError } from "../errors.ts";
-import { type LinearName, linearShape, type ModelConfig } from "./config.ts";
+import { type LinearName, LINEARS, linearShape, type ModelConfig } from "./config.ts";
 import { bytesToF32 } from "./dtype.ts";
 import { attnNorm, EMBED, FINAL_NORM, linearWeight, LM_HEAD, mlpNorm } from "./names.ts";
 import type { ByteSource, TensorInfo, WeightSource } from "./weights.ts";
@@ -160,8 +160,11 @@ export function llama2cConfig(h: Llama2cHeader): ModelConfig {
   };
 }
 
-/** Place every tensor in file order; returns the placements and the total file size they imply. */
-function layout(c: ModelConfig): { tensors: Map<string, Placed>; fileBytes: number } {
+/**
+ * Place every tensor in file order. The file size this implies is `impliedBytes`, by arithmetic, so
+ * that a nonsense header is refused before anything is placed (the two must describe one layout).
+ */
+function layout(c: ModelConfig): Map<string, Placed> {
   const tensors = new Map<string, Placed>();
   let offset = HEADER_BYTES;
   const place = (name: string, shape: number[]) => {
@@ -181,13 +184,12 @@ function layout(c: ModelConfig): { tensors: Map<string, Placed>; fileBytes: numb
   place(FINAL_NORM, [c.dim]);
   offset += 2 * c.maxSeqLen * (c.headDim / 2) * F32; // freq_cis_real/imag: RoPE is recomputed
   if (!c.tiedEmbeddings) place(LM_HEAD, [c.vocabSize, c.dim]);
-  return { tensors, fileBytes: offset };
+  return tensors;
 }
 
 /** The file size `layout` implies, computed without placing the tensors. */
 function impliedBytes(c: ModelConfig): number {
-  const linears = (["q", "k", "v", "o", "gate", "down", "up"] as const)
-    .reduce((a, lin) => a + linearShape(c, lin)[0] * linearShape(c, lin)[1], 0);
+  const linears = LINEARS.reduce((a, lin) => a + linearShape(c, lin)[0] * linearShape(c, lin)[1], 0);
   const floats = c.vocabSize * c.dim * (c.tiedEmbeddings ? 1 : 2) + c.nLayers * (2 * c.dim + linears) +
     c.dim +
     2 * c.maxSeqLen * (c.headDim / 2);
@@ -281,5 +283,5 @@ export async function openLlama2c(src: ByteSource, description: string = src.nam
         `it is truncated or not a llama2.c legacy checkpoint`,
     );
   }
-  return new Llama2cWeights(src, config, description, layout(config).tensors);
+  return new Llama2cWeights(src, config, description, layout(config));
 }
