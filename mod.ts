@@ -62,7 +62,8 @@
  * // Load the pruned weights and evaluate them on 2 windows of the evaluation corpus.
  * const model = await GpuModel.load(gpu, source, { lazyBlocks: true, dtype: "f32" });
  * for (let l = 0; l < source.config.nLayers; l++) {
- *   await model.loadBlock(l, Object.fromEntries(LINEARS.map((lin) => [lin, result.weights.get(linearWeight(l, lin))!])));
+ *   const reads = LINEARS.map(async (lin) => [lin, await result.weights.read(linearWeight(l, lin))] as const);
+ *   await model.loadBlock(l, Object.fromEntries(await Promise.all(reads)));
  * }
  * const runner = new ForwardRunner(model, seqlen);
  * const windows = evalWindows(await tokenizeCorpus("moby-dick", tokenizer), seqlen, 2);
@@ -323,6 +324,14 @@ export {
   validatePruneOptions,
 } from "./src/prune/pipeline.ts";
 export { type PruneReport, reportJson, reportMarkdown, reportSvg } from "./src/prune/report.ts";
+export {
+  decodeZeroSkipping,
+  encodeZeroSkipping,
+  MemoryWeightStore,
+  type PrunedWeights,
+  type PrunedWeightStore,
+} from "./src/prune/store.ts";
+export { FileWeightStore } from "./src/prune/file_store.ts";
 
 // ---- sparse weights: host formats, GPU layout, kernels, launchers, files -----------------------
 // (writeSparseSafetensors, saveSparseModel and loadSparseModel need Deno's file APIs.)

@@ -24,6 +24,7 @@ import {
   openTokenizer,
   openWeights,
   prune,
+  type PrunedWeights,
   tokenizeCorpus,
 } from "../mod.ts";
 
@@ -70,17 +71,14 @@ for (const b of result.blocks) {
 console.log(`overall realised sparsity: ${result.realisedSparsity.toFixed(4)}`);
 
 /** Perplexity of `source`, with the pruned linears substituted when `pruned` is given. */
-async function perplexity(pruned?: Map<string, Float32Array>): Promise<number> {
+async function perplexity(pruned?: PrunedWeights): Promise<number> {
   const model = await GpuModel.load(gpu, source, { lazyBlocks: true, dtype: "f32" });
   const runner = new ForwardRunner(model, SEQLEN);
   try {
     for (let l = 0; l < c.nLayers; l++) {
-      const weights = pruned &&
-        Object.fromEntries(LINEARS.map((lin) => [lin, pruned.get(linearWeight(l, lin))!])) as Record<
-          LinearName,
-          Float32Array
-        >;
-      await model.loadBlock(l, weights); // from the source when weights is undefined
+      const weights: Partial<Record<LinearName, Float32Array>> = {}; // empty: the source's
+      for (const lin of pruned ? LINEARS : []) weights[lin] = await pruned!.read(linearWeight(l, lin));
+      await model.loadBlock(l, weights);
     }
     return (await evaluatePerplexity(runner, evalSet)).ppl;
   } finally {

@@ -26,6 +26,7 @@ const ROOT_DIR = decodeURIComponent(ROOT.pathname);
  */
 export const DENO_ONLY: readonly string[] = [
   "FileByteSource",
+  "FileWeightStore",
   "exportHuggingFace",
   "loadCorpusText",
   "loadEmbeddedFiles",

@@ -74,6 +74,8 @@ Deno.test("prune.ts: owl-wanda end to end (nsamples 8, 4 eval windows), saved mo
     }
     assert.deepEqual(Object.keys(json.blocks[0]).sort(), ["index", "outlier_ratio", "sparsity"]);
     assert.deepEqual(JSON.parse(await Deno.readTextFile(join(dir, "r.json"))).blocks, json.blocks);
+    // The pruned weights went through a temporary file beside the output; it is gone.
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["pruned", "r.json"]);
     assert((await Deno.readTextFile(join(out, "report.md"))).includes("| 5 |"));
     assert((await Deno.readTextFile(join(out, "report.svg"))).startsWith("<svg"));
 

@@ -32,6 +32,8 @@ import { LINEARS, type ModelConfig } from "../src/model/config.ts";
 import { linearWeight } from "../src/model/names.ts";
 import type { WeightSource } from "../src/model/weights.ts";
 import { prune, type PruneOptions, type PruneResult, validatePruneOptions } from "../src/prune/pipeline.ts";
+import { FileWeightStore } from "../src/prune/file_store.ts";
+import type { PrunedWeightStore } from "../src/prune/store.ts";
 import { ArgumentError } from "../src/errors.ts";
 import {
   memoryWeights,
@@ -208,7 +210,29 @@ function maskDiff(
 }
 
 /** Every check of the module documentation for one GPU result against the reference. */
-function compare(what: string, fx: Fixture, got: PruneResult, want: RefPruneResult): { nearTies: number } {
+/** A prune result with its weights read into a map. */
+type MappedResult = Omit<PruneResult, "weights"> & { weights: Map<string, Float32Array> };
+
+/**
+ * prune() into `store` (default: its in-memory store), read back into a map. The second runs of the
+ * bit-identity checks go through a FileWeightStore, so those also check the store on disk.
+ */
+async function pruneMapped(
+  source: WeightSource,
+  opts: PruneOptions,
+  store?: PrunedWeightStore,
+): Promise<MappedResult> {
+  const r = await prune(gpu, source, { ...opts, store });
+  try {
+    const weights = new Map<string, Float32Array>();
+    for (const name of r.weights.names()) weights.set(name, await r.weights.read(name));
+    return { ...r, weights };
+  } finally {
+    r.weights.close();
+  }
+}
+
+function compare(what: string, fx: Fixture, got: MappedResult, want: RefPruneResult): { nearTies: number } {
   const L = fx.model.config.nLayers;
   assert.equal(got.blocks.length, L, what);
   for (let l = 0; l < L; l++) {
@@ -261,7 +285,7 @@ function compare(what: string, fx: Fixture, got: PruneResult, want: RefPruneResu
   return { nearTies };
 }
 
-function sameWeights(what: string, a: PruneResult, b: PruneResult): void {
+function sameWeights(what: string, a: MappedResult, b: MappedResult): void {
   assert.deepEqual([...a.weights.keys()], [...b.weights.keys()]);
   for (const [name, w] of a.weights) {
     const v = b.weights.get(name)!;
@@ -348,13 +372,16 @@ for (const [name, { fx, opts, twice }] of cases()) {
   }`;
   Deno.test(title, async () => {
     const t0 = performance.now();
-    const got = await prune(gpu, fx.source, { ...opts, calibration: fx.calib });
+    const got = await pruneMapped(fx.source, { ...opts, calibration: fx.calib });
     const t1 = performance.now();
     const want = refPrune(fx.model, fx.calib, opts);
     const { nearTies } = compare(name, fx, got, want);
     const maxTies = opts.method.endsWith("magnitude") ? 0 : MAX_NEAR_TIES;
     assert(nearTies <= maxTies, `${name}: ${nearTies} near-tie swaps (at most ${maxTies})`);
-    if (twice) sameWeights(name, got, await prune(gpu, fx.source, { ...opts, calibration: fx.calib }));
+    if (twice) {
+      const onDisk = await FileWeightStore.create();
+      sameWeights(name, got, await pruneMapped(fx.source, { ...opts, calibration: fx.calib }, onDisk));
+    }
     console.log(
       `${name}: D ${want.D?.map((d) => d.toFixed(3)) ?? "-"} s ${
         got.blocks.map((b) => b.sparsity.toFixed(4))
@@ -408,7 +435,7 @@ function withWeights(base: RefModel, w: Map<string, Float32Array>): RefModel {
   };
 }
 
-function compareSparseGPT(what: string, fx: Fixture, got: PruneResult, want: RefPruneResult): string {
+function compareSparseGPT(what: string, fx: Fixture, got: MappedResult, want: RefPruneResult): string {
   const L = fx.model.config.nLayers;
   for (let l = 0; l < L; l++) {
     const b = got.blocks[l];
@@ -485,11 +512,14 @@ function sparsegptCases(): [string, Case][] {
 for (const [name, { fx, opts, twice }] of sparsegptCases()) {
   Deno.test(`pipeline: GPU ${name} close to the float64 reference${twice ? "; two runs bit-identical" : ""}`, async () => {
     const t0 = performance.now();
-    const got = await prune(gpu, fx.source, { ...opts, calibration: fx.calib });
+    const got = await pruneMapped(fx.source, { ...opts, calibration: fx.calib });
     const t1 = performance.now();
     const want = refPrune(fx.model, fx.calib, opts);
     const summary = compareSparseGPT(name, fx, got, want);
-    if (twice) sameWeights(name, got, await prune(gpu, fx.source, { ...opts, calibration: fx.calib }));
+    if (twice) {
+      const onDisk = await FileWeightStore.create();
+      sameWeights(name, got, await pruneMapped(fx.source, { ...opts, calibration: fx.calib }, onDisk));
+    }
     console.log(
       `${name}: ${summary}; GPU ${(t1 - t0).toFixed(0)} + ${(performance.now() - t1).toFixed(0)} ms`,
     );

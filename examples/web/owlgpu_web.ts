@@ -22,6 +22,7 @@ import {
   parsePattern,
   patternName,
   pruneAndEvaluate as pruneJob,
+  type PrunedWeights,
   type PruneJob,
   type PruneJobSettings,
   type Tokenizer,
@@ -162,9 +163,10 @@ function exportDtype(source: WeightSource): "f32" | "f16" {
  */
 export function prunedSafetensors(
   source: WeightSource,
-  weights: Map<string, Float32Array>,
+  weights: PrunedWeights,
 ): Promise<Uint8Array> {
-  const tensors = exportTensors(source, { dtype: exportDtype(source), override: (n) => weights.get(n) });
+  const override = (n: string) => weights.has(n) ? weights.read(n) : undefined;
+  const tensors = exportTensors(source, { dtype: exportDtype(source), override });
   return encodeSafetensors(tensors, { format: "pt" });
 }
 

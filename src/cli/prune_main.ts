@@ -4,7 +4,7 @@
  * With no flags: stories15M, OWL + Wanda at 70%, M 5, lambda 0.08, protocol P.
  * @module
  */
-import { basename, extname, join, resolve } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import { tokenizeCorpus } from "../data/corpora.ts";
 import { openTokenizer } from "../data/open_tokenizer.ts";
 import { ArgumentError } from "../errors.ts";
@@ -28,6 +28,7 @@ import {
   pruneAndEvaluate,
   type PruneJobSettings,
 } from "../prune/job.ts";
+import { FileWeightStore } from "../prune/file_store.ts";
 import { type PruneReport, reportJson, reportMarkdown, reportSvg } from "../prune/report.ts";
 import { planSparseModel, SPARSE_MODEL_FILE, writeSparseModelFile } from "../sparse/model.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
@@ -231,9 +232,13 @@ export async function runPrune(
   const source = await openWeights(o.model);
   const gpu = await Gpu.create();
   const progress = new PhaseProgress();
+  let store: FileWeightStore | undefined;
   try {
     const seqlen = o.seqlen ?? source.config.maxSeqLen;
-    const settings: PruneJobSettings = { ...o, seqlen };
+    // The pruned linears go to disk as each block finishes (beside the output, which needs the room
+    // anyway), so host memory holds one linear at a time, not the model's.
+    store = await FileWeightStore.create(outDir ? dirname(resolve(outDir)) : undefined);
+    const settings: PruneJobSettings = { ...o, seqlen, store };
     checkJobFits(source.config, settings); // before tokenizing: cheap errors first
     const tok = await openTokenizer(o.model);
     const calibIds = await tokenizeCorpus(o.calib, tok);
@@ -256,7 +261,7 @@ export async function runPrune(
     const dtype = source.dtype === "f32" ? "f32" : "f16";
     // --save-sparse: sized now (for the report), packed and streamed into the export's temp dir.
     const sparsePlan = outDir && o.saveSparse
-      ? planSparseModel(source, weights, {
+      ? await planSparseModel(source, weights, {
         dtype,
         nmGroup: o.pattern.kind === "nm" ? o.pattern.m : undefined,
       })
@@ -271,7 +276,7 @@ export async function runPrune(
     if (outDir) {
       await exportHuggingFace(source, outDir, {
         dtype,
-        override: (n) => weights.get(n),
+        override: (n) => weights.has(n) ? weights.read(n) : undefined,
         writeExtra: sparsePlan
           ? async (tmp) => void await writeSparseModelFile(join(tmp, SPARSE_MODEL_FILE), sparsePlan)
           : undefined,
@@ -287,6 +292,7 @@ export async function runPrune(
     log(summary(report, outDir));
     return report;
   } finally {
+    store?.close();
     source.close();
     gpu.destroy();
   }

@@ -54,8 +54,11 @@ import { checkPlainFileName, writeDirectoryAtomic } from "../util/files.ts";
 export interface ExportOptions {
   /** Storage dtype of every tensor in model.safetensors. */
   dtype: "f32" | "f16";
-  /** Substitute values for a tensor (e.g. a pruned linear), in the source's own row order. */
-  override?: (name: string) => Float32Array | undefined;
+  /**
+   * Substitute values for a tensor (e.g. a pruned linear), in the source's own row order; undefined
+   * keeps the source's. May return a promise (a store on disk reads when the writer gets there).
+   */
+  override?: (name: string) => Float32Array | undefined | Promise<Float32Array | undefined>;
   /** Called after each tensor is converted. */
   onProgress?: (done: number, total: number) => void;
   /** More files for the directory (e.g. a tokenizer), by file name. */
@@ -208,7 +211,7 @@ export function exportTensors(source: WeightSource, opts: ExportOptions): Safete
     dtype: opts.dtype,
     shape,
     data: async () => {
-      let w = opts.override?.(name) ?? await source.readF32(name);
+      let w = (await opts.override?.(name)) ?? await source.readF32(name);
       const n = shape.reduce((a, b) => a * b, 1);
       if (w.length !== n) {
         throw new ArgumentError(`export: ${name} has ${w.length} values, its shape [${shape}] needs ${n}`);

@@ -10,7 +10,7 @@ import { ArgumentError } from "../errors.ts";
 import { depthAllocation } from "./allocation.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { LINEARS, linearShape, type ModelConfig } from "../model/config.ts";
+import { type LinearName, LINEARS, linearShape, type ModelConfig } from "../model/config.ts";
 import { ForwardRunner, GpuModel } from "../model/forward.ts";
 import { linearWeight } from "../model/names.ts";
 import type { WeightSource } from "../model/weights.ts";
@@ -24,6 +24,7 @@ import {
   validatePruneOptions,
 } from "./pipeline.ts";
 import type { PruneReport } from "./report.ts";
+import type { PrunedWeights, PrunedWeightStore } from "./store.ts";
 
 /**
  * The settings of a job: `deno task prune`'s flags of the same names.
@@ -88,6 +89,11 @@ export interface PruneJobSettings {
    * 7B model be evaluated on a 24 GB GPU), and no KL.
    */
   kl?: boolean;
+  /**
+   * Where the pruned linears go (default: host memory). The CLI passes a {@linkcode FileWeightStore},
+   * so the job holds one linear at a time in host memory; the caller closes it.
+   */
+  store?: PrunedWeightStore;
 }
 
 /**
@@ -118,7 +124,7 @@ export interface PruneJobSettings {
  * });
  * assert(job.pruned === job.dense);
  * const q = linearWeight(1, "q");
- * assert.deepEqual(job.weights.get(q), await source.readF32(q));
+ * assert.deepEqual(await job.weights.read(q), await source.readF32(q));
  * assert.equal(job.report.ppl, job.report.ppl_dense);
  * assert.equal(job.report.kl, 0);
  * job.release();
@@ -131,9 +137,9 @@ export interface PruneJob {
   report: PruneReport;
   /**
    * Every linear of every block after pruning, by canonical name, f32 [C_out, C_in]; for method
-   * "dense", every linear unchanged.
+   * "dense", every linear unchanged. `settings.store` when given.
    */
-  weights: Map<string, Float32Array>;
+  weights: PrunedWeightStore;
   /** The dense model, loaded for the evaluation; undefined when it ran one model at a time (`kl: false`). */
   dense: GpuModel | undefined;
   /** The pruned model (the dense one for method "dense"). */
@@ -277,7 +283,8 @@ function maskSparsity(counts: { pruned: number; numel: number }[]): number {
  * assert(Math.abs(Math.abs(s0 - s1) - 2 * 0.08) < 1e-12); // spread 2 lambda
  * assert.equal(r.settings.eval_tokens, 3 * (8 - 1)); // each window predicts its last 7 tokens
  * let zeros = 0, total = 0;
- * for (const w of job.weights.values()) {
+ * for (const name of job.weights.names()) {
+ *   const w = await job.weights.read(name);
  *   [zeros, total] = [zeros + w.filter((x) => x === 0).length, total + w.length];
  * }
  * assert.equal(r.sparsity_realised, zeros / total);
@@ -312,6 +319,7 @@ export async function pruneAndEvaluate(
     blocksize: s.blocksize,
     calibration: calib,
     onProgress,
+    store: s.store,
   };
   validatePruneOptions(popts);
   const pruned = await prune(gpu, source, popts);
@@ -390,15 +398,14 @@ interface Evaluation {
 async function loadPruned(
   gpu: Gpu,
   source: WeightSource,
-  weights: Map<string, Float32Array>,
+  weights: PrunedWeights,
 ): Promise<GpuModel> {
   const model = await GpuModel.load(gpu, source, { lazyBlocks: true });
   try {
     for (let l = 0; l < source.config.nLayers; l++) {
-      await model.loadBlock(
-        l,
-        Object.fromEntries(LINEARS.map((lin) => [lin, weights.get(linearWeight(l, lin))!])),
-      );
+      const block: Partial<Record<LinearName, Float32Array>> = {};
+      for (const lin of LINEARS) block[lin] = await weights.read(linearWeight(l, lin));
+      await model.loadBlock(l, block);
     }
     return model;
   } catch (e) {
@@ -414,7 +421,7 @@ async function loadPruned(
 async function evaluateSideBySide(
   gpu: Gpu,
   source: WeightSource,
-  weights: Map<string, Float32Array> | undefined,
+  weights: PrunedWeights | undefined,
   evalW: Int32Array[],
   seqlen: number,
   progress: (done: number, total: number) => void,
@@ -452,7 +459,7 @@ async function evaluateSideBySide(
 async function evaluateOneAtATime(
   gpu: Gpu,
   source: WeightSource,
-  weights: Map<string, Float32Array>,
+  weights: PrunedWeights,
   evalW: Int32Array[],
   seqlen: number,
   progress: (done: number, total: number) => void,

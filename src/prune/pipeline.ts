@@ -29,6 +29,7 @@ import {
 } from "../model/forward.ts";
 import { linearWeight } from "../model/names.ts";
 import type { WeightSource } from "../model/weights.ts";
+import { MemoryWeightStore, type PrunedWeightStore } from "./store.ts";
 import {
   applyMask,
   magnitudeMask,
@@ -212,6 +213,11 @@ export interface PruneOptions {
   calibration: ArrayLike<number>[];
   /** Called as work completes, with the phase's name, the steps done and the total. */
   onProgress?: (phase: string, done: number, total: number) => void;
+  /**
+   * Where each pruned linear goes as soon as its block is done (default: a new
+   * {@linkcode MemoryWeightStore}). A {@linkcode FileWeightStore} keeps host memory to one linear.
+   */
+  store?: PrunedWeightStore;
 }
 
 /**
@@ -267,7 +273,7 @@ export interface BlockReport {
  * assert.equal(result.counts.length, 2 * 7); // every linear of every block
  * let zeros = 0, total = 0;
  * for (const c of result.counts) {
- *   const w = result.weights.get(c.name)!;
+ *   const w = await result.weights.read(c.name);
  *   assert.equal(w.filter((x) => x === 0).length, c.pruned);
  *   assert.equal(c.pruned, c.expected);
  *   [zeros, total] = [zeros + c.pruned, total + w.length];
@@ -278,8 +284,8 @@ export interface BlockReport {
 export interface PruneResult {
   /** Per block, in order. */
   blocks: BlockReport[];
-  /** Pruned weights by canonical tensor name, f32 [C_out, C_in]. */
-  weights: Map<string, Float32Array>;
+  /** Pruned weights by canonical tensor name, f32 [C_out, C_in]: `opts.store`, or a new in-memory store. */
+  weights: PrunedWeightStore;
   /** Zeros / total over all pruned linears. */
   realisedSparsity: number;
   /** Per linear: pruned count, and the count the floor rule asks for. */
@@ -599,7 +605,7 @@ class Walker {
  * });
  * gpu.destroy();
  * const name = linearWeight(1, "q");
- * const dense = await source.readF32(name), pruned = result.weights.get(name)!;
+ * const dense = await source.readF32(name), pruned = await result.weights.read(name);
  * const cut = dense.filter((_, i) => pruned[i] === 0), kept = dense.filter((_, i) => pruned[i] !== 0);
  * assert.equal(cut.length, (D * D) / 2);
  * assert(Math.max(...cut.map(Math.abs)) <= Math.min(...kept.map(Math.abs)));
@@ -701,7 +707,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     else sparsities = uniformAllocation(L, S);
 
     // 3. Sequential pruning.
-    const weights = new Map<string, Float32Array>();
+    const weights = opts.store ?? new MemoryWeightStore();
     const counts: PruneResult["counts"] = [];
     let zeros = 0, total = 0;
     const needStats = isWanda && opts.method !== "dense";
@@ -761,7 +767,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
           else if (!Number.isFinite(data[i])) throw nonFinite(linearWeight(l, lin), i, cols, data[i]);
         }
         total += data.length;
-        weights.set(linearWeight(l, lin), data);
+        await weights.put(linearWeight(l, lin), data);
       }
       if (sq) walker.releaseStats(sq);
       walker.releaseFactors();

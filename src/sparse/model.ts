@@ -16,6 +16,7 @@ import { expectedTensors, hfModelConfig } from "../model/hf.ts";
 import { FileByteSource } from "../model/bytes.ts";
 import { EMBED, linearBias, linearWeight, LM_HEAD } from "../model/names.ts";
 import type { TensorInfo, WeightSource } from "../model/weights.ts";
+import type { PrunedWeights } from "../prune/store.ts";
 import { checkPlainFileName, writeDirectoryAtomic } from "../util/files.ts";
 import {
   bitmapWords,
@@ -168,27 +169,46 @@ export function maxNonzerosPerGroup(w: Float32Array, rows: number, cols: number,
 }
 
 /**
+ * Pruned weights as {@linkcode saveSparseModel} and {@linkcode planSparseModel} take them: a map or
+ * record by canonical name, or a {@linkcode PrunedWeights} store (what `prune()` returns).
+ */
+export type SparseWeightsInput = Map<string, Float32Array> | Record<string, Float32Array> | PrunedWeights;
+
+/** The input as a store: names, and an async read. */
+function asPrunedWeights(input: SparseWeightsInput): PrunedWeights {
+  if (!(input instanceof Map) && typeof (input as PrunedWeights).read === "function") {
+    return input as PrunedWeights;
+  }
+  const map = input instanceof Map ? input : new Map(Object.entries(input as Record<string, Float32Array>));
+  return {
+    names: () => [...map.keys()],
+    has: (name) => map.has(name),
+    read: (name) => Promise.resolve(map.get(name)!),
+  };
+}
+
+/**
  * Check the weights and the options and size the file of {@linkcode saveSparseModel} without
  * writing anything (the weights are counted, not packed: packing happens when the file is
- * written, one weight at a time). Throws ArgumentError on a weight that is not a tensor of the
- * model or has the wrong size.
+ * written, one weight at a time, read again from `weightsByName`). Throws ArgumentError on a weight
+ * that is not a tensor of the model or has the wrong size.
  */
-export function planSparseModel(
+export async function planSparseModel(
   source: WeightSource,
-  weightsByName: Map<string, Float32Array> | Record<string, Float32Array>,
+  weightsByName: SparseWeightsInput,
   opts: SaveSparseOptions = {},
-): SparseModelPlan {
-  const weights = weightsByName instanceof Map ? weightsByName : new Map(Object.entries(weightsByName));
+): Promise<SparseModelPlan> {
+  const weights = asPrunedWeights(weightsByName);
   const c = source.config;
   const dtype = opts.dtype ?? "f32";
   const permute = ropeRowNames(c);
   const tensors = expectedTensors(c).filter((t) => !(t.name === LM_HEAD && c.tiedEmbeddings));
   const known = new Set(tensors.map((t) => t.name));
-  for (const name of weights.keys()) {
+  for (const name of weights.names()) {
     if (!known.has(name)) throw new ArgumentError(`saveSparseModel: ${name} is not a tensor of this model`);
   }
   const read = async (name: string, shape: number[]): Promise<Float32Array> => {
-    let w = weights.get(name) ?? await source.readF32(name);
+    let w = weights.has(name) ? await weights.read(name) : await source.readF32(name);
     if (permute.has(name)) w = interleavedToHalf(w, shape[0], shape[1] ?? 1, c.headDim);
     return w;
   };
@@ -203,11 +223,11 @@ export function planSparseModel(
   let sparseBytes = 0, denseF32Bytes = 0;
   for (const { name, shape } of tensors) {
     const n = shape.reduce((a, b) => a * b, 1);
-    const given = weights.get(name);
-    if (given && given.length !== n) {
-      throw new ArgumentError(`saveSparseModel: ${name} has ${given.length} values, [${shape}] needs ${n}`);
-    }
-    if (given) {
+    if (weights.has(name)) {
+      const given = await weights.read(name); // counted now, packed when the file is written
+      if (given.length !== n) {
+        throw new ArgumentError(`saveSparseModel: ${name} has ${given.length} values, [${shape}] needs ${n}`);
+      }
       const [rows, cols] = shape;
       const nm = opts.nm?.(name) ??
         (opts.nmGroup
@@ -236,7 +256,7 @@ export function planSparseModel(
       });
     }
   }
-  return { config: c, dtype, entries, sparseBytes, denseF32Bytes, sparseNames: [...weights.keys()] };
+  return { config: c, dtype, entries, sparseBytes, denseF32Bytes, sparseNames: weights.names() };
 }
 
 /**
@@ -278,10 +298,10 @@ export async function writeSparseModelFile(path: string, plan: SparseModelPlan):
 export async function saveSparseModel(
   dir: string,
   source: WeightSource,
-  weightsByName: Map<string, Float32Array> | Record<string, Float32Array>,
+  weightsByName: SparseWeightsInput,
   opts: SaveSparseOptions = {},
 ): Promise<SparseModelSummary> {
-  const plan = planSparseModel(source, weightsByName, opts);
+  const plan = await planSparseModel(source, weightsByName, opts);
   const c = source.config, dtype = plan.dtype;
   for (const name of Object.keys(opts.extraFiles ?? {})) {
     checkPlainFileName(name, ["config.json", SPARSE_MODEL_FILE], "saveSparseModel");

@@ -1,0 +1,140 @@
+/**
+ * Pruned weights on disk (Deno): what `deno task prune` prunes into, so that host memory holds one
+ * linear at a time instead of the whole model's (LLaMA-7B: 26 GB of f32 block linears).
+ * @module
+ */
+import { ArgumentError, OutputError } from "../errors.ts";
+import { decodeZeroSkipping, encodeZeroSkipping, missingWeight, type PrunedWeightStore } from "./store.ts";
+
+function closed(): ArgumentError {
+  return new ArgumentError("FileWeightStore: the store is closed");
+}
+
+/** Where one weight's record lies in the file. */
+interface Record {
+  offset: number;
+  bytes: number;
+  length: number;
+}
+
+/**
+ * A {@linkcode PrunedWeightStore} in a temporary file: each weight is appended zero-skipped
+ * (`encodeZeroSkipping`: a bitmap, then the nonzero f32 words; exact to the bit) and read back on
+ * demand. `close()` deletes the file. Reads and writes are queued, so concurrent calls are safe.
+ *
+ * @example Store two weights on disk and read them back; the file is gone after close()
+ * ```ts
+ * import { FileWeightStore } from "@owlgpu/owlgpu"; // Deno only (file APIs)
+ * import assert from "node:assert/strict";
+ *
+ * const store = await FileWeightStore.create(); // in the system's temporary directory
+ * const a = Float32Array.from({ length: 1000 }, (_, i) => (i % 4 ? 0 : i + 1));
+ * await store.put("a", a);
+ * await store.put("b", new Float32Array([1, 2, 3]));
+ * assert.deepEqual(await store.read("a"), a);
+ * assert.equal(store.fileBytes, 4 * (32 + 250) + 4 * (1 + 3)); // bitmap + kept words, per weight
+ * const path = store.path;
+ * store.close();
+ * assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
+ * ```
+ */
+export class FileWeightStore implements PrunedWeightStore {
+  readonly #index = new Map<string, Record>();
+  #file: Deno.FsFile | undefined;
+  #end = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(readonly path: string, file: Deno.FsFile) {
+    this.#file = file;
+  }
+
+  /**
+   * A new, empty store in a temporary file in `dir` (default: the system's temporary directory).
+   * Put it on a disk with room for the pruned linears, about (1 - sparsity + 1/32) of their f32 bytes.
+   */
+  static async create(dir?: string): Promise<FileWeightStore> {
+    let path: string;
+    try {
+      path = await Deno.makeTempFile({ dir, prefix: ".owlgpu-pruned-", suffix: ".tmp" });
+    } catch (e) {
+      throw new OutputError(
+        `cannot create a temporary file for the pruned weights in ${dir ?? "the temporary directory"}: ${
+          (e as Error).message
+        }`,
+        { cause: e },
+      );
+    }
+    return new FileWeightStore(path, await Deno.open(path, { read: true, write: true }));
+  }
+
+  /** Bytes written to the file so far. */
+  get fileBytes(): number {
+    return this.#end;
+  }
+
+  names(): string[] {
+    return [...this.#index.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.#index.has(name);
+  }
+
+  put(name: string, w: Float32Array): Promise<void> {
+    const file = this.#file;
+    if (!file) return Promise.reject(closed());
+    if (this.#index.has(name)) {
+      return Promise.reject(new ArgumentError(`FileWeightStore: ${name} is already stored`));
+    }
+    const bytes = encodeZeroSkipping(w);
+    const record = { offset: this.#end, bytes: bytes.length, length: w.length };
+    this.#index.set(name, record);
+    this.#end += bytes.length;
+    return this.#serial(async () => {
+      try {
+        await file.seek(record.offset, Deno.SeekMode.Start);
+        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+      } catch (e) {
+        throw new OutputError(`cannot write the pruned weights to ${this.path}: ${(e as Error).message}`, {
+          cause: e,
+        });
+      }
+    });
+  }
+
+  read(name: string): Promise<Float32Array> {
+    const file = this.#file;
+    if (!file) return Promise.reject(closed());
+    const record = this.#index.get(name);
+    if (!record) return Promise.reject(missingWeight(name, "FileWeightStore"));
+    return this.#serial(async () => {
+      const bytes = new Uint8Array(record.bytes);
+      await file.seek(record.offset, Deno.SeekMode.Start);
+      for (let done = 0; done < bytes.length;) {
+        const n = await file.read(bytes.subarray(done));
+        if (n === null) throw new ArgumentError(`${this.path} ended inside the record of ${name}`);
+        done += n;
+      }
+      return decodeZeroSkipping(bytes, record.length);
+    });
+  }
+
+  /** Close and delete the file (idempotent). */
+  close(): void {
+    if (!this.#file) return;
+    this.#file.close();
+    this.#file = undefined;
+    try {
+      Deno.removeSync(this.path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+
+  /** Run `op` after every earlier operation: one file position, one operation at a time. */
+  #serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(op, op);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+}
