@@ -223,6 +223,47 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
   }
 });
 
+Deno.test("prune.ts: Ctrl-C removes the pruned-weights file, leaves no output, exits 130", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        join(ROOT, "prune.ts"),
+        "--nsamples",
+        "8",
+        "--eval-windows",
+        "4",
+        "--out",
+        join(dir, "out"),
+      ],
+      cwd: ROOT,
+      stdout: "null",
+      stderr: "piped",
+      env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
+    }).spawn();
+    // Wait until the job's weights file holds a pruned block, then interrupt it mid-job.
+    const weightsBytes = () => {
+      const e = [...Deno.readDirSync(dir)].find((e) => e.name.startsWith(".owlgpu-pruned-"));
+      return e ? Deno.statSync(join(dir, e.name)).size : 0;
+    };
+    const t0 = performance.now();
+    while (weightsBytes() === 0 && performance.now() - t0 < 120_000) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert(weightsBytes() > 0, "the job never wrote its weights file");
+    child.kill("SIGINT");
+    const r = await child.output();
+    const stderr = new TextDecoder().decode(r.stderr);
+    assert.equal(r.code, 130, stderr);
+    assert.match(stderr, /interrupted \(SIGINT\); removed 1 unfinished output\(s\): .*\.owlgpu-pruned-/);
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "left behind");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 function assertMatchText(text: string, re: RegExp, args: string[]): void {
   assert(re.test(text), `${args.join(" ")}: expected ${re} in\n${text}`);
   assert(text.startsWith("error: "), `${args.join(" ")}: one clear line, no stack:\n${text}`);

@@ -13,7 +13,7 @@ import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
 import type { DType } from "./config.ts";
 import { bytesToF32, dtypeBytes, parseSafetensorsDtype, safetensorsDtypeName } from "./dtype.ts";
 import type { ByteSource, TensorInfo } from "./weights.ts";
-import { tmpSuffix } from "../util/files.ts";
+import { tmpSuffix, trackTemporary } from "../util/files.ts";
 
 /** safetensors refuses headers above 100 MB; so do we, before allocating one. */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -389,6 +389,7 @@ async function atomicWrite(path: string, fill: (sink: Sink) => Promise<void>): P
   } catch (e) {
     throw outputError(path, e);
   }
+  const untrack = trackTemporary(tmp);
   try {
     try {
       await fill(new Sink(file, path));
@@ -401,6 +402,8 @@ async function atomicWrite(path: string, fill: (sink: Sink) => Promise<void>): P
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw e;
+  } finally {
+    untrack();
   }
 }
 
@@ -421,6 +424,7 @@ async function writeFromIterable(
   } catch (e) {
     throw outputError(spoolPath, e);
   }
+  const untrack = trackTemporary(spoolPath);
   try {
     const spool = new Sink(spoolFile, spoolPath);
     const specs: SafetensorsTensor[] = [];
@@ -435,6 +439,7 @@ async function writeFromIterable(
   } finally {
     spoolFile.close();
     await Deno.remove(spoolPath).catch(() => {});
+    untrack();
   }
 }
 

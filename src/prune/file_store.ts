@@ -4,6 +4,7 @@
  * @module
  */
 import { ArgumentError, OutputError } from "../errors.ts";
+import { trackTemporary } from "../util/files.ts";
 import { decodeZeroSkipping, encodeZeroSkipping, missingWeight, type PrunedWeightStore } from "./store.ts";
 
 function closed(): ArgumentError {
@@ -44,8 +45,11 @@ export class FileWeightStore implements PrunedWeightStore {
   #end = 0;
   #queue: Promise<unknown> = Promise.resolve();
 
+  readonly #untrack: () => void;
+
   private constructor(readonly path: string, file: Deno.FsFile) {
     this.#file = file;
+    this.#untrack = trackTemporary(path); // a CLI interrupted by Ctrl-C removes it
   }
 
   /**
@@ -64,7 +68,14 @@ export class FileWeightStore implements PrunedWeightStore {
         { cause: e },
       );
     }
-    return new FileWeightStore(path, await Deno.open(path, { read: true, write: true }));
+    try {
+      return new FileWeightStore(path, await Deno.open(path, { read: true, write: true }));
+    } catch (e) {
+      await Deno.remove(path).catch(() => {});
+      throw new OutputError(`cannot open ${path} for the pruned weights: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
   }
 
   /** Bytes written to the file so far. */
@@ -124,6 +135,7 @@ export class FileWeightStore implements PrunedWeightStore {
     if (!this.#file) return;
     this.#file.close();
     this.#file = undefined;
+    this.#untrack();
     try {
       Deno.removeSync(this.path);
     } catch (e) {

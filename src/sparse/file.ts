@@ -26,7 +26,7 @@
  */
 import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
 import type { ByteSource } from "../model/weights.ts";
-import { tmpSuffix } from "../util/files.ts";
+import { tmpSuffix, trackTemporary } from "../util/files.ts";
 import {
   bitmapRowError,
   bitmapWords,
@@ -468,6 +468,7 @@ export async function writeSparseSafetensors(
   } catch (e) {
     throw fail(e);
   }
+  const untrack = trackTemporary(tmp);
   const write = async (b: Uint8Array) => {
     try {
       for (let done = 0; done < b.byteLength;) done += await file.write(b.subarray(done));
@@ -488,6 +489,8 @@ export async function writeSparseSafetensors(
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw e;
+  } finally {
+    untrack();
   }
 }
 

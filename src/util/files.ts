@@ -15,6 +15,38 @@ function tmpName(path: string): string {
   return path + tmpSuffix();
 }
 
+/** Temporary outputs being written now (files or directories), for {@linkcode removeTemporariesSync}. */
+const temporaries = new Set<string>();
+
+/**
+ * Note `path` as a temporary output in progress; call the returned function once it is renamed or
+ * removed. The writers remove their temporaries themselves on errors; this list is for what they
+ * cannot see: the CLIs remove it on Ctrl-C or SIGTERM (src/cli/run.ts), which would otherwise leave
+ * a half-written output (or a prune job's weights file, as large as the model) behind.
+ */
+export function trackTemporary(path: string): () => void {
+  temporaries.add(path);
+  return () => void temporaries.delete(path);
+}
+
+/**
+ * Remove every temporary output in progress (synchronously: a signal handler is about to exit).
+ * Returns the paths removed.
+ */
+export function removeTemporariesSync(): string[] {
+  const removed: string[] = [];
+  for (const path of temporaries) {
+    try {
+      Deno.removeSync(path, { recursive: true });
+      removed.push(path);
+    } catch {
+      // already gone, or not ours to remove any more
+    }
+  }
+  temporaries.clear();
+  return removed;
+}
+
 /** Whether `path` is a directory; undefined when nothing is there. */
 export async function isDirectory(path: string): Promise<boolean | undefined> {
   try {
@@ -79,6 +111,7 @@ export async function writeDirectoryAtomic<T>(outDir: string, fill: (tmp: string
       { cause: e },
     );
   }
+  const untrack = trackTemporary(tmp);
   try {
     const result = await fill(tmp);
     await commitDirectory(tmp, outDir);
@@ -86,18 +119,23 @@ export async function writeDirectoryAtomic<T>(outDir: string, fill: (tmp: string
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
+  } finally {
+    untrack();
   }
 }
 
 /** Write `text` to `path` atomically (temp name + rename). */
 export async function writeTextAtomic(path: string, text: string): Promise<void> {
   const tmp = tmpName(path);
+  const untrack = trackTemporary(tmp);
   try {
     await Deno.writeTextFile(tmp, text);
     await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw new OutputError(`cannot write ${path}: ${(e as Error).message}`, { cause: e });
+  } finally {
+    untrack();
   }
 }
 
