@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ArgumentError, OutputError } from "../src/errors.ts";
+import { ArgumentError, OutputError, UnsupportedError } from "../src/errors.ts";
 import { FileByteSource, MemoryByteSource } from "../src/model/bytes.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { loadEmbeddedFiles } from "../src/model/embedded.ts";
@@ -219,6 +219,43 @@ Deno.test("export: override substitutes tensors (in source row order) and checks
   });
 });
 
+Deno.test("export: a bf16 source stays bf16 bit for bit by default; f16 refuses values past its range", async () => {
+  await withTempDir(async (dir) => {
+    const tensors = refModelTensors(randomRefModel(QWEN2, 9));
+    const big = linearWeight(1, "down");
+    tensors.get(big)![5] = 1e5; // fine in bf16 and f32, past f16's 65504
+    const bf16Dir = join(dir, "bf16");
+    await exportHuggingFace(memoryWeights(QWEN2, tensors), bf16Dir, { dtype: "bf16" });
+    const src = await openHuggingFace(bf16Dir);
+    assert.equal(src.dtype, "bf16");
+    assert.equal(JSON.parse(await Deno.readTextFile(join(bf16Dir, "config.json"))).torch_dtype, "bfloat16");
+    src.close();
+
+    // The CLI's default is the source's dtype: the same bytes again.
+    const again = join(dir, "again");
+    const r = await runExportCli("--model", bf16Dir, "--out", again);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\(bf16\)/);
+    assert.deepEqual(
+      await Deno.readFile(join(again, "model.safetensors")),
+      await Deno.readFile(join(bf16Dir, "model.safetensors")),
+    );
+
+    // f16 cannot hold 1e5: refused, naming the tensor and the index, and nothing is left behind.
+    await assert.rejects(
+      () => exportHuggingFace(memoryWeights(QWEN2, tensors), join(dir, "f16"), { dtype: "f16" }),
+      UnsupportedError,
+    );
+    const f16 = await runExportCli("--model", bf16Dir, "--out", join(dir, "f16"), "--dtype", "f16");
+    assert.equal(f16.code, 1);
+    assert.match(
+      f16.stderr,
+      /^error: export: model\.layers\.1\.mlp\.down_proj\.weight\[5\] = 99840 is beyond f16's range \(65504\)/m,
+    );
+    assert.deepEqual(siblings(dir), ["again", "bf16"]);
+  });
+});
+
 /** Sibling names other than the output itself (temporaries left behind would show here). */
 const siblings = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 
@@ -279,7 +316,7 @@ async function runExportCli(...args: string[]): Promise<{ code: number; stdout: 
 Deno.test("export CLI: bad --dtype and missing --out fail with a message", async () => {
   const bad = await runExportCli("--model", "stories15M", "--out", "/tmp/never-written", "--dtype", "q4");
   assert.equal(bad.code, 1);
-  assert.match(bad.stderr, /error: --dtype "q4" is not supported: use f32 or f16/);
+  assert.match(bad.stderr, /error: --dtype "q4" is not supported: use f32, f16 or bf16/);
   const noOut = await runExportCli("--model", "stories15M");
   assert.equal(noOut.code, 1);
   assert.match(noOut.stderr, /--out DIR is required/);

@@ -16,6 +16,10 @@ import { LINEARS } from "../src/model/config.ts";
 import { ForwardRunner, GpuModel } from "../src/model/forward.ts";
 import { linearWeight } from "../src/model/names.ts";
 import { openWeights } from "../src/model/open.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { loadEmbeddedFiles } from "../src/model/embedded.ts";
+import { exportHuggingFace } from "../src/model/export.ts";
+import { memoryWeights, randomRefModel, refModelTensors } from "./ref/forward_ref.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -169,6 +173,64 @@ function assertEqualsFloorRule(
   }
   assert.equal(linears[0].name, linearWeight(0, "q"));
 }
+
+Deno.test("prune.ts: a bf16 checkpoint is saved as bf16, every kept weight bit for bit as read", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A random Llama in bf16 with stories15M's tokenizer (vocabulary 32000).
+    const config: ModelConfig = {
+      architecture: "LlamaForCausalLM",
+      dim: 16,
+      hiddenDim: 40,
+      nLayers: 2,
+      nHeads: 2,
+      nKvHeads: 1,
+      headDim: 8,
+      vocabSize: 32000,
+      maxSeqLen: 32,
+      normEps: 1e-5,
+      ropeTheta: 10000,
+      ropeLayout: "half",
+      tiedEmbeddings: false,
+      qkvBias: false,
+      bosTokenId: 1,
+      eosTokenId: 2,
+    };
+    const model = join(dir, "model");
+    await exportHuggingFace(memoryWeights(config, refModelTensors(randomRefModel(config, 21))), model, {
+      dtype: "bf16",
+      extraFiles: { "tokenizer.bin": (await loadEmbeddedFiles()).tokenizer },
+    });
+    const out = join(dir, "pruned");
+    const o = parsePruneArgs([
+      ...["--model", model, "--method", "wanda", "--sparsity", "0.5", "--seqlen", "16"],
+      ...["--nsamples", "4", "--eval-windows", "2", "--out", out],
+    ]);
+    const r = await runPrune(o as PruneCliOptions, () => {});
+    assert.equal(r.linears.length, 2 * LINEARS.length);
+    for (const c of r.linears) assert.equal(c.pruned, c.expected, c.name);
+    assert.equal(JSON.parse(await Deno.readTextFile(join(out, "config.json"))).torch_dtype, "bfloat16");
+    const [src, saved] = [await openWeights(model), await openWeights(out)];
+    try {
+      assert.equal(saved.dtype, "bf16");
+      for (const c of r.linears) {
+        const a = new Uint16Array((await src.readRaw(c.name)).slice().buffer);
+        const b = new Uint16Array((await saved.readRaw(c.name)).slice().buffer);
+        let zeros = 0;
+        for (let i = 0; i < a.length; i++) {
+          if (b[i] === 0) zeros++;
+          else assert.equal(b[i], a[i], `${c.name}[${i}] kept but changed`);
+        }
+        assert(zeros >= c.pruned, `${c.name}: ${zeros} zeros, ${c.pruned} pruned`);
+      }
+    } finally {
+      src.close();
+      saved.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 async function runCli(args: string[]): Promise<{ code: number; stderr: string }> {
   const p = await new Deno.Command(Deno.execPath(), {

@@ -152,11 +152,6 @@ export function pruneAndEvaluate(
   return pruneJob(gpu, model.source, model.name, calibIds, evalIds, s, onProgress);
 }
 
-/** The storage dtype the CLI exports `source` with. */
-function exportDtype(source: WeightSource): "f32" | "f16" {
-  return source.dtype === "f32" ? "f32" : "f16";
-}
-
 /**
  * model.safetensors of the pruned model, byte for byte what `deno task prune` saves in its
  * output directory (Hugging Face names and RoPE row order, zeros where pruned).
@@ -166,13 +161,13 @@ export function prunedSafetensors(
   weights: PrunedWeights,
 ): Promise<Uint8Array> {
   const override = (n: string) => weights.has(n) ? weights.read(n) : undefined;
-  const tensors = exportTensors(source, { dtype: exportDtype(source), override });
+  const tensors = exportTensors(source, { dtype: source.dtype, override });
   return encodeSafetensors(tensors, { format: "pt" });
 }
 
 /** config.json of the pruned model's Hugging Face directory (as the CLI writes it). */
 export function prunedConfigJson(source: WeightSource): string {
-  return JSON.stringify(hfConfigJson(source.config, exportDtype(source)), null, 2) + "\n";
+  return JSON.stringify(hfConfigJson(source.config, source.dtype), null, 2) + "\n";
 }
 
 /** Sampling settings of {@linkcode generateText}, as `deno task generate`'s flags. */

@@ -12,18 +12,19 @@ import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { exportHuggingFace } from "../model/export.ts";
 import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
 import type { WeightSource } from "../model/weights.ts";
+import type { DType } from "../model/config.ts";
 import { checkReplaceableDir, wrapHelp } from "./args.ts";
 import { Progress } from "./progress.ts";
 import { runCli } from "./run.ts";
 
 const HELP = `Export a model as a Hugging Face directory (config.json + model.safetensors).
 
-Usage: deno task export [--model SPEC] --out DIR [--dtype f32|f16]
+Usage: deno task export [--model SPEC] --out DIR [--dtype f32|f16|bf16]
 
   --model SPEC   ${wrapHelp(`${MODEL_SPEC_FORMS}. Default: ${EMBEDDED_MODEL_NAME}.`, 17)}
   --out DIR      Output directory; replaced only once the new one is complete (an existing one
                  must be empty or a model directory, with a config.json).
-  --dtype D      f32 or f16. Default: f16 for 16-bit sources, f32 otherwise.
+  --dtype D      f32, f16 or bf16. Default: the source's. f16 refuses values past its range.
   -h, --help     This text.
 
 llama2.c checkpoints get their q/k rows permuted for transformers' rotate-half RoPE, and their
@@ -32,7 +33,7 @@ tokenizer.bin (embedded, or found beside FILE.bin) is copied into DIR.`;
 interface ExportArgs {
   model: string;
   out: string;
-  dtype?: "f32" | "f16";
+  dtype?: DType;
 }
 
 /** Parse and validate the command line (ArgumentError on anything wrong); undefined for --help. */
@@ -56,14 +57,14 @@ export function parseExportArgs(args: string[]): ExportArgs | undefined {
     throw new ArgumentError("--out DIR is required: where to write the Hugging Face directory");
   }
   const dtype = values.dtype;
-  if (dtype !== undefined && dtype !== "f32" && dtype !== "f16") {
-    throw new ArgumentError(`--dtype ${JSON.stringify(dtype)} is not supported: use f32 or f16`);
+  if (dtype !== undefined && dtype !== "f32" && dtype !== "f16" && dtype !== "bf16") {
+    throw new ArgumentError(`--dtype ${JSON.stringify(dtype)} is not supported: use f32, f16 or bf16`);
   }
   return { model: values.model, out: values.out, dtype };
 }
 
 async function exportModel(a: ExportArgs, source: WeightSource): Promise<void> {
-  const dtype = a.dtype ?? (source.dtype === "f32" ? "f32" : "f16");
+  const dtype = a.dtype ?? source.dtype;
   const extraFiles = await tokenizerFiles(a.model);
   let progress: Progress | undefined;
   const t0 = performance.now();

@@ -258,11 +258,11 @@ export async function runPrune(
     );
     job.release();
     const { report, weights } = job;
-    const dtype = source.dtype === "f32" ? "f32" : "f16";
-    // --save-sparse: sized now (for the report), packed and streamed into the export's temp dir.
+    // --save-sparse: sized now (for the report), packed and streamed into the export's temp dir. Its
+    // values are f32 or f16, the sparse kernels' types; model.safetensors keeps the source's dtype.
     const sparsePlan = outDir && o.saveSparse
       ? await planSparseModel(source, weights, {
-        dtype,
+        dtype: source.dtype === "f32" ? "f32" : "f16",
         nmGroup: o.pattern.kind === "nm" ? o.pattern.m : undefined,
       })
       : undefined;
@@ -275,7 +275,7 @@ export async function runPrune(
 
     if (outDir) {
       await exportHuggingFace(source, outDir, {
-        dtype,
+        dtype: source.dtype, // kept weights are stored bit for bit as they were read
         override: (n) => weights.has(n) ? weights.read(n) : undefined,
         writeExtra: sparsePlan
           ? async (tmp) => void await writeSparseModelFile(join(tmp, SPARSE_MODEL_FILE), sparsePlan)

@@ -177,3 +177,42 @@ export function f32ToBytes(data: Float32Array, dtype: DType): Uint8Array {
     }
   }
 }
+
+/** f16's largest finite value; finite values of magnitude 65520 and above round to infinity. */
+const F16_ROUNDS_TO_INF = 65520;
+
+/**
+ * Index of the first finite value of `data` that f16 cannot hold (it would round to ±Inf), or -1.
+ *
+ * @example 65504 is f16's largest value; 65520 already rounds to Inf; Inf itself is no overflow
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(firstBeyondF16(Float32Array.of(1, -65504, Infinity, 65519)), -1);
+ * assert.equal(firstBeyondF16(Float32Array.of(1, 2, -65520)), 2);
+ * ```
+ */
+export function firstBeyondF16(data: Float32Array): number {
+  for (let i = 0; i < data.length; i++) {
+    const a = Math.abs(data[i]);
+    if (a >= F16_ROUNDS_TO_INF && a !== Infinity) return i;
+  }
+  return -1;
+}
+
+/**
+ * {@linkcode f32ToBytes}, refusing (UnsupportedError naming `what` and the index) a finite value
+ * that f16 would store as ±Inf, which a bf16 or f32 checkpoint can hold.
+ */
+export function f32ToBytesInRange(data: Float32Array, dtype: DType, what: string): Uint8Array {
+  if (dtype === "f16") {
+    const i = firstBeyondF16(data);
+    if (i >= 0) {
+      throw new UnsupportedError(
+        `${what}[${i}] = ${data[i]} is beyond f16's range (65504) and would be stored as Inf; ` +
+          `store this model as bf16 or f32`,
+      );
+    }
+  }
+  return f32ToBytes(data, dtype);
+}

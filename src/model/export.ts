@@ -12,8 +12,8 @@
  */
 import { join, resolve } from "node:path";
 import { ArgumentError, OutputError } from "../errors.ts";
-import type { Architecture, ModelConfig, RopeScaling } from "./config.ts";
-import { f32ToBytes } from "./dtype.ts";
+import type { Architecture, DType, ModelConfig, RopeScaling } from "./config.ts";
+import { f32ToBytesInRange } from "./dtype.ts";
 import { expectedTensors } from "./hf.ts";
 import { linearBias, linearWeight, LM_HEAD } from "./names.ts";
 import { type SafetensorsTensor, writeSafetensors } from "./safetensors.ts";
@@ -52,8 +52,11 @@ import { checkPlainFileName, writeDirectoryAtomic } from "../util/files.ts";
  * ```
  */
 export interface ExportOptions {
-  /** Storage dtype of every tensor in model.safetensors. */
-  dtype: "f32" | "f16";
+  /**
+   * Storage dtype of every tensor in model.safetensors; the CLIs use the source's, so kept weights are
+   * stored bit for bit as read. f16 refuses values past its range (UnsupportedError), never storing Inf.
+   */
+  dtype: DType;
   /**
    * Substitute values for a tensor (e.g. a pruned linear), in the source's own row order; undefined
    * keeps the source's. May return a promise (a store on disk reads when the writer gets there).
@@ -69,6 +72,9 @@ export interface ExportOptions {
    */
   writeExtra?: (tmpDir: string) => Promise<void>;
 }
+
+/** config.json's torch_dtype for a storage dtype. */
+const TORCH_DTYPE: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };
 
 const MODEL_TYPE: Record<Architecture, string> = {
   LlamaForCausalLM: "llama",
@@ -102,7 +108,7 @@ const ARCH_EXTRAS: Record<Architecture, Record<string, unknown>> = {
  * assert.deepEqual(hfModelConfig(json, "config.json"), { ...config, ropeLayout: "half" });
  * ```
  */
-export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<string, unknown> {
+export function hfConfigJson(c: ModelConfig, dtype: DType): Record<string, unknown> {
   return {
     architectures: [c.architecture],
     model_type: MODEL_TYPE[c.architecture],
@@ -121,7 +127,7 @@ export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<strin
     bos_token_id: c.bosTokenId,
     eos_token_id: c.eosTokenIds ?? c.eosTokenId,
     hidden_act: "silu",
-    torch_dtype: dtype === "f32" ? "float32" : "float16",
+    torch_dtype: TORCH_DTYPE[dtype],
     ...ARCH_EXTRAS[c.architecture],
   };
 }
@@ -217,7 +223,7 @@ export function exportTensors(source: WeightSource, opts: ExportOptions): Safete
         throw new ArgumentError(`export: ${name} has ${w.length} values, its shape [${shape}] needs ${n}`);
       }
       if (permute.has(name)) w = interleavedToHalf(w, shape[0], shape[1] ?? 1, c.headDim);
-      const bytes = f32ToBytes(w, opts.dtype);
+      const bytes = f32ToBytesInRange(w, opts.dtype, `export: ${name}`);
       opts.onProgress?.(++done, list.length);
       return bytes;
     },

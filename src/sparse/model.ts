@@ -10,7 +10,7 @@
 import { join, resolve } from "node:path";
 import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
 import type { DType, ModelConfig } from "../model/config.ts";
-import { f32ToBytes } from "../model/dtype.ts";
+import { f32ToBytes, f32ToBytesInRange } from "../model/dtype.ts";
 import { hfConfigJson, interleavedToHalf } from "../model/export.ts";
 import { expectedTensors, hfModelConfig } from "../model/hf.ts";
 import { FileByteSource } from "../model/bytes.ts";
@@ -228,6 +228,7 @@ export async function planSparseModel(
       if (given.length !== n) {
         throw new ArgumentError(`saveSparseModel: ${name} has ${given.length} values, [${shape}] needs ${n}`);
       }
+      if (dtype === "f16") f32ToBytesInRange(given, "f16", `saveSparseModel: ${name}`); // refused now, not mid-write
       const [rows, cols] = shape;
       const nm = opts.nm?.(name) ??
         (opts.nmGroup
@@ -251,7 +252,7 @@ export async function planSparseModel(
           if (w.length !== n) {
             throw new ArgumentError(`saveSparseModel: ${name} has ${w.length} values, [${shape}] needs ${n}`);
           }
-          return f32ToBytes(w, dtype);
+          return f32ToBytesInRange(w, dtype, `saveSparseModel: ${name}`);
         },
       });
     }
