@@ -264,6 +264,8 @@ export async function runPrune(
       ? await planSparseModel(source, weights, {
         dtype: source.dtype === "f32" ? "f32" : "f16",
         nmGroup: o.pattern.kind === "nm" ? o.pattern.m : undefined,
+        onProgress: (phase, done, total) =>
+          progress.update(phase === "plan" ? "sizing" : "sparse", done, total),
       })
       : undefined;
     if (sparsePlan) {
@@ -276,6 +278,7 @@ export async function runPrune(
     if (outDir) {
       await exportHuggingFace(source, outDir, {
         dtype: source.dtype, // kept weights are stored bit for bit as they were read
+        onProgress: (done, total) => progress.update("save", done, total),
         override: (n) => weights.has(n) ? weights.read(n) : undefined,
         writeExtra: sparsePlan
           ? async (tmp) => void await writeSparseModelFile(join(tmp, SPARSE_MODEL_FILE), sparsePlan)

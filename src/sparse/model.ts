@@ -85,6 +85,11 @@ export interface SaveSparseOptions {
   nmGroup?: number;
   /** More files for the directory (a tokenizer), by plain file name. */
   extraFiles?: Record<string, Uint8Array>;
+  /**
+   * Called as each given weight is counted ("plan": before anything is written), then as each
+   * tensor of the file is written ("write").
+   */
+  onProgress?: (phase: "plan" | "write", done: number, total: number) => void;
 }
 
 /**
@@ -220,11 +225,14 @@ export async function planSparseModel(
   ): SparseMatrix =>
     nm ? packNM(w, rows, cols, nm.keep, nm.group, dtype) : packUnstructured(w, rows, cols, dtype);
   const entries: SparseFileEntry[] = [];
-  let sparseBytes = 0, denseF32Bytes = 0;
+  let sparseBytes = 0, denseF32Bytes = 0, planned = 0, written = 0;
+  const givenCount = tensors.filter((t) => weights.has(t.name)).length;
+  const wrote = () => opts.onProgress?.("write", ++written, tensors.length);
   for (const { name, shape } of tensors) {
     const n = shape.reduce((a, b) => a * b, 1);
     if (weights.has(name)) {
       const given = await weights.read(name); // counted now, packed when the file is written
+      opts.onProgress?.("plan", ++planned, givenCount);
       if (given.length !== n) {
         throw new ArgumentError(`saveSparseModel: ${name} has ${given.length} values, [${shape}] needs ${n}`);
       }
@@ -241,7 +249,15 @@ export async function planSparseModel(
         : nmIndexBytesPerRow(cols, nm!.keep, nm!.group) * rows +
           rows * Math.ceil(cols / nm!.group) * nm!.keep * vb;
       denseF32Bytes += rows * cols * 4;
-      entries.push({ name, layout, matrix: async () => pack(await read(name, shape), rows, cols, nm) });
+      entries.push({
+        name,
+        layout,
+        matrix: async () => {
+          const m = pack(await read(name, shape), rows, cols, nm);
+          wrote();
+          return m;
+        },
+      });
     } else {
       entries.push({
         name,
@@ -252,7 +268,9 @@ export async function planSparseModel(
           if (w.length !== n) {
             throw new ArgumentError(`saveSparseModel: ${name} has ${w.length} values, [${shape}] needs ${n}`);
           }
-          return f32ToBytesInRange(w, dtype, `saveSparseModel: ${name}`);
+          const bytes = f32ToBytesInRange(w, dtype, `saveSparseModel: ${name}`);
+          wrote();
+          return bytes;
         },
       });
     }
