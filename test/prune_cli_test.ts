@@ -271,6 +271,10 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
       ],
       [["--method", "foo"], /--method must be one of/],
       [["--model", join(scratch, "missing")], /not found/],
+      [
+        ["--tmp-dir", join(scratch, "missing")],
+        /cannot create a temporary file for the pruned weights in .*missing/,
+      ],
       [["--bogus"], /Unknown option '--bogus'/],
     ];
     for (const [args, msg] of cases) {
@@ -285,20 +289,13 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
   }
 });
 
-Deno.test("prune.ts: Ctrl-C removes the pruned-weights file, leaves no output, exits 130", async () => {
-  const dir = await Deno.makeTempDir();
+Deno.test("prune.ts: Ctrl-C removes the pruned-weights file (in --tmp-dir), leaves no output, exits 130", async () => {
+  const dir = await Deno.makeTempDir(), outParent = await Deno.makeTempDir();
   try {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
-        "run",
-        "-A",
-        join(ROOT, "prune.ts"),
-        "--nsamples",
-        "8",
-        "--eval-windows",
-        "4",
-        "--out",
-        join(dir, "out"),
+        ...["run", "-A", join(ROOT, "prune.ts"), "--nsamples", "8", "--eval-windows", "4"],
+        ...["--tmp-dir", dir, "--out", join(outParent, "out")],
       ],
       cwd: ROOT,
       stdout: "null",
@@ -321,8 +318,10 @@ Deno.test("prune.ts: Ctrl-C removes the pruned-weights file, leaves no output, e
     assert.equal(r.code, 130, stderr);
     assert.match(stderr, /interrupted \(SIGINT\); removed 1 unfinished output\(s\): .*\.owlgpu-pruned-/);
     assert.deepEqual([...Deno.readDirSync(dir)], [], "left behind");
+    assert.deepEqual([...Deno.readDirSync(outParent)], [], "output left behind");
   } finally {
     await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outParent, { recursive: true });
   }
 });
 
@@ -356,6 +355,9 @@ Deno.test("prune.ts --help lists every flag", async () => {
       "--out",
       "--report",
       "--no-save",
+      "--no-kl",
+      "--save-sparse",
+      "--tmp-dir",
       "--percdamp",
       "--blocksize",
       "owl-sparsegpt",

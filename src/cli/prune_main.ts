@@ -72,6 +72,9 @@ Output
   --no-save             do not write the model directory
   --save-sparse         also write model.sparse.safetensors (pruned linears stored sparse) into it,
                         to run with: deno task generate --model DIR --sparse
+  --tmp-dir DIR         where the pruned weights wait until they are saved, in a file deleted at the
+                        end (default: beside --out; the system's temporary directory with --no-save).
+                        It needs about (1 - sparsity + 1/32) x 4 bytes per block-linear weight.
   -h, --help            this text
 
 Exit status: 0 on success, 1 on bad input (the message says what to change), 2 on a bug.`;
@@ -85,6 +88,8 @@ export interface PruneCliOptions extends Omit<PruneJobSettings, "seqlen"> {
   save: boolean;
   /** Also write model.sparse.safetensors into the output directory. */
   saveSparse?: boolean;
+  /** Directory of the pruned weights' temporary file (default: the output's parent, or the system's). */
+  tmpDir?: string;
 }
 
 /** Parse and check the flags (no I/O). Throws ArgumentError/UnsupportedError on bad values. */
@@ -112,10 +117,11 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     "no-save": { type: "boolean" },
     "no-kl": { type: "boolean" },
     "save-sparse": { type: "boolean" },
+    "tmp-dir": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (v.help) return "help";
-  for (const flag of ["model", "calib", "eval", "out", "report"] as const) {
+  for (const flag of ["model", "calib", "eval", "out", "report", "tmp-dir"] as const) {
     if (v[flag] === "") throw new ArgumentError(`--${flag} needs a value; see --help`);
   }
   if (v["save-sparse"] && v["no-save"]) {
@@ -190,6 +196,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     save: !v["no-save"],
     kl: !v["no-kl"],
     saveSparse: !!v["save-sparse"],
+    tmpDir: v["tmp-dir"],
   };
 }
 
@@ -235,9 +242,9 @@ export async function runPrune(
   let store: FileWeightStore | undefined;
   try {
     const seqlen = o.seqlen ?? source.config.maxSeqLen;
-    // The pruned linears go to disk as each block finishes (beside the output, which needs the room
-    // anyway), so host memory holds one linear at a time, not the model's.
-    store = await FileWeightStore.create(outDir ? dirname(resolve(outDir)) : undefined);
+    // The pruned linears go to disk as each block finishes (by default beside the output, which needs
+    // the room anyway), so host memory holds one linear at a time, not the model's.
+    store = await FileWeightStore.create(o.tmpDir ?? (outDir ? dirname(resolve(outDir)) : undefined));
     const settings: PruneJobSettings = { ...o, seqlen, store };
     checkJobFits(source.config, settings); // before tokenizing: cheap errors first
     const tok = await openTokenizer(o.model);
