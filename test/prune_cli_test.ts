@@ -19,6 +19,7 @@ import { openWeights } from "../src/model/open.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { loadEmbeddedFiles } from "../src/model/embedded.ts";
 import { exportHuggingFace } from "../src/model/export.ts";
+import { llama2cConfig } from "../src/model/llama2c.ts";
 import { memoryWeights, randomRefModel, refModelTensors } from "./ref/forward_ref.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -178,23 +179,18 @@ Deno.test("prune.ts: a bf16 checkpoint is saved as bf16, every kept weight bit f
   const dir = await Deno.makeTempDir();
   try {
     // A random Llama in bf16 with stories15M's tokenizer (vocabulary 32000).
+    // (negative vocabSize: an untied head; a Hugging Face directory, so rotate-half RoPE)
     const config: ModelConfig = {
-      architecture: "LlamaForCausalLM",
-      dim: 16,
-      hiddenDim: 40,
-      nLayers: 2,
-      nHeads: 2,
-      nKvHeads: 1,
-      headDim: 8,
-      vocabSize: 32000,
-      maxSeqLen: 32,
-      normEps: 1e-5,
-      ropeTheta: 10000,
+      ...llama2cConfig({
+        dim: 16,
+        hiddenDim: 40,
+        nLayers: 2,
+        nHeads: 2,
+        nKvHeads: 1,
+        vocabSize: -32000,
+        seqLen: 32,
+      }),
       ropeLayout: "half",
-      tiedEmbeddings: false,
-      qkvBias: false,
-      bosTokenId: 1,
-      eosTokenId: 2,
     };
     const model = join(dir, "model");
     await exportHuggingFace(memoryWeights(config, refModelTensors(randomRefModel(config, 21))), model, {

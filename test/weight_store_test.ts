@@ -8,12 +8,12 @@
 import assert from "node:assert/strict";
 import { ArgumentError } from "../src/errors.ts";
 import { Gpu } from "../src/gpu/device.ts";
-import { MemoryByteSource } from "../src/model/bytes.ts";
 import { LINEARS } from "../src/model/config.ts";
-import { openLlama2c } from "../src/model/llama2c.ts";
+import { llama2cConfig } from "../src/model/llama2c.ts";
 import { FileWeightStore } from "../src/prune/file_store.ts";
 import { prune } from "../src/prune/pipeline.ts";
 import { decodeZeroSkipping, encodeZeroSkipping, MemoryWeightStore } from "../src/prune/store.ts";
+import { memoryWeights, randomRefModel, refModelTensors } from "./ref/forward_ref.ts";
 import { rng } from "./ref/kernels_ref.ts";
 
 /** Random weights with about `zeros` of them +0, a few -0, and one of f32's smallest subnormals. */
@@ -134,15 +134,17 @@ Deno.test("MemoryWeightStore: keeps its own copy; reads are copies; closed is cl
 });
 
 Deno.test("prune: each block's linears reach the store as the block finishes, not at the end", async () => {
-  // A random llama2.c checkpoint: dim 16, hidden 24, 3 layers, 2 heads, vocab 40, context 16.
-  const [D, H, L, V, S] = [16, 24, 3, 40, 16];
-  const n = V * D + L * (2 * D + 4 * D * D + 3 * H * D) + D + S * (D / 2);
-  const bytes = new Uint8Array(28 + 4 * n);
-  new Int32Array(bytes.buffer, 0, 7).set([D, H, L, 2, 2, V, S]);
-  new Float32Array(bytes.buffer, 28).set(
-    Float32Array.from({ length: n }, (_, i) => 0.5 * Math.sin(1.3 * i + 1)),
-  );
-  const source = await openLlama2c(new MemoryByteSource(bytes, "tiny"));
+  const [L, V] = [3, 40];
+  const config = llama2cConfig({
+    dim: 16,
+    hiddenDim: 24,
+    nLayers: L,
+    nHeads: 2,
+    nKvHeads: 2,
+    vocabSize: V,
+    seqLen: 16,
+  });
+  const source = memoryWeights(config, refModelTensors(randomRefModel(config, 5)));
   const gpu = await Gpu.create();
   const store = await FileWeightStore.create();
   try {
