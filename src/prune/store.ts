@@ -113,20 +113,26 @@ export class MemoryWeightStore implements PrunedWeightStore {
  * ```
  */
 export function encodeZeroSkipping(w: Float32Array): Uint8Array {
-  const bits = new Uint32Array(w.buffer, w.byteOffset, w.length);
-  const words = Math.ceil(w.length / 32);
-  let nnz = 0;
-  for (let i = 0; i < bits.length; i++) if (bits[i] !== 0) nnz++;
-  const out = new Uint32Array(words + nnz);
+  const n = w.length;
+  const bits = new Int32Array(w.buffer, w.byteOffset, n);
+  const words = Math.ceil(n / 32);
+  const out = new Int32Array(words + n); // the most it can take; trimmed below
   let k = words;
-  for (let i = 0; i < bits.length; i++) {
-    const b = bits[i];
-    if (b !== 0) {
-      out[i >>> 5] |= 1 << (i & 31);
-      out[k++] = b;
+  // Branch-free: every word is written, and the cursor advances past the nonzero ones (about half
+  // are zero after pruning, a branch on each would be mispredicted half the time).
+  for (let base = 0, wi = 0; base < n; base += 32, wi++) {
+    const end = Math.min(32, n - base);
+    let mask = 0;
+    for (let j = 0; j < end; j++) {
+      const b = bits[base + j];
+      const nonzero = (b | -b) >>> 31;
+      out[k] = b;
+      k += nonzero;
+      mask |= nonzero << j;
     }
+    out[wi] = mask;
   }
-  return new Uint8Array(out.buffer);
+  return new Uint8Array(out.buffer.slice(0, 4 * k));
 }
 
 /**
@@ -139,26 +145,32 @@ export function decodeZeroSkipping(bytes: Uint8Array, n: number): Float32Array {
     throw new ArgumentError(`zero-skipping record of ${bytes.length} bytes cannot hold ${n} weights`);
   }
   const u = bytes.byteOffset % 4 === 0
-    ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)
-    : new Uint32Array(bytes.slice().buffer);
-  const mismatch = () =>
-    new ArgumentError(
-      `zero-skipping record of ${bytes.length} bytes does not match its bitmap for ${n} weights`,
-    );
-  const out = new Uint32Array(n);
+    ? new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)
+    : new Int32Array(bytes.slice().buffer);
+  const out = new Int32Array(n);
+  const last = u.length - 1;
   let k = words;
-  for (let i = 0; i < n; i++) {
-    if (u[i >>> 5] & (1 << (i & 31))) {
-      if (k >= u.length) throw mismatch();
-      out[i] = u[k++];
+  // Branch-free, as in encoding; the read index is clamped so that a record with too few values
+  // reads no further than its end (the count check below refuses it).
+  for (let base = 0, wi = 0; base < n; base += 32, wi++) {
+    const end = Math.min(32, n - base);
+    const mask = u[wi];
+    for (let j = 0; j < end; j++) {
+      const bit = (mask >>> j) & 1;
+      out[base + j] = u[k < last ? k : last] & -bit;
+      k += bit;
     }
   }
-  if (k !== u.length || !bitmapClearAfter(u, n)) throw mismatch();
+  if (k !== u.length || !bitmapClearAfter(u, n)) {
+    throw new ArgumentError(
+      `zero-skipping record of ${bytes.length} bytes does not match its bitmap for ${n} weights`,
+    );
+  }
   return new Float32Array(out.buffer);
 }
 
 /** Whether the bitmap's bits past weight n-1 are clear (a record for n weights sets none of them). */
-function bitmapClearAfter(u: Uint32Array, n: number): boolean {
+function bitmapClearAfter(u: Int32Array, n: number): boolean {
   const words = Math.ceil(n / 32);
   return n % 32 === 0 || (u[words - 1] >>> (n % 32)) === 0;
 }
