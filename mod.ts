@@ -137,6 +137,7 @@ export { ARGMAX_WG, argmaxWgsl } from "./kernels/argmax.ts";
 export { SAMPLE_WG, sampleWgsl } from "./kernels/sample.ts";
 export { COPY_WG, copyWgsl } from "./kernels/copy.ts";
 export { ELEMENTWISE_WG, type ElementwiseOp, elementwiseWgsl } from "./kernels/elementwise.ts";
+export { F16_PACK_WG, f16PackWgsl } from "./kernels/f16_pack.ts";
 export { EMBEDDING_WG, embeddingWgsl } from "./kernels/embedding.ts";
 export { linearKey, type LinearOptions, linearWgsl, linearWorkgroups } from "./kernels/linear.ts";
 export { LOSS_WG, type LossKind, lossWgsl } from "./kernels/loss.ts";
@@ -191,9 +192,11 @@ export {
   elementwise,
   embedding,
   loss,
+  packF16,
   rmsnorm,
   rope,
   sampleToken,
+  unpackF16,
 } from "./src/ops/basic.ts";
 export { chooseLinear, linear, type LinearOverride } from "./src/ops/linear.ts";
 export {

@@ -78,6 +78,7 @@ Deno.test("prune.ts: owl-wanda end to end (nsamples 8, 4 eval windows), saved mo
       assert(k in json, `report.json has ${k}`);
     }
     assert.deepEqual(Object.keys(json.blocks[0]).sort(), ["index", "outlier_ratio", "sparsity"]);
+    assert.equal(json.settings.calib_dtype, "f32");
     assert.deepEqual(JSON.parse(await Deno.readTextFile(join(dir, "r.json"))).blocks, json.blocks);
     // The pruned weights went through a temporary file beside the output; it is gone.
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["pruned", "r.json"]);
@@ -255,6 +256,7 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
       [["--pattern", "5:7"], /M = 7 does not divide C_in = 288/],
       [["--pattern", "5:4"], /need 0 <= N <= M/],
       [["--nsamples", "0"], /--nsamples must be an integer >= 1/],
+      [["--calib-dtype", "bf16"], /--calib-dtype must be f32 or f16/],
       [["--calib", short], /corpus has \d+ tokens, but one window needs 256/],
       [["--eval", short, "--nsamples", "1"], /corpus has \d+ tokens, but one window needs 256/],
       [["--out", join(aFile, "out")], /cannot write the output directory/],
@@ -354,6 +356,7 @@ Deno.test("prune.ts --help lists every flag", async () => {
       "--no-kl",
       "--save-sparse",
       "--tmp-dir",
+      "--calib-dtype",
       "--percdamp",
       "--blocksize",
       "owl-sparsegpt",

@@ -59,6 +59,9 @@ Model and method
 Data
   --calib SPEC          calibration text: sotu (built in) or a text file (default sotu)
   --nsamples N          calibration windows (default 128)
+  --calib-dtype D       f32 | f16: how the calibration activations wait between blocks on the GPU
+                        (default f32; f16 halves that memory and rounds block inputs to f16, as
+                        the reference code does in fp16)
   --seqlen N            tokens per window (default: the model's context)
   --eval SPEC           evaluation text: moby-dick (built in) or a text file (default moby-dick)
   --eval-windows N      evaluation windows (default 128)
@@ -109,6 +112,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     blocksize: { type: "string" },
     calib: { type: "string" },
     nsamples: { type: "string" },
+    "calib-dtype": { type: "string" },
     seqlen: { type: "string" },
     eval: { type: "string" },
     "eval-windows": { type: "string" },
@@ -166,6 +170,10 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
   if (!(dlpAlpha >= 0 && dlpAlpha < 1)) {
     throw new ArgumentError(`--dlp-alpha must be in [0, 1), got ${v["dlp-alpha"]}`);
   }
+  const activationDtype = v["calib-dtype"] ?? "f32";
+  if (activationDtype !== "f32" && activationDtype !== "f16") {
+    throw new ArgumentError(`--calib-dtype must be f32 or f16, got ${JSON.stringify(activationDtype)}`);
+  }
   const pattern = parsePattern(v.pattern ?? "unstructured");
   if (pattern.kind === "nm" && pattern.n === pattern.m) {
     throw new ArgumentError(
@@ -188,6 +196,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     blocksize,
     calib: v.calib ?? "sotu",
     nsamples: intFlag("nsamples", v.nsamples, 128, 1),
+    activationDtype,
     seqlen: v.seqlen === undefined ? undefined : intFlag("seqlen", v.seqlen, 0, 2),
     eval: v.eval ?? "moby-dick",
     evalWindows: intFlag("eval-windows", v["eval-windows"], 128, 1),

@@ -14,6 +14,7 @@ import {
 import { CPU_LOOP_LIMIT, packUniforms } from "../../kernels/common.ts";
 import { ELEMENTWISE_WG, type ElementwiseOp, elementwiseWgsl } from "../../kernels/elementwise.ts";
 import { EMBEDDING_WG, embeddingWgsl } from "../../kernels/embedding.ts";
+import { F16_PACK_WG, f16PackWgsl } from "../../kernels/f16_pack.ts";
 import { LOSS_MAX_V, type LossKind, lossWgsl, lossWorkgroups } from "../../kernels/loss.ts";
 import { RMSNORM_WG, rmsnormWgsl } from "../../kernels/rmsnorm.ts";
 import { ROPE_WG, type RopeLayout, ropeWgsl } from "../../kernels/rope.ts";
@@ -53,6 +54,46 @@ export function elementwise(gpu: Gpu, op: ElementwiseOp, a: GPUBuffer, b: GPUBuf
   checkDistinct("elementwise", { a }, { b });
   const pipe = gpu.pipeline(`elementwise/${op}`, () => elementwiseWgsl(op));
   gpu.dispatch(pipe, [a, b], packUniforms([n]), Math.ceil(n / ELEMENTWISE_WG));
+}
+
+/**
+ * dst = `n` f32 values of `src` stored as f16 (2 bytes each, round to nearest even on the GPUs we
+ * know; past f16's range they become ±Inf). `n` must be even. Core WGSL: no shader-f16 needed.
+ *
+ * @example Half the bytes, and back: values f16 holds exactly come back unchanged
+ * ```ts
+ * import { Gpu, packF16, unpackF16 } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const gpu = await Gpu.create();
+ * const x = gpu.upload(new Float32Array([1, -2.5, 0.099975586, 65504]), "x");
+ * const half = gpu.buffer(4 * 2, "half"), back = gpu.buffer(4 * 4, "back");
+ * packF16(gpu, x, half, 4);
+ * unpackF16(gpu, half, back, 4);
+ * assert.deepEqual([...await gpu.readF32(back)], [1, -2.5, 0.099975586, 65504].map(Math.fround));
+ * gpu.release(x, half, back);
+ * gpu.destroy();
+ * ```
+ */
+export function packF16(gpu: Gpu, src: GPUBuffer, dst: GPUBuffer, n: number): void {
+  convertF16(gpu, "pack", src, dst, n);
+}
+
+/** dst = `n` f16 values of `src` (from {@linkcode packF16}) as f32. `n` must be even. */
+export function unpackF16(gpu: Gpu, src: GPUBuffer, dst: GPUBuffer, n: number): void {
+  convertF16(gpu, "unpack", src, dst, n);
+}
+
+function convertF16(gpu: Gpu, direction: "pack" | "unpack", src: GPUBuffer, dst: GPUBuffer, n: number): void {
+  const fn = `${direction}F16`;
+  checkCounts(fn, { n });
+  if (n % 2 !== 0) throw new ArgumentError(`${fn}: n must be even (values go in pairs), got ${n}`);
+  const [f32, f16] = direction === "pack" ? [src, dst] : [dst, src];
+  checkBuffer(fn, direction === "pack" ? "src" : "dst", f32, n * 4, `${n} f32`);
+  checkBuffer(fn, direction === "pack" ? "dst" : "src", f16, n * 2, `${n} f16`);
+  checkDistinct(fn, { dst }, { src });
+  const pipe = gpu.pipeline(`f16/${direction}`, () => f16PackWgsl(direction));
+  gpu.dispatch(pipe, [src, dst], packUniforms([n / 2]), Math.ceil(n / 2 / F16_PACK_WG));
 }
 
 /**

@@ -89,6 +89,8 @@ export interface PruneJobSettings {
    * 7B model be evaluated on a 24 GB GPU), and no KL.
    */
   kl?: boolean;
+  /** How the walk keeps calibration activations on the GPU (`--calib-dtype`, default "f32"; see PruneOptions). */
+  activationDtype?: "f32" | "f16";
   /**
    * Where the pruned linears go (default: host memory). The CLI passes a {@linkcode FileWeightStore},
    * so the job holds one linear at a time in host memory; the caller closes it.
@@ -320,6 +322,7 @@ export async function pruneAndEvaluate(
     calibration: calib,
     onProgress,
     store: s.store,
+    activationDtype: s.activationDtype,
   };
   validatePruneOptions(popts);
   const pruned = await prune(gpu, source, popts);
@@ -356,6 +359,7 @@ export async function pruneAndEvaluate(
       dlp_alpha: s.alpha,
       nm_rounding: s.nmRounding,
       calib: s.calib,
+      calib_dtype: s.activationDtype ?? "f32",
       nsamples: s.nsamples,
       seqlen: s.seqlen,
       eval: s.eval,

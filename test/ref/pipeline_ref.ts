@@ -24,6 +24,7 @@
  * @module
  */
 import { type LinearName, LINEARS, linearShape } from "../../src/model/config.ts";
+import { f16ToF32, f32ToF16 } from "../../src/model/dtype.ts";
 import { linearWeight } from "../../src/model/names.ts";
 import {
   depthAllocation,
@@ -128,6 +129,8 @@ export interface RefPruneOptions {
   percdamp?: number;
   /** SparseGPT block size; default 128 (the pipeline's). */
   blocksize?: number;
+  /** "f16": every block input (embeddings, block outputs) rounded to f16 via f32, as the walk stores them. */
+  activationDtype?: "f32" | "f16";
 }
 
 /** How a linear's mask was chosen, for telling genuine mask differences from near-ties. */
@@ -243,19 +246,23 @@ export function refPrune(model: RefModel, calibration: number[][], opts: RefPrun
   const alloc = opts.allocation ?? (opts.method.startsWith("owl-") ? "owl" : "uniform");
   const isWanda = opts.method === "wanda" || opts.method === "owl-wanda";
   const sgpt = opts.method === "sparsegpt" || opts.method === "owl-sparsegpt";
+  // What the walk keeps between blocks: the value itself, or (f16 activations) its f16 rounding.
+  const kept = opts.activationDtype === "f16"
+    ? (x: Float64Array) => Float64Array.from(f16ToF32(f32ToF16(Float32Array.from(x))))
+    : (x: Float64Array) => x;
 
   // 1. LOD pass, dense propagation.
   let D: number[] | null = null, meanScores: number[] | null = null;
   if (alloc === "owl" || alloc === "dlp") {
     D = [];
     meanScores = [];
-    let xs = calibration.map((ids) => refEmbed(model, ids));
+    let xs = calibration.map((ids) => kept(refEmbed(model, ids)));
     for (let l = 0; l < L; l++) {
       const stats = newStats(model);
       xs = xs.map((x) => {
         const { out, inputs } = refBlockForward(model, l, x, T);
         accumulate(stats, inputs, T);
-        return out;
+        return kept(out);
       });
       const byLinear = blockScores(model, l, stats);
       const scores = LINEARS.map((lin) => byLinear[lin]);
@@ -286,7 +293,7 @@ export function refPrune(model: RefModel, calibration: number[][], opts: RefPrun
   const pruned = cloneModel(model);
   const linears = new Map<string, RefLinearResult>();
   if (opts.method === "dense") return { D, meanScores, sparsities: sparsities.map(() => 0), linears, pruned };
-  let xs = isWanda || sgpt ? calibration.map((ids) => refEmbed(model, ids)) : [];
+  let xs = isWanda || sgpt ? calibration.map((ids) => kept(refEmbed(model, ids))) : [];
   for (let l = 0; l < L; l++) {
     if (sgpt) {
       // Hessians of the still-dense block l on the outputs of the pruned blocks 0..l-1.
@@ -322,7 +329,7 @@ export function refPrune(model: RefModel, calibration: number[][], opts: RefPrun
           expected,
         });
       }
-      xs = xs.map((x) => refBlockForward(pruned, l, x, T).out);
+      xs = xs.map((x) => kept(refBlockForward(pruned, l, x, T).out));
       continue;
     }
     let scores: Record<LinearName, Float32Array> | null = null;
@@ -363,7 +370,7 @@ export function refPrune(model: RefModel, calibration: number[][], opts: RefPrun
       linears.set(name, { name, rows, cols, mask, scores: s, rule, pruned: count, expected });
     }
     // Outputs of the PRUNED block feed block l+1.
-    if (isWanda) xs = xs.map((x) => refBlockForward(pruned, l, x, T).out);
+    if (isWanda) xs = xs.map((x) => kept(refBlockForward(pruned, l, x, T).out));
   }
   return { D, meanScores, sparsities, nPerBlock, linears, pruned };
 }
