@@ -586,7 +586,30 @@ Deno.test("pipeline: non-finite values are clear errors, and never returned (so 
   const mid = outlierModel(CFG_ODD, 11);
   mid.layers[1].up[5] = 3e38;
   await assert.rejects(() => run(mid), /Hessian of block 1's down input holds non-finite values/);
+  // The same for Wanda: the statistics of the inputs that overflowed stop the walk.
+  await assert.rejects(
+    () => prune(gpu, memorySource(mid), { ...wandaF16, activationDtype: "f32" }),
+    /^ModelFormatError: block 1's down inputs are not finite on the calibration data/,
+  );
+  // f16 activations overflow sooner: embeddings of 1e5 (RMSNorm makes them harmless in f32) are
+  // refused at block 0's statistics.
+  const loud = outlierModel(CFG_ODD, 11);
+  loud.embed = loud.embed.map((v) => v * 1e5 / Math.max(1e-3, Math.abs(v)));
+  await prune(gpu, memorySource(loud), { ...wandaF16, activationDtype: "f32" }); // fine in f32
+  await assert.rejects(
+    () => prune(gpu, memorySource(loud), wandaF16),
+    /^UnsupportedError: block 0's qkv inputs overflowed f16 .* keep them in f32 \(--calib-dtype f32\)/,
+  );
 });
+
+const wandaF16: PruneOptions = {
+  method: "wanda",
+  sparsity: 0.5,
+  pattern: UNSTRUCTURED,
+  ...OWL,
+  calibration: ODD.calib,
+  activationDtype: "f16",
+};
 
 Deno.test("pipeline: options out of range are refused before any work", () => {
   const ok: PruneOptions = {
