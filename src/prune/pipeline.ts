@@ -537,16 +537,22 @@ class Walker {
     [this.inps, this.outs] = [this.outs, this.inps];
   }
 
+  /** Statistics and sqrt scalers handed out, until `releaseStats` (or `release`, on errors). */
+  private liveStats = new Set<Stats>();
+
   newStats(): Stats {
     const c = this.model.config;
     const cIn = (g: LinearInputGroup) => linearShape(c, GROUP_LINEARS[g][0])[1];
     const mk = (g: LinearInputGroup) => this.gpu.buffer(cIn(g) * 4, `scaler-${g}`);
-    return { qkv: mk("qkv"), o: mk("o"), gateup: mk("gateup"), down: mk("down") };
+    const stats = { qkv: mk("qkv"), o: mk("o"), gateup: mk("gateup"), down: mk("down") };
+    this.liveStats.add(stats);
+    return stats;
   }
 
   /** sqrt(r) per group, computed on the host in float64 and rounded to f32 (see kernels). */
   async sqrtScalers(stats: Stats, l: number): Promise<Record<LinearInputGroup, GPUBuffer>> {
     const out = {} as Record<LinearInputGroup, GPUBuffer>;
+    this.liveStats.add(out); // filled as it goes, so an error below frees what was uploaded
     for (const g of Object.keys(stats) as LinearInputGroup[]) {
       const r = await this.gpu.readF32(stats[g]);
       if (!r.every(Number.isFinite)) throw this.nonFiniteActivations(l, g);
@@ -569,6 +575,7 @@ class Walker {
   }
 
   releaseStats(s: Record<LinearInputGroup, GPUBuffer>): void {
+    this.liveStats.delete(s);
     this.gpu.release(...Object.values(s));
   }
 
@@ -624,6 +631,7 @@ class Walker {
   }
 
   release(): void {
+    for (const s of [...this.liveStats]) this.releaseStats(s);
     this.releaseFactors();
     this.runner.release();
     this.gpu.release(...this.inps, ...this.outs);
