@@ -357,6 +357,7 @@ Deno.test("prune.ts --help lists every flag", async () => {
       "--save-sparse",
       "--tmp-dir",
       "--calib-dtype",
+      "--offload-activations",
       "--percdamp",
       "--blocksize",
       "owl-sparsegpt",

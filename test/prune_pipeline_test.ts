@@ -549,6 +549,32 @@ for (const [name, { fx, opts, twice }] of sparsegptCases()) {
   });
 }
 
+Deno.test("pipeline: activations offloaded to host memory give bit-identical weights (f32 and f16)", async () => {
+  const before = gpu.liveBuffers;
+  const cases: Omit<PruneOptions, "calibration">[] = [
+    { method: "owl-wanda", sparsity: 0.7, pattern: UNSTRUCTURED, ...OWL },
+    { method: "owl-wanda", sparsity: 0.7, pattern: UNSTRUCTURED, ...OWL, activationDtype: "f16" },
+    { method: "owl-sparsegpt", sparsity: 0.5, pattern: UNSTRUCTURED, ...OWL },
+  ];
+  for (const opts of cases) {
+    const what = `${opts.method} ${opts.activationDtype ?? "f32"}`;
+    const onGpu = await pruneMapped(ODD.source, { ...opts, calibration: ODD.calib });
+    // Offloaded, no window's activations get a GPU buffer.
+    const labels: string[] = [], buffer = gpu.buffer;
+    gpu.buffer = (size, label, usage) => (labels.push(label), buffer.call(gpu, size, label, usage));
+    let onHost;
+    try {
+      onHost = await pruneMapped(ODD.source, { ...opts, calibration: ODD.calib, offloadActivations: true });
+    } finally {
+      gpu.buffer = buffer;
+    }
+    assert.deepEqual(labels.filter((l) => /^calib-(in|out)/.test(l)), [], `${what}: activations on the GPU`);
+    sameWeights(`${what}, offloaded`, onGpu, onHost);
+    assert.deepEqual(onHost.blocks, onGpu.blocks, `${what}: allocation`);
+  }
+  assert.equal(gpu.liveBuffers, before);
+});
+
 Deno.test("pipeline: non-finite values are clear errors, and never returned (so never saved)", async () => {
   const run = (m: RefModel) =>
     prune(gpu, memorySource(m), {

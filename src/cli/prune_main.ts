@@ -62,6 +62,8 @@ Data
   --calib-dtype D       f32 | f16: how the calibration activations wait between blocks on the GPU
                         (default f32; f16 halves that memory and rounds block inputs to f16, as
                         the reference code does in fp16)
+  --offload-activations keep the calibration activations in host memory, one window on the GPU at a
+                        time: for GPUs too small for them (same result, slower)
   --seqlen N            tokens per window (default: the model's context)
   --eval SPEC           evaluation text: moby-dick (built in) or a text file (default moby-dick)
   --eval-windows N      evaluation windows (default 128)
@@ -113,6 +115,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     calib: { type: "string" },
     nsamples: { type: "string" },
     "calib-dtype": { type: "string" },
+    "offload-activations": { type: "boolean" },
     seqlen: { type: "string" },
     eval: { type: "string" },
     "eval-windows": { type: "string" },
@@ -197,6 +200,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     calib: v.calib ?? "sotu",
     nsamples: intFlag("nsamples", v.nsamples, 128, 1),
     activationDtype,
+    offloadActivations: !!v["offload-activations"],
     seqlen: v.seqlen === undefined ? undefined : intFlag("seqlen", v.seqlen, 0, 2),
     eval: v.eval ?? "moby-dick",
     evalWindows: intFlag("eval-windows", v["eval-windows"], 128, 1),

@@ -91,6 +91,8 @@ export interface PruneJobSettings {
   kl?: boolean;
   /** How the walk keeps calibration activations on the GPU (`--calib-dtype`, default "f32"; see PruneOptions). */
   activationDtype?: "f32" | "f16";
+  /** Keep the calibration activations in host memory (`--offload-activations`; see PruneOptions). */
+  offloadActivations?: boolean;
   /**
    * Where the pruned linears go (default: host memory). The CLI passes a {@linkcode FileWeightStore},
    * so the job holds one linear at a time in host memory; the caller closes it.
@@ -323,6 +325,7 @@ export async function pruneAndEvaluate(
     onProgress,
     store: s.store,
     activationDtype: s.activationDtype,
+    offloadActivations: s.offloadActivations,
   };
   validatePruneOptions(popts);
   const pruned = await prune(gpu, source, popts);

@@ -29,8 +29,8 @@ import {
 } from "../model/forward.ts";
 import { linearWeight } from "../model/names.ts";
 import type { WeightSource } from "../model/weights.ts";
+import { type ActivationOptions, CalibrationActivations } from "./activations.ts";
 import { MemoryWeightStore, type PrunedWeightStore } from "./store.ts";
-import { packF16, unpackF16 } from "../ops/basic.ts";
 import {
   applyMask,
   magnitudeMask,
@@ -221,6 +221,13 @@ export interface PruneOptions {
    * blocks still compute in f32. Needs an even dim; activations past f16's range are refused.
    */
   activationDtype?: "f32" | "f16";
+  /**
+   * Keep the calibration activations in host memory instead of on the GPU (default false): each
+   * window is written to the GPU before its block runs and read back after, so the walk's GPU memory
+   * no longer grows with nsamples x seqlen. The same bits either way, so the same result; slower by a
+   * write and a readback per window and block.
+   */
+  offloadActivations?: boolean;
   /**
    * Where each pruned linear goes as soon as its block is done (default: a new
    * {@linkcode MemoryWeightStore}). A {@linkcode FileWeightStore} keeps host memory to one linear.
@@ -427,6 +434,11 @@ export function validatePruneOptions(o: PruneOptions): void {
       `nmRounding must be "reference" or "mass-preserving", got ${JSON.stringify(o.nmRounding)}`,
     );
   }
+  if (o.offloadActivations !== undefined && typeof o.offloadActivations !== "boolean") {
+    throw new ArgumentError(
+      `offloadActivations must be a boolean, got ${JSON.stringify(o.offloadActivations)}`,
+    );
+  }
   if (o.activationDtype !== undefined && o.activationDtype !== "f32" && o.activationDtype !== "f16") {
     throw new ArgumentError(
       `activationDtype must be "f32" or "f16", got ${JSON.stringify(o.activationDtype)}`,
@@ -459,14 +471,14 @@ function nonFinite(name: string, i: number, cols: number, v: number): Unsupporte
 /** Runs the walk over a model; one instance per prune. */
 class Walker {
   readonly runner: ForwardRunner;
-  inps: GPUBuffer[] = [];
-  outs: GPUBuffer[] = [];
+  /** The windows' activations, from the first `embedAll` (magnitude pruning needs none). */
+  private acts: CalibrationActivations | undefined;
 
   constructor(
     readonly gpu: Gpu,
     readonly model: GpuModel,
     readonly windows: ArrayLike<number>[],
-    readonly activationDtype: "f32" | "f16" = "f32",
+    readonly activations: ActivationOptions = {},
   ) {
     this.runner = new ForwardRunner(model, windows[0].length);
   }
@@ -475,39 +487,23 @@ class Walker {
     return this.windows[0].length;
   }
 
-  /** Values of one window's activations. */
-  private get values(): number {
-    return this.seqlen * this.model.config.dim;
-  }
-
-  /** Keep the runner's residual stream (a block's output) as window w's activations in `to`. */
-  private store(to: GPUBuffer): void {
-    if (this.activationDtype === "f16") packF16(this.gpu, this.runner.x, to, this.values);
-    else this.gpu.copy(this.runner.x, 0, to, 0, this.values * 4);
-  }
-
-  /** Load window w's activations `from` into the runner's residual stream (a block's input). */
-  private load(from: GPUBuffer): void {
-    if (this.activationDtype === "f16") unpackF16(this.gpu, from, this.runner.x, this.values);
-    else this.gpu.copy(from, 0, this.runner.x, 0, this.values * 4);
-  }
-
-  /** inps[w] = embeddings of window w. */
-  embedAll(): void {
+  /** Every window's input = its embeddings. */
+  async embedAll(): Promise<void> {
     const { gpu, runner } = this;
-    const bytes = this.values * (this.activationDtype === "f16" ? 2 : 4);
-    if (this.inps.length === 0) {
-      this.inps = this.windows.map((_, w) => gpu.buffer(bytes, `calib-in${w}`));
-      this.outs = this.windows.map((_, w) => gpu.buffer(bytes, `calib-out${w}`));
+    this.acts ??= new CalibrationActivations(
+      gpu,
+      this.windows.length,
+      this.seqlen * this.model.config.dim,
+      this.activations,
+    );
+    for (let w = 0; w < this.windows.length; w++) {
+      runner.embed(this.windows[w]);
+      await this.acts.keep(w, "in", runner.x);
     }
-    this.windows.forEach((ids, w) => {
-      runner.embed(ids);
-      this.store(this.inps[w]);
-    });
   }
 
   /**
-   * outs[w] = block l (inps[w]) for every window, accumulating statistics when given: Wanda's
+   * Every window's output = block l of its input, accumulating statistics when given: Wanda's
    * `stats`, or `observe` (SparseGPT's Hessians), which takes precedence.
    */
   async runBlock(
@@ -517,16 +513,17 @@ class Walker {
     observe?: LinearInputObserver,
   ): Promise<void> {
     const { gpu, runner } = this;
+    const acts = this.acts!;
     const T = this.seqlen;
     for (let w = 0; w < this.windows.length; w++) {
-      this.load(this.inps[w]);
+      acts.restoreInput(w, runner.x);
       runner.block(
         l,
         T,
         0,
         observe ?? (stats ? (g, x, t, cIn) => updateScalerRow(gpu, x, stats[g], t, cIn, w, 1) : undefined),
       );
-      this.store(this.outs[w]);
+      await acts.keep(w, "out", runner.x);
       if (w % 8 === 7) await gpu.sync(); // keep the queue short and the progress honest
     }
     await gpu.sync();
@@ -534,7 +531,7 @@ class Walker {
   }
 
   swap(): void {
-    [this.inps, this.outs] = [this.outs, this.inps];
+    this.acts!.swap();
   }
 
   /** Statistics and sqrt scalers handed out, until `releaseStats` (or `release`, on errors). */
@@ -563,7 +560,7 @@ class Walker {
 
   /** Activations that overflowed: f16 storage past its range, or a model whose outputs overflow f32. */
   private nonFiniteActivations(l: number, g: LinearInputGroup): OwlError {
-    return this.activationDtype === "f16"
+    return this.activations.dtype === "f16"
       ? new UnsupportedError(
         `block ${l}'s ${g} inputs overflowed f16 (|x| > 65504) in the calibration activations; ` +
           `keep them in f32 (--calib-dtype f32)`,
@@ -634,7 +631,7 @@ class Walker {
     for (const s of [...this.liveStats]) this.releaseStats(s);
     this.releaseFactors();
     this.runner.release();
-    this.gpu.release(...this.inps, ...this.outs);
+    this.acts?.release();
   }
 }
 
@@ -718,7 +715,10 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     );
   }
   const model = await GpuModel.load(gpu, source, { lazyBlocks: true, dtype: "f32" });
-  const walker = new Walker(gpu, model, opts.calibration, opts.activationDtype);
+  const walker = new Walker(gpu, model, opts.calibration, {
+    dtype: opts.activationDtype,
+    offload: opts.offloadActivations,
+  });
   const progress = opts.onProgress ?? (() => {});
   try {
     // 1. LOD pass on the dense model.
@@ -726,7 +726,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     const D: number[] = [], meanScores: number[] = [];
     if (needLod) {
       progress("outliers", 0, L);
-      walker.embedAll();
+      await walker.embedAll();
       for (let l = 0; l < L; l++) {
         await model.loadBlock(l);
         const stats = walker.newStats();
@@ -774,7 +774,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     const needStats = isWanda && opts.method !== "dense";
     const needProp = needStats || sgpt; // block l+1's inputs come from the pruned block l
     const dampingRetries: DampingRetry[] = [];
-    if (needProp) walker.embedAll();
+    if (needProp) await walker.embedAll();
     progress("prune", 0, L);
     for (let l = 0; l < L; l++) {
       const block = await model.loadBlock(l);

@@ -1,0 +1,100 @@
+/**
+ * The calibration activations of the pruning walk: each window's block input ("in") and output
+ * ("out"), kept between blocks. Where they wait is the walk's largest memory cost (2 x nsamples x
+ * seqlen x dim values), so it is a choice:
+ * - dtype "f32" keeps the residual stream's values; "f16" stores them as f16 pairs (half the bytes,
+ *   each block input rounded to f16);
+ * - on the GPU (default), or offloaded to host memory (`offload`): one window at a time is written to
+ *   the GPU before its block runs and read back after, for GPUs too small to hold them all. The two
+ *   places hold the same bits, so offloading changes nothing in the result.
+ * @module
+ */
+import type { Gpu } from "../gpu/device.ts";
+import { packF16, unpackF16 } from "../ops/basic.ts";
+
+/** Where and how {@linkcode CalibrationActivations} keep the windows. */
+export interface ActivationOptions {
+  /** "f32" (default) or "f16". */
+  dtype?: "f32" | "f16";
+  /** Keep them in host memory instead of on the GPU (default false). */
+  offload?: boolean;
+}
+
+/** Window activations of the walk, in and out, on the GPU or in host memory. */
+export class CalibrationActivations {
+  readonly dtype: "f32" | "f16";
+  readonly offload: boolean;
+  /** Bytes one window takes stored. */
+  readonly bytes: number;
+  #gpuIn: GPUBuffer[] = [];
+  #gpuOut: GPUBuffer[] = [];
+  #hostIn: Uint8Array[] = [];
+  #hostOut: Uint8Array[] = [];
+  /** Offloaded f16: where a window is packed before its readback and unpacked from after its upload. */
+  #stage: GPUBuffer | undefined;
+
+  /** `values`: values of one window (seqlen x dim), even for f16. */
+  constructor(
+    readonly gpu: Gpu,
+    readonly windows: number,
+    readonly values: number,
+    opts: ActivationOptions = {},
+  ) {
+    this.dtype = opts.dtype ?? "f32";
+    this.offload = opts.offload ?? false;
+    this.bytes = values * (this.dtype === "f16" ? 2 : 4);
+    if (this.offload) {
+      if (this.dtype === "f16") this.#stage = gpu.buffer(this.bytes, "calib-stage");
+    } else {
+      this.#gpuIn = Array.from({ length: windows }, (_, w) => gpu.buffer(this.bytes, `calib-in${w}`));
+      this.#gpuOut = Array.from({ length: windows }, (_, w) => gpu.buffer(this.bytes, `calib-out${w}`));
+    }
+  }
+
+  /** Keep the f32 values of `x` (the residual stream) as window w's input or output. */
+  async keep(w: number, side: "in" | "out", x: GPUBuffer): Promise<void> {
+    const { gpu } = this;
+    if (!this.offload) {
+      const to = (side === "in" ? this.#gpuIn : this.#gpuOut)[w];
+      if (this.dtype === "f16") packF16(gpu, x, to, this.values);
+      else gpu.copy(x, 0, to, 0, this.bytes);
+      return;
+    }
+    let from = x;
+    if (this.#stage) {
+      packF16(gpu, x, this.#stage, this.values);
+      from = this.#stage;
+    }
+    (side === "in" ? this.#hostIn : this.#hostOut)[w] = new Uint8Array(await gpu.read(from, 0, this.bytes));
+  }
+
+  /** Load window w's input into `x` as f32, for its block to run on. */
+  restoreInput(w: number, x: GPUBuffer): void {
+    const { gpu } = this;
+    if (!this.offload) {
+      if (this.dtype === "f16") unpackF16(gpu, this.#gpuIn[w], x, this.values);
+      else gpu.copy(this.#gpuIn[w], 0, x, 0, this.bytes);
+      return;
+    }
+    if (this.#stage) {
+      gpu.write(this.#stage, this.#hostIn[w]);
+      unpackF16(gpu, this.#stage, x, this.values);
+    } else {
+      gpu.write(x, this.#hostIn[w]);
+    }
+  }
+
+  /** The outputs of one block become the inputs of the next. */
+  swap(): void {
+    [this.#gpuIn, this.#gpuOut] = [this.#gpuOut, this.#gpuIn];
+    [this.#hostIn, this.#hostOut] = [this.#hostOut, this.#hostIn];
+  }
+
+  /** Free the GPU buffers and the host copies. */
+  release(): void {
+    this.gpu.release(...this.#gpuIn, ...this.#gpuOut, this.#stage);
+    this.#gpuIn = this.#gpuOut = [];
+    this.#hostIn = this.#hostOut = [];
+    this.#stage = undefined;
+  }
+}
