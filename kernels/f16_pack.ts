@@ -32,7 +32,7 @@ export const F16_PACK_WG = 256;
  * import assert from "node:assert/strict";
  *
  * const pack = f16PackWgsl("pack"), unpack = f16PackWgsl("unpack");
- * assert(pack.includes("Dst[i] = pack2x16float(Src[i]);"));
+ * assert(pack.includes("var h = pack2x16float(v);"));
  * assert(unpack.includes("Dst[i] = unpack2x16float(Src[i]);"));
  * assert(!pack.includes("enable f16")); // core WGSL
  * ```
@@ -41,6 +41,15 @@ export function f16PackWgsl(direction: "pack" | "unpack"): string {
   const [src, dst, op] = direction === "pack"
     ? ["vec2<f32>", "u32", "pack2x16float"]
     : ["u32", "vec2<f32>", "unpack2x16float"];
+  // pack2x16float is undefined past f16's range; write ±Inf there explicitly, so that an overflow
+  // shows on every driver (the walk refuses non-finite statistics).
+  const body = direction === "pack"
+    ? `let v = Src[i];
+    var h = pack2x16float(v);
+    if (abs(v.x) >= 65520.0) { h = (h & 0xffff0000u) | select(0x7c00u, 0xfc00u, v.x < 0.0); }
+    if (abs(v.y) >= 65520.0) { h = (h & 0x0000ffffu) | select(0x7c000000u, 0xfc000000u, v.y < 0.0); }
+    Dst[i] = h;`
+    : `Dst[i] = ${op}(Src[i]);`;
   return `
 struct U { n: u32 }
 @group(0) @binding(0) var<uniform> u: U;
@@ -50,6 +59,8 @@ struct U { n: u32 }
 fn main(${WORKGROUP_ID_ARGS}) {
   ${LINEAR_WID}
   let i = wid * ${F16_PACK_WG}u + lid;
-  if (i < u.n) { Dst[i] = ${op}(Src[i]); }
+  if (i < u.n) {
+    ${body}
+  }
 }`;
 }

@@ -222,7 +222,13 @@ async function pruneMapped(
   opts: PruneOptions,
   store?: PrunedWeightStore,
 ): Promise<MappedResult> {
-  const r = await prune(gpu, source, { ...opts, store });
+  let r;
+  try {
+    r = await prune(gpu, source, { ...opts, store });
+  } catch (e) {
+    store?.close(); // a file store's file would outlive a failed run
+    throw e;
+  }
   try {
     const weights = new Map<string, Float32Array>();
     for (const name of r.weights.names()) weights.set(name, await r.weights.read(name));

@@ -345,3 +345,25 @@ Deno.test("stories15M at 70%: sparse linears <= 45% of dense f32; model director
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("sparse model: f16 values past 65504 are refused naming the fix; f32 keeps them", async () => {
+  const source = await openWeights("stories15M");
+  const dir = await Deno.makeTempDir();
+  try {
+    const name = linearWeight(0, "down");
+    const w = (await source.readF32(name)).map((v, i) => (i % 2 ? 0 : v));
+    w[4] = 1e5;
+    await assert.rejects(
+      () => saveSparseModel(join(dir, "f16"), source, { [name]: w }, { dtype: "f16" }),
+      /saveSparseModel: model\.layers\.0\.mlp\.down_proj\.weight\[4\] = 100000 is beyond f16's range .*--sparse-dtype f32/,
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing written");
+    await saveSparseModel(join(dir, "f32"), source, { [name]: w }, { dtype: "f32" });
+    const model = await loadSparseModel(join(dir, "f32"));
+    assert.equal((await model.readF32(name))[4], 1e5);
+    model.close();
+  } finally {
+    source.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

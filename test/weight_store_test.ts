@@ -74,6 +74,9 @@ Deno.test("zero-skipping codec: truncated, padded or mislabelled records are Arg
   for (const [b, n] of bad) {
     assert.throws(() => decodeZeroSkipping(b, n), ArgumentError, `${b.length} bytes, n ${n}`);
   }
+  for (const n of [-5, 1.5, NaN]) {
+    assert.throws(() => decodeZeroSkipping(new Uint8Array(4), n), /n must be an integer/);
+  }
 });
 
 Deno.test("FileWeightStore: reads back every weight, in any order and concurrently; close deletes the file", async () => {
@@ -105,8 +108,21 @@ Deno.test("FileWeightStore: reads back every weight, in any order and concurrent
     assert.deepEqual([...Deno.readDirSync(dir)], [], "the file is gone");
     await assert.rejects(() => store.read("w1"), /closed/);
     await assert.rejects(() => store.put("x", new Float32Array(1)), /closed/);
+    assert.throws(() => store.names(), /closed/);
+    assert.throws(() => store.has("w1"), /closed/);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("FileWeightStore: operations still queued when it closes reject as closed, not with a file error", async () => {
+  const store = await FileWeightStore.create();
+  const w = randomWeights(100_000, 0.5, 3);
+  await store.put("a", w);
+  const pending = [store.read("a"), store.read("a"), store.put("b", w), store.read("a")];
+  store.close();
+  for (const p of pending) {
+    await assert.rejects(() => p, (e: unknown) => e instanceof ArgumentError && /closed/.test(`${e}`));
   }
 });
 

@@ -77,6 +77,8 @@ Output
   --no-save             do not write the model directory
   --save-sparse         also write model.sparse.safetensors (pruned linears stored sparse) into it,
                         to run with: deno task generate --model DIR --sparse
+  --sparse-dtype D      f32 | f16: its values' dtype (default f16 for 16-bit models, f32 otherwise;
+                        f32 for a bf16 model holding values past f16's 65504)
   --tmp-dir DIR         where the pruned weights wait until they are saved, in a file deleted at the
                         end (default: beside --out; the system's temporary directory with --no-save).
                         It needs about (1 - sparsity + 1/32) x 4 bytes per block-linear weight.
@@ -93,6 +95,8 @@ export interface PruneCliOptions extends Omit<PruneJobSettings, "seqlen"> {
   save: boolean;
   /** Also write model.sparse.safetensors into the output directory. */
   saveSparse?: boolean;
+  /** Its values' dtype (default: f16 for 16-bit sources, f32 otherwise). */
+  sparseDtype?: "f32" | "f16";
   /** Directory of the pruned weights' temporary file (default: the output's parent, or the system's). */
   tmpDir?: string;
 }
@@ -124,6 +128,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     "no-save": { type: "boolean" },
     "no-kl": { type: "boolean" },
     "save-sparse": { type: "boolean" },
+    "sparse-dtype": { type: "string" },
     "tmp-dir": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
@@ -133,6 +138,13 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
   }
   if (v["save-sparse"] && v["no-save"]) {
     throw new ArgumentError("--save-sparse writes into the model directory, which --no-save turns off");
+  }
+  const sparseDtype = v["sparse-dtype"];
+  if (sparseDtype !== undefined && sparseDtype !== "f32" && sparseDtype !== "f16") {
+    throw new ArgumentError(`--sparse-dtype must be f32 or f16, got ${JSON.stringify(sparseDtype)}`);
+  }
+  if (sparseDtype !== undefined && !v["save-sparse"]) {
+    throw new ArgumentError("--sparse-dtype sets the dtype of the --save-sparse file; add --save-sparse");
   }
   if (v.out !== undefined && v["no-save"]) {
     throw new ArgumentError("--out names the model directory, which --no-save turns off; drop one of them");
@@ -209,6 +221,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     save: !v["no-save"],
     kl: !v["no-kl"],
     saveSparse: !!v["save-sparse"],
+    sparseDtype,
     tmpDir: v["tmp-dir"],
   };
 }
@@ -282,7 +295,7 @@ export async function runPrune(
     // values are f32 or f16, the sparse kernels' types; model.safetensors keeps the source's dtype.
     const sparsePlan = outDir && o.saveSparse
       ? await planSparseModel(source, weights, {
-        dtype: source.dtype === "f32" ? "f32" : "f16",
+        dtype: o.sparseDtype ?? (source.dtype === "f32" ? "f32" : "f16"),
         nmGroup: o.pattern.kind === "nm" ? o.pattern.m : undefined,
         onProgress: (phase, done, total) =>
           progress.update(phase === "plan" ? "sizing" : "sparse", done, total),

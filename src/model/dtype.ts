@@ -201,16 +201,20 @@ export function firstBeyondF16(data: Float32Array): number {
 }
 
 /**
- * {@linkcode f32ToBytes}, refusing (UnsupportedError naming `what` and the index) a finite value
- * that f16 would store as ±Inf, which a bf16 or f32 checkpoint can hold.
+ * {@linkcode f32ToBytes}, refusing (UnsupportedError naming `what` and the index, and saying `fix`) a
+ * finite value that f16 would store as ±Inf, which a bf16 or f32 checkpoint can hold.
  */
-export function f32ToBytesInRange(data: Float32Array, dtype: DType, what: string): Uint8Array {
+export function f32ToBytesInRange(
+  data: Float32Array,
+  dtype: DType,
+  what: string,
+  fix = "store this model as bf16 or f32",
+): Uint8Array {
   if (dtype === "f16") {
     const i = firstBeyondF16(data);
     if (i >= 0) {
       throw new UnsupportedError(
-        `${what}[${i}] = ${data[i]} is beyond f16's range (65504) and would be stored as Inf; ` +
-          `store this model as bf16 or f32`,
+        `${what}[${i}] = ${data[i]} is beyond f16's range (65504) and would be stored as Inf; ${fix}`,
       );
     }
   }

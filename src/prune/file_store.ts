@@ -3,7 +3,7 @@
  * linear at a time instead of the whole model's (LLaMA-7B: 26 GB of f32 block linears).
  * @module
  */
-import { ArgumentError, OutputError } from "../errors.ts";
+import { ArgumentError, ModelFormatError, OutputError, OwlError } from "../errors.ts";
 import { trackTemporary } from "../util/files.ts";
 import { decodeZeroSkipping, encodeZeroSkipping, missingWeight, type PrunedWeightStore } from "./store.ts";
 
@@ -84,16 +84,17 @@ export class FileWeightStore implements PrunedWeightStore {
   }
 
   names(): string[] {
+    this.#open();
     return [...this.#index.keys()];
   }
 
   has(name: string): boolean {
+    this.#open();
     return this.#index.has(name);
   }
 
   put(name: string, w: Float32Array): Promise<void> {
-    const file = this.#file;
-    if (!file) return Promise.reject(closed());
+    if (!this.#file) return Promise.reject(closed());
     if (this.#index.has(name)) {
       return Promise.reject(new ArgumentError(`FileWeightStore: ${name} is already stored`));
     }
@@ -101,11 +102,12 @@ export class FileWeightStore implements PrunedWeightStore {
     const record = { offset: this.#end, bytes: bytes.length, length: w.length };
     this.#index.set(name, record);
     this.#end += bytes.length;
-    return this.#serial(async () => {
+    return this.#serial(async (file) => {
       try {
         await file.seek(record.offset, Deno.SeekMode.Start);
         for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
       } catch (e) {
+        if (!this.#file) throw closed(); // closed while this write was under way
         throw new OutputError(`cannot write the pruned weights to ${this.path}: ${(e as Error).message}`, {
           cause: e,
         });
@@ -114,17 +116,24 @@ export class FileWeightStore implements PrunedWeightStore {
   }
 
   read(name: string): Promise<Float32Array> {
-    const file = this.#file;
-    if (!file) return Promise.reject(closed());
+    if (!this.#file) return Promise.reject(closed());
     const record = this.#index.get(name);
     if (!record) return Promise.reject(missingWeight(name, "FileWeightStore"));
-    return this.#serial(async () => {
+    return this.#serial(async (file) => {
       const bytes = new Uint8Array(record.bytes);
-      await file.seek(record.offset, Deno.SeekMode.Start);
-      for (let done = 0; done < bytes.length;) {
-        const n = await file.read(bytes.subarray(done));
-        if (n === null) throw new ArgumentError(`${this.path} ended inside the record of ${name}`);
-        done += n;
+      try {
+        await file.seek(record.offset, Deno.SeekMode.Start);
+        for (let done = 0; done < bytes.length;) {
+          const n = await file.read(bytes.subarray(done));
+          if (n === null) throw new ModelFormatError(`${this.path} ended inside the record of ${name}`);
+          done += n;
+        }
+      } catch (e) {
+        if (!this.#file) throw closed(); // closed while this read was under way
+        if (e instanceof OwlError) throw e;
+        throw new OutputError(`cannot read the pruned weights from ${this.path}: ${(e as Error).message}`, {
+          cause: e,
+        });
       }
       return decodeZeroSkipping(bytes, record.length);
     });
@@ -143,10 +152,20 @@ export class FileWeightStore implements PrunedWeightStore {
     }
   }
 
-  /** Run `op` after every earlier operation: one file position, one operation at a time. */
-  #serial<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(op, op);
-    this.#queue = run.catch(() => {});
-    return run;
+  /** The open file; ArgumentError once closed. */
+  #open(): Deno.FsFile {
+    if (!this.#file) throw closed();
+    return this.#file;
+  }
+
+  /**
+   * Run `op` on the file after every earlier operation (one file position, one operation at a time);
+   * an operation still queued when the store is closed rejects with the "closed" error.
+   */
+  #serial<T>(op: (file: Deno.FsFile) => Promise<T>): Promise<T> {
+    const run = () => op(this.#open());
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => {});
+    return result;
   }
 }

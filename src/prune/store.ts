@@ -140,6 +140,9 @@ export function encodeZeroSkipping(w: Float32Array): Uint8Array {
  * bytes do not hold what their bitmap says (a corrupt or truncated record).
  */
 export function decodeZeroSkipping(bytes: Uint8Array, n: number): Float32Array {
+  if (!(Number.isSafeInteger(n) && n >= 0)) {
+    throw new ArgumentError(`decodeZeroSkipping: n must be an integer >= 0, got ${n}`);
+  }
   const words = Math.ceil(n / 32);
   if (bytes.length % 4 !== 0 || bytes.length < 4 * words) {
     throw new ArgumentError(`zero-skipping record of ${bytes.length} bytes cannot hold ${n} weights`);

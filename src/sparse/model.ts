@@ -173,6 +173,9 @@ export function maxNonzerosPerGroup(w: Float32Array, rows: number, cols: number,
   return most;
 }
 
+/** What to do about a value f16 cannot hold in the sparse file. */
+const F16_FIX = `write the sparse file in f32 (SaveSparseOptions.dtype "f32"; prune --sparse-dtype f32)`;
+
 /**
  * Pruned weights as {@linkcode saveSparseModel} and {@linkcode planSparseModel} take them: a map or
  * record by canonical name, or a {@linkcode PrunedWeights} store (what `prune()` returns).
@@ -236,7 +239,7 @@ export async function planSparseModel(
       if (given.length !== n) {
         throw new ArgumentError(`saveSparseModel: ${name} has ${given.length} values, [${shape}] needs ${n}`);
       }
-      if (dtype === "f16") f32ToBytesInRange(given, "f16", `saveSparseModel: ${name}`); // refused now, not mid-write
+      if (dtype === "f16") f32ToBytesInRange(given, "f16", `saveSparseModel: ${name}`, F16_FIX); // now, not mid-write
       const [rows, cols] = shape;
       const nm = opts.nm?.(name) ??
         (opts.nmGroup
@@ -268,7 +271,7 @@ export async function planSparseModel(
           if (w.length !== n) {
             throw new ArgumentError(`saveSparseModel: ${name} has ${w.length} values, [${shape}] needs ${n}`);
           }
-          const bytes = f32ToBytesInRange(w, dtype, `saveSparseModel: ${name}`);
+          const bytes = f32ToBytesInRange(w, dtype, `saveSparseModel: ${name}`, F16_FIX);
           wrote();
           return bytes;
         },
