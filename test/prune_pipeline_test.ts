@@ -632,6 +632,11 @@ Deno.test("pipeline: non-finite values are clear errors, and never returned (so 
     () => prune(gpu, memorySource(loud), wandaF16),
     /^UnsupportedError: block 0's qkv inputs overflowed f16 .* keep them in f32 \(--calib-dtype f32\)/,
   );
+  // SparseGPT finds the overflow in its Hessian, and says the same.
+  await assert.rejects(
+    () => prune(gpu, memorySource(loud), { ...wandaF16, method: "sparsegpt" }),
+    /Hessian of block 0's qkv input holds non-finite values.*keep them in f32 \(--calib-dtype f32\)/,
+  );
 });
 
 const wandaF16: PruneOptions = {

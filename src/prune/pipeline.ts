@@ -618,6 +618,12 @@ class Walker {
     } catch (e) {
       for (const g of groups) releaseHessian(this.gpu, hs[g]);
       this.releaseFactors();
+      if (this.activations.dtype === "f16" && e instanceof UnsupportedError && /non-finite/.test(e.message)) {
+        throw new UnsupportedError(
+          `${e.message}; the calibration activations are kept in f16: keep them in f32 (--calib-dtype f32)`,
+          { cause: e },
+        );
+      }
       throw e;
     }
   }
