@@ -9,11 +9,11 @@
  * complete, so `path` never holds a half-written file.
  * @module
  */
-import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
+import { ArgumentError, ModelFormatError } from "../errors.ts";
 import type { DType } from "./config.ts";
 import { bytesToF32, dtypeBytes, parseSafetensorsDtype, safetensorsDtypeName } from "./dtype.ts";
 import type { ByteSource, TensorInfo } from "./weights.ts";
-import { tmpSuffix, trackTemporary } from "../util/files.ts";
+import { cannotWrite, FileSink, tmpSuffix, trackTemporary, writeFileAtomic } from "../util/files.ts";
 
 /** safetensors refuses headers above 100 MB; so do we, before allocating one. */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -354,65 +354,12 @@ export async function encodeSafetensors(
   return out;
 }
 
-function outputError(path: string, e: unknown): OutputError {
-  const why = (e as Error).message;
-  return new OutputError(
-    `cannot write ${path}: ${why}; check that its directory exists, is writable and has space`,
-    {
-      cause: e,
-    },
-  );
-}
-
-/** A file being written; every filesystem failure becomes an OutputError naming the final path. */
-class Sink {
-  constructor(private readonly file: Deno.FsFile, private readonly path: string) {}
-
-  async write(bytes: Uint8Array): Promise<void> {
-    try {
-      for (let done = 0; done < bytes.byteLength;) done += await this.file.write(bytes.subarray(done));
-    } catch (e) {
-      throw outputError(this.path, e);
-    }
-  }
-}
-
-/**
- * Write to `path + ".tmp-<random>"` with `fill`, then rename to `path`. On failure the temporary
- * file is removed.
- */
-async function atomicWrite(path: string, fill: (sink: Sink) => Promise<void>): Promise<void> {
-  const tmp = path + tmpSuffix();
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(tmp, { write: true, createNew: true });
-  } catch (e) {
-    throw outputError(path, e);
-  }
-  const untrack = trackTemporary(tmp);
-  try {
-    try {
-      await fill(new Sink(file, path));
-    } finally {
-      file.close();
-    }
-    await Deno.rename(tmp, path).catch((e) => {
-      throw outputError(path, e);
-    });
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  } finally {
-    untrack();
-  }
-}
-
 /**
  * Stream an async iterable's tensors into a spool file while collecting their descriptions (the
  * header must precede the data), then write the header and copy the spool after it.
  */
 async function writeFromIterable(
-  sink: Sink,
+  sink: FileSink,
   path: string,
   tensors: AsyncIterable<SafetensorsTensor>,
   metadata?: Record<string, string>,
@@ -422,11 +369,11 @@ async function writeFromIterable(
   try {
     spoolFile = await Deno.open(spoolPath, { write: true, read: true, createNew: true });
   } catch (e) {
-    throw outputError(spoolPath, e);
+    throw cannotWrite(spoolPath, e);
   }
   const untrack = trackTemporary(spoolPath);
   try {
-    const spool = new Sink(spoolFile, spoolPath);
+    const spool = new FileSink(spoolFile, spoolPath);
     const specs: SafetensorsTensor[] = [];
     for await (const t of tensors) {
       specs.push({ ...t, data: new Uint8Array(0) });
@@ -474,7 +421,7 @@ export async function writeSafetensors(
   tensors: SafetensorsTensor[] | AsyncIterable<SafetensorsTensor>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  await atomicWrite(path, async (sink) => {
+  await writeFileAtomic(path, async (sink) => {
     if (!Array.isArray(tensors)) return writeFromIterable(sink, path, tensors, metadata);
     await sink.write(encodeHeader(tensors, metadata));
     for (const t of tensors) await sink.write(await tensorBytes(t));

@@ -24,9 +24,9 @@
  * The writer streams to a temporary name and renames it into place when complete.
  * @module
  */
-import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
+import { ArgumentError, ModelFormatError } from "../errors.ts";
 import type { ByteSource } from "../model/weights.ts";
-import { tmpSuffix, trackTemporary } from "../util/files.ts";
+import { writeFileAtomic } from "../util/files.ts";
 import {
   bitmapRowError,
   bitmapWords,
@@ -454,44 +454,10 @@ export async function writeSparseSafetensors(
 ): Promise<void> {
   const layouts = layoutsOf(entries);
   const { arrays, header } = plan(entries, layouts, metadata);
-  const tmp = path + tmpSuffix();
-  const fail = (e: unknown) =>
-    new OutputError(
-      `cannot write ${path}: ${
-        (e as Error).message
-      }; check that its directory exists, is writable and has space`,
-      { cause: e },
-    );
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(tmp, { write: true, createNew: true });
-  } catch (e) {
-    throw fail(e);
-  }
-  const untrack = trackTemporary(tmp);
-  const write = async (b: Uint8Array) => {
-    try {
-      for (let done = 0; done < b.byteLength;) done += await file.write(b.subarray(done));
-    } catch (e) {
-      throw fail(e);
-    }
-  };
-  try {
-    try {
-      await write(header);
-      for await (const b of arrayBytes(entries, layouts, arrays)) await write(b);
-    } finally {
-      file.close();
-    }
-    await Deno.rename(tmp, path).catch((e) => {
-      throw fail(e);
-    });
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  } finally {
-    untrack();
-  }
+  await writeFileAtomic(path, async (sink) => {
+    await sink.write(header);
+    for await (const b of arrayBytes(entries, layouts, arrays)) await sink.write(b);
+  });
 }
 
 /**

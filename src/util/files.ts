@@ -124,19 +124,64 @@ export async function writeDirectoryAtomic<T>(outDir: string, fill: (tmp: string
   }
 }
 
-/** Write `text` to `path` atomically (temp name + rename). */
-export async function writeTextAtomic(path: string, text: string): Promise<void> {
+/** The OutputError of a failed write to `path` (the final path, not the temporary one). */
+export function cannotWrite(path: string, e: unknown): OutputError {
+  return new OutputError(
+    `cannot write ${path}: ${
+      (e as Error).message
+    }; check that its directory exists, is writable and has space`,
+    { cause: e },
+  );
+}
+
+/** A file being written; every filesystem failure becomes an OutputError naming `path`. */
+export class FileSink {
+  constructor(private readonly file: Deno.FsFile, private readonly path: string) {}
+
+  /** Write all of `bytes` (a file write may take fewer at a time). */
+  async write(bytes: Uint8Array): Promise<void> {
+    try {
+      for (let done = 0; done < bytes.byteLength;) done += await this.file.write(bytes.subarray(done));
+    } catch (e) {
+      throw cannotWrite(this.path, e);
+    }
+  }
+}
+
+/**
+ * Write a file atomically: `fill` writes into `path + ".tmp-<random>"` (registered with
+ * {@linkcode trackTemporary} while it is written), which is renamed to `path` when `fill` is done. On
+ * any failure the temporary file is removed; filesystem failures are OutputErrors naming `path`.
+ */
+export async function writeFileAtomic(path: string, fill: (sink: FileSink) => Promise<void>): Promise<void> {
   const tmp = tmpName(path);
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(tmp, { write: true, createNew: true });
+  } catch (e) {
+    throw cannotWrite(path, e);
+  }
   const untrack = trackTemporary(tmp);
   try {
-    await Deno.writeTextFile(tmp, text);
-    await Deno.rename(tmp, path);
+    try {
+      await fill(new FileSink(file, path));
+    } finally {
+      file.close();
+    }
+    await Deno.rename(tmp, path).catch((e) => {
+      throw cannotWrite(path, e);
+    });
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
-    throw new OutputError(`cannot write ${path}: ${(e as Error).message}`, { cause: e });
+    throw e;
   } finally {
     untrack();
   }
+}
+
+/** Write `text` to `path` atomically (temp name + rename). */
+export async function writeTextAtomic(path: string, text: string): Promise<void> {
+  await writeFileAtomic(path, (sink) => sink.write(new TextEncoder().encode(text)));
 }
 
 /**
