@@ -4,7 +4,7 @@
  * @module
  */
 import { ArgumentError, ModelFormatError, OutputError, OwlError } from "../errors.ts";
-import { trackTemporary } from "../util/files.ts";
+import { cannotWrite, FileSink, trackTemporary } from "../util/files.ts";
 import { decodeZeroSkipping, encodeZeroSkipping, missingWeight, type PrunedWeightStore } from "./store.ts";
 
 function closed(): ArgumentError {
@@ -105,12 +105,10 @@ export class FileWeightStore implements PrunedWeightStore {
     return this.#serial(async (file) => {
       try {
         await file.seek(record.offset, Deno.SeekMode.Start);
-        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+        await new FileSink(file, this.path).write(bytes);
       } catch (e) {
         if (!this.#file) throw closed(); // closed while this write was under way
-        throw new OutputError(`cannot write the pruned weights to ${this.path}: ${(e as Error).message}`, {
-          cause: e,
-        });
+        throw e instanceof OwlError ? e : cannotWrite(this.path, e);
       }
     });
   }
