@@ -334,7 +334,8 @@ export {
   type PrunedWeights,
   type PrunedWeightStore,
 } from "./src/prune/store.ts";
-export { FileWeightStore } from "./src/prune/file_store.ts";
+export { FileWeightStore, type StoreSnapshot } from "./src/prune/file_store.ts";
+export { CHECKPOINT_VERSION, type PruneCheckpoint } from "./src/prune/resume.ts";
 
 // ---- sparse weights: host formats, GPU layout, kernels, launchers, files -----------------------
 // (writeSparseSafetensors, saveSparseModel and loadSparseModel need Deno's file APIs.)

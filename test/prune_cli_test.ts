@@ -229,7 +229,7 @@ Deno.test("prune.ts: a bf16 checkpoint is saved as bf16, every kept weight bit f
   }
 });
 
-async function runCli(args: string[]): Promise<{ code: number; stderr: string }> {
+async function runCli(args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
   const p = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(ROOT, "prune.ts"), ...args],
     cwd: ROOT,
@@ -237,7 +237,8 @@ async function runCli(args: string[]): Promise<{ code: number; stderr: string }>
     stderr: "piped",
     env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
   }).output();
-  return { code: p.code, stderr: new TextDecoder().decode(p.stderr) };
+  const text = new TextDecoder();
+  return { code: p.code, stderr: text.decode(p.stderr), stdout: text.decode(p.stdout) };
 }
 
 Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behind", async () => {
@@ -325,6 +326,74 @@ Deno.test("prune.ts: Ctrl-C removes the pruned-weights file (in --tmp-dir), leav
   } finally {
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(outParent, { recursive: true });
+  }
+});
+
+Deno.test("prune.ts --checkpoint: stopped by Ctrl-C, the same command resumes to the same model, then removes it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const common = ["--nsamples", "8", "--eval-windows", "4"];
+    const whole = parsePruneArgs([...common, "--out", join(dir, "whole")]) as PruneCliOptions;
+    const wholeReport = await runPrune(whole, () => {}); // uninterrupted, for comparison
+
+    const ckpt = join(dir, "ckpt");
+    const args = [...common, "--out", join(dir, "resumed"), "--checkpoint", ckpt];
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join(ROOT, "prune.ts"), ...args],
+      cwd: ROOT,
+      stdout: "null",
+      stderr: "piped",
+      env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
+    }).spawn();
+    // Interrupt the job once its checkpoint says 2 blocks are done (the file is replaced atomically).
+    const blocksDone = () => {
+      try {
+        return JSON.parse(Deno.readTextFileSync(join(ckpt, "checkpoint.json"))).walk.blocksDone as number;
+      } catch {
+        return -1;
+      }
+    };
+    const t0 = performance.now();
+    while (blocksDone() < 2 && performance.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 20));
+    assert(blocksDone() >= 2, "the job never checkpointed 2 blocks");
+    child.kill("SIGINT");
+    const stopped = await child.output();
+    const stderr = new TextDecoder().decode(stopped.stderr);
+    assert.equal(stopped.code, 130, stderr);
+    assert.match(
+      stderr,
+      /progress kept in .*ckpt \([2-6] of 6 blocks pruned\): run the same command to resume/,
+    );
+    assert.deepEqual([...Deno.readDirSync(ckpt)].map((e) => e.name).sort(), [
+      "checkpoint.json",
+      "weights.bin",
+    ]);
+    const kept = blocksDone();
+
+    // Another job's flags are refused, and the checkpoint stays.
+    const other = await runCli([...args, "--sparsity", "0.5"]);
+    assert.equal(other.code, 1, other.stderr);
+    assertMatchText(other.stderr, /another job \(sparsity: 0\.5 here, 0\.7 in the checkpoint\)/, args);
+    assert.equal(blocksDone(), kept);
+
+    // The same command resumes after the last finished block and gives the uninterrupted model.
+    const resumed = await runCli(args);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stdout, new RegExp(`checkpoint .*ckpt: resuming after block ${kept} of 6`));
+    assert.throws(() => Deno.statSync(ckpt), Deno.errors.NotFound, "the checkpoint is removed when done");
+    const bytes = (d: string) => Deno.readFileSync(join(dir, d, "model.safetensors"));
+    assert.deepEqual(
+      bytes("resumed"),
+      bytes("whole"),
+      "model.safetensors differs from the uninterrupted run's",
+    );
+    const report = JSON.parse(Deno.readTextFileSync(join(dir, "resumed", "report.json")));
+    for (const k of ["ppl", "ppl_dense", "kl", "sparsity_realised"] as const) {
+      assert.equal(report[k], wholeReport[k], k);
+    }
+    assert.deepEqual(report.blocks, wholeReport.blocks);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

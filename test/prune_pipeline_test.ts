@@ -33,7 +33,9 @@ import { linearWeight } from "../src/model/names.ts";
 import type { WeightSource } from "../src/model/weights.ts";
 import { prune, type PruneOptions, type PruneResult, validatePruneOptions } from "../src/prune/pipeline.ts";
 import { FileWeightStore } from "../src/prune/file_store.ts";
-import type { PrunedWeightStore } from "../src/prune/store.ts";
+import { MemoryWeightStore, type PrunedWeightStore } from "../src/prune/store.ts";
+import type { PruneCheckpoint } from "../src/prune/resume.ts";
+import { patternName } from "../src/prune/job.ts";
 import { ArgumentError } from "../src/errors.ts";
 import {
   memoryWeights,
@@ -579,6 +581,125 @@ Deno.test("pipeline: activations offloaded to host memory give bit-identical wei
     assert.deepEqual(onHost.blocks, onGpu.blocks, `${what}: allocation`);
   }
   assert.equal(gpu.liveBuffers, before);
+});
+
+/** Thrown by a checkpoint callback to stop a walk, as Ctrl-C or a crash would. */
+class Stop extends Error {}
+
+Deno.test("pipeline: a walk stopped after any block resumes from its checkpoint to the same weights", async () => {
+  const before = gpu.liveBuffers;
+  // Every stop for one case; one stop in the middle for the others (each stop costs two walks).
+  const cases: [Fixture, Omit<PruneOptions, "calibration">, number[]][] = [
+    [ODD, { method: "owl-wanda", sparsity: 0.7, pattern: UNSTRUCTURED, ...OWL }, [0, 1, 2, 3]],
+    [ODD, { method: "owl-sparsegpt", sparsity: 0.5, pattern: UNSTRUCTURED, ...OWL, activationDtype: "f16" }, [
+      1,
+    ]],
+    [ODD, { method: "magnitude", sparsity: 0.5, pattern: UNSTRUCTURED, ...OWL }, [2]],
+    [NM, { method: "owl-wanda", sparsity: 0.5, pattern: { kind: "nm", n: 2, m: 4 }, ...OWL }, [1]],
+  ];
+  for (const [fx, o, stops] of cases) {
+    const opts: PruneOptions = { ...o, calibration: fx.calib };
+    const what = `${opts.method} ${patternName(opts.pattern)} ${opts.activationDtype ?? "f32"}`;
+    const states: PruneCheckpoint[] = [];
+    const whole = await pruneMapped(fx.source, {
+      ...opts,
+      onCheckpoint: (cp) => void states.push(JSON.parse(JSON.stringify(cp))), // as a file would hold it
+    });
+    const L = fx.model.config.nLayers;
+    assert.deepEqual(states.map((s) => s.blocksDone), [0, 1, 2, 3].slice(0, L + 1), `${what}: checkpoints`);
+    for (const stopAt of stops) {
+      // Stopped once `stopAt` blocks are done: the store holds their linears, the state says so.
+      const store = new MemoryWeightStore();
+      let saved: PruneCheckpoint | undefined;
+      await assert.rejects(
+        () =>
+          prune(gpu, fx.source, {
+            ...opts,
+            store,
+            onCheckpoint: (cp) => {
+              if (cp.blocksDone < stopAt) return;
+              saved = JSON.parse(JSON.stringify(cp));
+              throw new Stop();
+            },
+          }),
+        Stop,
+      );
+      assert.deepEqual(saved, states[stopAt], `${what}: the state after ${stopAt} blocks`);
+      assert.equal(store.names().length, stopAt * LINEARS.length);
+      const resumed = await pruneMapped(fx.source, { ...opts, resume: saved }, store);
+      sameWeights(`${what}, resumed after ${stopAt} blocks`, whole, resumed);
+      assert.deepEqual(resumed.blocks, whole.blocks, `${what}: allocation`);
+      assert.deepEqual(resumed.counts, whole.counts, `${what}: counts`);
+      assert.equal(resumed.realisedSparsity, whole.realisedSparsity);
+      assert.deepEqual(resumed.dampingRetries, whole.dampingRetries);
+      assert.equal(resumed.meanN, whole.meanN);
+    }
+  }
+  assert.equal(gpu.liveBuffers, before);
+});
+
+Deno.test("pipeline: a checkpoint is refused for another job, a malformed one, or a store that does not match", async () => {
+  const opts: PruneOptions = {
+    method: "owl-wanda",
+    sparsity: 0.7,
+    pattern: UNSTRUCTURED,
+    ...OWL,
+    calibration: ODD.calib,
+  };
+  const store = new MemoryWeightStore();
+  let after1: PruneCheckpoint | undefined;
+  await assert.rejects(
+    () =>
+      prune(gpu, ODD.source, {
+        ...opts,
+        store,
+        onCheckpoint: (cp) => {
+          if (cp.blocksDone === 1) {
+            (after1 = cp,
+              (() => {
+                throw new Stop();
+              })());
+          }
+        },
+      }),
+    Stop,
+  );
+  const refused = (o: Partial<PruneOptions>, re: RegExp, s: PrunedWeightStore = store) =>
+    assert.rejects(
+      () =>
+        prune(gpu, (o as { source?: WeightSource }).source ?? ODD.source, {
+          ...opts,
+          store: s,
+          resume: after1,
+          ...o,
+        }),
+      (e: Error) => e instanceof ArgumentError && re.test(e.message),
+    );
+  await refused({ sparsity: 0.5 }, /another job \(sparsity: 0\.5 here, 0\.7 in the checkpoint\)/);
+  await refused({ activationDtype: "f16" }, /activationDtype: f16 here, f32 in the checkpoint/);
+  const calib = ODD.calib.map((w) => w.slice());
+  calib[3][15] = (calib[3][15] + 1) % CFG_ODD.vocabSize; // one token differs
+  await refused({ calibration: calib }, /another job \(calibration: 4 x 16 tokens, \w+ here/);
+  const other = outlierModel(CFG_ODD, 11);
+  other.layers[2].down[7] *= 2; // one weight of the last block differs
+  await refused({ source: memorySource(other) } as Partial<PruneOptions>, /another job \(weights: /);
+  await refused({ resume: { ...after1!, version: 2 } }, /format version 2, this owlgpu reads 1/);
+  await refused({ resume: { ...after1!, blocksDone: 4 } }, /blocksDone is 4/);
+  await refused({ resume: { ...after1!, sparsities: [0.7] } }, /block sparsities are malformed/);
+  await refused(
+    {},
+    /the store lacks model\.layers\.0\.self_attn\.q_proj\.weight and 6 more/,
+    new MemoryWeightStore(),
+  );
+  const extra = new MemoryWeightStore();
+  for (const name of store.names()) await extra.put(name, await store.read(name));
+  await extra.put(linearWeight(1, "q"), new Float32Array(CFG_ODD.dim * CFG_ODD.dim));
+  await refused({}, /the store holds model\.layers\.1\.self_attn\.q_proj\.weight/, extra);
+  // The same checkpoint and store resume.
+  const r = await prune(gpu, ODD.source, { ...opts, store, resume: after1 });
+  assert.equal(r.counts.length, 3 * LINEARS.length);
+  r.weights.close();
+  extra.close();
 });
 
 Deno.test("pipeline: non-finite values are clear errors, and never returned (so never saved)", async () => {

@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ArgumentError } from "../src/errors.ts";
+import { ArgumentError, ModelFormatError, OutputError } from "../src/errors.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import { LINEARS } from "../src/model/config.ts";
 import { llama2cConfig } from "../src/model/llama2c.ts";
@@ -131,6 +131,51 @@ Deno.test("FileWeightStore: a directory that does not exist is an OutputError na
     () => FileWeightStore.create("/nonexistent-owlgpu-dir/x"),
     /cannot create a temporary file for the pruned weights in \/nonexistent-owlgpu-dir\/x/,
   );
+});
+
+Deno.test("FileWeightStore.openKept: a snapshot reopens the store as it was, cutting off what came after", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/weights.bin`;
+    const store = await FileWeightStore.openKept(path);
+    const ws = [randomWeights(1031, 0.5, 1), randomWeights(7, 0, 2), randomWeights(4099, 0.9, 3)];
+    for (const [i, w] of ws.entries()) await store.put(`w${i}`, w);
+    await store.flush();
+    const snap = JSON.parse(JSON.stringify(store.snapshot())); // as a checkpoint file holds it
+    await store.put("late", randomWeights(500, 0.3, 4)); // written after the snapshot: a block cut short
+    await store.flush();
+    store.close();
+    assert(Deno.statSync(path).size > snap.fileBytes, "close() keeps a kept store's file");
+
+    const again = await FileWeightStore.openKept(path, snap);
+    assert.equal(Deno.statSync(path).size, snap.fileBytes);
+    assert.deepEqual(again.names(), ["w0", "w1", "w2"]);
+    for (const [i, w] of ws.entries()) assert.deepEqual(bits(await again.read(`w${i}`)), bits(w));
+    const next = randomWeights(300, 0.2, 5);
+    await again.put("late", next); // appended where the cut-off record began
+    assert.deepEqual(bits(await again.read("late")), bits(next));
+    again.close();
+
+    // Without a snapshot the file starts empty.
+    const fresh = await FileWeightStore.openKept(path);
+    assert.equal(Deno.statSync(path).size, 0);
+    assert.deepEqual(fresh.names(), []);
+    fresh.close();
+
+    // A snapshot that the file cannot satisfy, or that is malformed, is refused.
+    const refused = async (s: unknown, re: RegExp) =>
+      await assert.rejects(
+        () => FileWeightStore.openKept(path, s as Parameters<typeof FileWeightStore.openKept>[1]),
+        (e: Error) => e instanceof ModelFormatError && re.test(e.message),
+      );
+    await refused(snap, /does not match its checkpoint: it has 0 bytes, the checkpoint \d+/);
+    await refused({ fileBytes: 0, records: [["a", 4, 8, 1]] }, /record \["a",4,8,1\] is malformed/);
+    await refused({ fileBytes: 8, records: [] }, /it has 0 bytes/);
+    await refused({ fileBytes: 0, records: "x" }, /the snapshot is malformed/);
+    await assert.rejects(() => FileWeightStore.openKept(`${dir}/missing/w.bin`), OutputError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("MemoryWeightStore: keeps its own copy; reads are copies; closed is closed", async () => {

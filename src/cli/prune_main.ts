@@ -29,6 +29,8 @@ import {
   type PruneJobSettings,
 } from "../prune/job.ts";
 import { FileWeightStore } from "../prune/file_store.ts";
+import { CheckpointDir } from "../prune/checkpoint_dir.ts";
+import { noteOnStop } from "./run.ts";
 import { type PruneReport, reportJson, reportMarkdown, reportSvg } from "../prune/report.ts";
 import { planSparseModel, SPARSE_MODEL_FILE, writeSparseModelFile } from "../sparse/model.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
@@ -82,6 +84,9 @@ Output
   --tmp-dir DIR         where the pruned weights wait until they are saved, in a file deleted at the
                         end (default: beside --out; the system's temporary directory with --no-save).
                         It needs about (1 - sparsity + 1/32) x 4 bytes per block-linear weight.
+  --checkpoint DIR      keep the pruned weights and the walk's state in DIR after every block; if the
+                        job stops (Ctrl-C, crash), the same command resumes after the last finished
+                        block, with the same result. DIR is removed when the job succeeds.
   -h, --help            this text
 
 Exit status: 0 on success, 1 on bad input (the message says what to change), 2 on a bug.`;
@@ -99,6 +104,8 @@ export interface PruneCliOptions extends Omit<PruneJobSettings, "seqlen"> {
   sparseDtype?: "f32" | "f16";
   /** Directory of the pruned weights' temporary file (default: the output's parent, or the system's). */
   tmpDir?: string;
+  /** Keep the walk's progress in this directory, and resume from it (`--checkpoint`). */
+  checkpoint?: string;
 }
 
 /** Parse and check the flags (no I/O). Throws ArgumentError/UnsupportedError on bad values. */
@@ -130,10 +137,11 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     "save-sparse": { type: "boolean" },
     "sparse-dtype": { type: "string" },
     "tmp-dir": { type: "string" },
+    checkpoint: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (v.help) return "help";
-  for (const flag of ["model", "calib", "eval", "out", "report", "tmp-dir"] as const) {
+  for (const flag of ["model", "calib", "eval", "out", "report", "tmp-dir", "checkpoint"] as const) {
     if (v[flag] === "") throw new ArgumentError(`--${flag} needs a value; see --help`);
   }
   if (v["save-sparse"] && v["no-save"]) {
@@ -145,6 +153,9 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
   }
   if (sparseDtype !== undefined && !v["save-sparse"]) {
     throw new ArgumentError("--sparse-dtype sets the dtype of the --save-sparse file; add --save-sparse");
+  }
+  if (v.checkpoint !== undefined && v["tmp-dir"] !== undefined) {
+    throw new ArgumentError("--checkpoint DIR keeps the pruned weights in DIR; drop --tmp-dir");
   }
   if (v.out !== undefined && v["no-save"]) {
     throw new ArgumentError("--out names the model directory, which --no-save turns off; drop one of them");
@@ -223,6 +234,7 @@ export function parsePruneArgs(args: string[]): PruneCliOptions | "help" {
     saveSparse: !!v["save-sparse"],
     sparseDtype,
     tmpDir: v["tmp-dir"],
+    checkpoint: v.checkpoint,
   };
 }
 
@@ -266,13 +278,40 @@ export async function runPrune(
   const gpu = await Gpu.create();
   const progress = new PhaseProgress();
   let store: FileWeightStore | undefined;
+  let checkpoint: CheckpointDir | undefined;
+  let forgetNote = () => {};
   try {
     const seqlen = o.seqlen ?? source.config.maxSeqLen;
+    checkJobFits(source.config, { ...o, seqlen }); // before any file: cheap errors first
     // The pruned linears go to disk as each block finishes (by default beside the output, which needs
     // the room anyway), so host memory holds one linear at a time, not the model's.
-    store = await FileWeightStore.create(o.tmpDir ?? (outDir ? dirname(resolve(outDir)) : undefined));
-    const settings: PruneJobSettings = { ...o, seqlen, store };
-    checkJobFits(source.config, settings); // before tokenizing: cheap errors first
+    if (o.checkpoint) {
+      checkpoint = await CheckpointDir.open(o.checkpoint);
+      store = checkpoint.store;
+      const done = checkpoint.resume?.blocksDone;
+      log(
+        `checkpoint ${o.checkpoint}: ` +
+          (done === undefined ? "new" : `resuming after block ${done} of ${source.config.nLayers}`),
+      );
+    } else {
+      store = await FileWeightStore.create(o.tmpDir ?? (outDir ? dirname(resolve(outDir)) : undefined));
+    }
+    const cp = checkpoint;
+    const settings: PruneJobSettings = {
+      ...o,
+      seqlen,
+      store,
+      resume: cp?.resume,
+      onCheckpoint: cp && (async (walk) => {
+        await cp.save(walk);
+        // From the first save on, a stopped job has something to resume from.
+        forgetNote();
+        forgetNote = noteOnStop(
+          `progress kept in ${cp.dir} (${walk.blocksDone} of ${walk.nBlocks} blocks pruned): ` +
+            "run the same command to resume",
+        );
+      }),
+    };
     const tok = await openTokenizer(o.model);
     const calibIds = await tokenizeCorpus(o.calib, tok);
     const evalIds = await tokenizeCorpus(o.eval, tok);
@@ -325,10 +364,13 @@ export async function runPrune(
       });
     }
     if (o.report) await writeTextAtomic(o.report, reportJson(report));
+    forgetNote();
+    await checkpoint?.remove(); // the job is done: nothing to resume
     log(summary(report, outDir));
     return report;
   } finally {
-    store?.close();
+    forgetNote();
+    store?.close(); // a checkpoint's store keeps its file
     source.close();
     gpu.destroy();
   }

@@ -14,6 +14,19 @@ function stopSignals(): [Deno.Signal, number][] {
   return Deno.build.os === "windows" ? [["SIGINT", 130]] : [["SIGINT", 130], ["SIGTERM", 143]];
 }
 
+/** Lines printed when a CLI stops early (signal or error), e.g. where its progress was kept. */
+const stopNotes = new Set<string>();
+
+/** Print `line` if the CLI stops early, until the returned function is called. */
+export function noteOnStop(line: string): () => void {
+  stopNotes.add(line);
+  return () => void stopNotes.delete(line);
+}
+
+function printStopNotes(): void {
+  for (const line of stopNotes) console.error(line);
+}
+
 export async function runCli(main: (args: string[]) => Promise<void>): Promise<void> {
   const listeners = stopSignals().map(([signal, code]) => {
     const onSignal = () => {
@@ -22,6 +35,7 @@ export async function runCli(main: (args: string[]) => Promise<void>): Promise<v
         `\ninterrupted (${signal})` +
           (removed.length ? `; removed ${removed.length} unfinished output(s): ${removed.join(", ")}` : ""),
       );
+      printStopNotes();
       Deno.exit(code);
     };
     Deno.addSignalListener(signal, onSignal);
@@ -32,9 +46,11 @@ export async function runCli(main: (args: string[]) => Promise<void>): Promise<v
   } catch (e) {
     if (e instanceof OwlError) {
       console.error(`error: ${e.message}`);
+      printStopNotes();
       Deno.exit(1);
     }
     console.error(e);
+    printStopNotes();
     Deno.exit(2);
   } finally {
     for (const [signal, onSignal] of listeners) Deno.removeSignalListener(signal, onSignal);

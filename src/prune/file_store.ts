@@ -19,6 +19,16 @@ interface Record {
 }
 
 /**
+ * What a kept store ({@linkcode FileWeightStore.openKept}) holds, as JSON: its file's length and each
+ * record's [name, offset, bytes, weights]. A snapshot taken after `flush()` reopens the store as it was
+ * then, whatever was appended after it.
+ */
+export interface StoreSnapshot {
+  fileBytes: number;
+  records: [name: string, offset: number, bytes: number, length: number][];
+}
+
+/**
  * A {@linkcode PrunedWeightStore} in a temporary file: each weight is appended zero-skipped
  * (`encodeZeroSkipping`: a bitmap, then the nonzero f32 words; exact to the bit) and read back on
  * demand. `close()` deletes the file. Reads and writes are queued, so concurrent calls are safe.
@@ -47,9 +57,84 @@ export class FileWeightStore implements PrunedWeightStore {
 
   readonly #untrack: () => void;
 
-  private constructor(readonly path: string, file: Deno.FsFile) {
+  /** Whether `close()` keeps the file ({@linkcode FileWeightStore.openKept}) instead of deleting it. */
+  readonly kept: boolean;
+
+  private constructor(readonly path: string, file: Deno.FsFile, kept = false) {
     this.#file = file;
-    this.#untrack = trackTemporary(path); // a CLI interrupted by Ctrl-C removes it
+    this.kept = kept;
+    // A CLI interrupted by Ctrl-C removes a temporary store's file; a kept one is what resumes the job.
+    this.#untrack = kept ? () => {} : trackTemporary(path);
+  }
+
+  /**
+   * A store in the file `path` that outlives the process: `close()` keeps it, so that an interrupted
+   * job can reopen it. Without `snapshot` the file is created or emptied; with one, it is reopened as
+   * the snapshot says, and anything written after the snapshot is cut off (ModelFormatError when the
+   * file is shorter than the snapshot or its records do not decode).
+   */
+  static async openKept(path: string, snapshot?: StoreSnapshot): Promise<FileWeightStore> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true, write: true, create: !snapshot });
+    } catch (e) {
+      throw new OutputError(`cannot open ${path} for the pruned weights: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    const store = new FileWeightStore(path, file, true);
+    try {
+      const size = (await file.stat()).size;
+      if (!snapshot) {
+        await file.truncate(0);
+        return store;
+      }
+      const bad = (why: string) => new ModelFormatError(`${path} does not match its checkpoint: ${why}`);
+      if (!Number.isInteger(snapshot.fileBytes) || !Array.isArray(snapshot.records)) {
+        throw bad("the snapshot is malformed");
+      }
+      if (size < snapshot.fileBytes) throw bad(`it has ${size} bytes, the checkpoint ${snapshot.fileBytes}`);
+      await file.truncate(snapshot.fileBytes); // a record begun after the snapshot
+      let end = 0;
+      for (const r of snapshot.records) {
+        const [name, offset, bytes, length] = (Array.isArray(r) ? r : []) as unknown[];
+        const ok = typeof name === "string" && offset === end && typeof bytes === "number" &&
+          Number.isInteger(bytes) && bytes > 0 && typeof length === "number" && Number.isInteger(length) &&
+          length >= 0 && !store.#index.has(name);
+        if (!ok) throw bad(`record ${JSON.stringify(r)} is malformed`);
+        store.#index.set(name, { offset, bytes, length });
+        end += bytes;
+      }
+      if (end !== snapshot.fileBytes) throw bad(`its records end at ${end}, not ${snapshot.fileBytes}`);
+      store.#end = end;
+      return store;
+    } catch (e) {
+      store.close();
+      if (e instanceof OwlError) throw e;
+      throw new OutputError(`cannot reopen ${path}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** Where each record lies, to reopen a kept store with (after `flush()`, to be durable). */
+  snapshot(): StoreSnapshot {
+    this.#open();
+    return {
+      fileBytes: this.#end,
+      records: [...this.#index].map(([name, r]) => [name, r.offset, r.bytes, r.length]),
+    };
+  }
+
+  /** Wait for every queued write, then have the system put the file's data on disk. */
+  flush(): Promise<void> {
+    if (!this.#file) return Promise.reject(closed());
+    return this.#serial(async (file) => {
+      try {
+        await file.syncData();
+      } catch (e) {
+        if (!this.#file) throw closed();
+        throw cannotWrite(this.path, e);
+      }
+    });
   }
 
   /**
@@ -137,12 +222,13 @@ export class FileWeightStore implements PrunedWeightStore {
     });
   }
 
-  /** Close and delete the file (idempotent). */
+  /** Close the file and delete it, unless the store is kept (idempotent). */
   close(): void {
     if (!this.#file) return;
     this.#file.close();
     this.#file = undefined;
     this.#untrack();
+    if (this.kept) return;
     try {
       Deno.removeSync(this.path);
     } catch (e) {

@@ -25,6 +25,7 @@ import {
 } from "./pipeline.ts";
 import type { PruneReport } from "./report.ts";
 import type { PrunedWeights, PrunedWeightStore } from "./store.ts";
+import type { PruneCheckpoint } from "./resume.ts";
 
 /**
  * The settings of a job: `deno task prune`'s flags of the same names.
@@ -98,6 +99,10 @@ export interface PruneJobSettings {
    * so the job holds one linear at a time in host memory; the caller closes it.
    */
   store?: PrunedWeightStore;
+  /** Resume the walk from this checkpoint (see PruneOptions.resume); `store` holds its finished blocks. */
+  resume?: PruneCheckpoint;
+  /** Called with the walk's state after the outlier pass and every block (see PruneOptions.onCheckpoint). */
+  onCheckpoint?: (checkpoint: PruneCheckpoint) => void | Promise<void>;
 }
 
 /**
@@ -326,6 +331,8 @@ export async function pruneAndEvaluate(
     store: s.store,
     activationDtype: s.activationDtype,
     offloadActivations: s.offloadActivations,
+    resume: s.resume,
+    onCheckpoint: s.onCheckpoint,
   };
   validatePruneOptions(popts);
   const pruned = await prune(gpu, source, popts);

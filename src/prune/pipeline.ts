@@ -31,6 +31,7 @@ import { linearWeight } from "../model/names.ts";
 import type { WeightSource } from "../model/weights.ts";
 import { type ActivationOptions, CalibrationActivations } from "./activations.ts";
 import { MemoryWeightStore, type PrunedWeightStore } from "./store.ts";
+import { checkCheckpoint, CHECKPOINT_VERSION, type PruneCheckpoint, pruneIdentity } from "./resume.ts";
 import {
   applyMask,
   magnitudeMask,
@@ -233,6 +234,20 @@ export interface PruneOptions {
    * {@linkcode MemoryWeightStore}). A {@linkcode FileWeightStore} keeps host memory to one linear.
    */
   store?: PrunedWeightStore;
+  /**
+   * Called after the outlier pass and after every block, once that block's linears are all in the
+   * store, with what {@linkcode prune} needs to resume from there (JSON-serialisable). Awaited; an
+   * error it throws stops the walk.
+   */
+  onCheckpoint?: (checkpoint: PruneCheckpoint) => void | Promise<void>;
+  /**
+   * Resume from a checkpoint that `onCheckpoint` was given, by a job with the same options, model and
+   * calibration (ArgumentError otherwise). `store` must hold exactly the linears of its finished
+   * blocks. The finished blocks are not pruned again: the calibration windows run through their
+   * pruned weights to rebuild the next block's inputs, so the result is the uninterrupted run's, to
+   * the bit on the same adapter.
+   */
+  resume?: PruneCheckpoint;
 }
 
 /**
@@ -466,6 +481,25 @@ function nonFinite(name: string, i: number, cols: number, v: number): Unsupporte
     `pruned weight ${name}[${Math.floor(i / cols)}][${i % cols}] is ${v}: the pruner produced a non-finite ` +
       "value, so nothing is saved. For SparseGPT raise --percdamp or use more calibration samples (--nsamples)",
   );
+}
+
+/** A resumed walk's store must hold the linears of the finished blocks, and nothing else. */
+function checkResumeStore(store: PrunedWeightStore, cp: PruneCheckpoint): void {
+  const want = new Set<string>();
+  for (let l = 0; l < cp.blocksDone; l++) for (const lin of LINEARS) want.add(linearWeight(l, lin));
+  const extra = store.names().filter((n) => !want.has(n));
+  const missing = [...want].filter((n) => !store.has(n));
+  if (extra.length || missing.length) {
+    throw new ArgumentError(
+      `cannot resume after block ${cp.blocksDone}: the store ${
+        missing.length
+          ? `lacks ${missing[0]}${missing.length > 1 ? ` and ${missing.length - 1} more` : ""}`
+          : ""
+      }${missing.length && extra.length ? " and " : ""}${
+        extra.length ? `holds ${extra[0]}${extra.length > 1 ? ` and ${extra.length - 1} more` : ""}` : ""
+      }, unlike the checkpoint's finished blocks`,
+    );
+  }
 }
 
 /** Runs the walk over a model; one instance per prune. */
@@ -720,6 +754,26 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       `f16 calibration activations need an even count per window (${T} x dim ${c.dim})`,
     );
   }
+  const checkpointing = opts.onCheckpoint !== undefined || opts.resume !== undefined;
+  const job = checkpointing
+    ? await pruneIdentity(source, {
+      method: opts.method,
+      allocation: alloc,
+      sparsity: opts.sparsity,
+      pattern: opts.pattern.kind === "nm" ? `${opts.pattern.n}:${opts.pattern.m}` : "unstructured",
+      owlM: opts.owlM,
+      owlLambda: opts.owlLambda,
+      beta: opts.beta ?? 0.02,
+      alpha: opts.alpha ?? 0.15,
+      nmRounding: opts.nmRounding ?? "reference",
+      percdamp: opts.percdamp ?? 0.01,
+      blocksize: opts.blocksize ?? 128,
+      activationDtype: opts.activationDtype ?? "f32",
+    }, opts.calibration)
+    : {};
+  const resume = opts.resume ? checkCheckpoint(opts.resume, job, L, "the checkpoint") : undefined;
+  const weights = opts.store ?? new MemoryWeightStore();
+  if (resume) checkResumeStore(weights, resume);
   const model = await GpuModel.load(gpu, source, { lazyBlocks: true, dtype: "f32" });
   const walker = new Walker(gpu, model, opts.calibration, {
     dtype: opts.activationDtype,
@@ -727,10 +781,10 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
   });
   const progress = opts.onProgress ?? (() => {});
   try {
-    // 1. LOD pass on the dense model.
+    // 1. LOD pass on the dense model (a resumed job has its result).
     const needLod = alloc === "owl" || alloc === "dlp";
-    const D: number[] = [], meanScores: number[] = [];
-    if (needLod) {
+    const D: number[] = resume?.outlierRatios?.slice() ?? [], meanScores = resume?.meanScores?.slice() ?? [];
+    if (needLod && !resume) {
       progress("outliers", 0, L);
       await walker.embedAll();
       for (let l = 0; l < L; l++) {
@@ -758,7 +812,11 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     let sparsities: number[];
     let nPerBlock: number[] | undefined;
     let meanN: number | undefined;
-    if (opts.pattern.kind === "nm" && alloc === "owl") {
+    if (resume) {
+      sparsities = resume.sparsities.slice();
+      nPerBlock = resume.nPerBlock?.slice();
+      meanN = resume.meanN ?? undefined;
+    } else if (opts.pattern.kind === "nm" && alloc === "owl") {
       const mixed = owlMixedNM(D, opts.pattern.n, opts.pattern.m, opts.owlLambda, {
         rounding: opts.nmRounding ?? "reference",
       });
@@ -774,15 +832,46 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     else sparsities = uniformAllocation(L, S);
 
     // 3. Sequential pruning.
-    const weights = opts.store ?? new MemoryWeightStore();
-    const counts: PruneResult["counts"] = [];
-    let zeros = 0, total = 0;
+    const counts: PruneResult["counts"] = resume?.counts.slice() ?? [];
+    let zeros = resume?.zeros ?? 0, total = resume?.total ?? 0;
     const needStats = isWanda && opts.method !== "dense";
     const needProp = needStats || sgpt; // block l+1's inputs come from the pruned block l
-    const dampingRetries: DampingRetry[] = [];
-    if (needProp) await walker.embedAll();
-    progress("prune", 0, L);
-    for (let l = 0; l < L; l++) {
+    const dampingRetries: DampingRetry[] = (resume?.dampingRetries.slice() ?? []) as DampingRetry[];
+    const start = resume?.blocksDone ?? 0;
+    const checkpoint = async (blocksDone: number) => {
+      await opts.onCheckpoint?.({
+        version: CHECKPOINT_VERSION,
+        job,
+        blocksDone,
+        nBlocks: L,
+        outlierRatios: needLod ? D.slice() : null,
+        meanScores: needLod ? meanScores.slice() : null,
+        sparsities: sparsities.slice(),
+        nPerBlock: nPerBlock?.slice() ?? null,
+        meanN: meanN ?? null,
+        counts: counts.slice(),
+        zeros,
+        total,
+        dampingRetries: dampingRetries.slice(),
+      });
+    };
+    if (!resume) await checkpoint(0);
+    if (needProp && start < L) {
+      await walker.embedAll();
+      // Resumed: the finished blocks' pruned weights give the next block its inputs, as they did.
+      if (start > 0) progress("resume", 0, start);
+      for (let l = 0; l < start; l++) {
+        const pruned: Partial<Record<LinearName, Float32Array>> = {};
+        for (const lin of LINEARS) pruned[lin] = await weights.read(linearWeight(l, lin));
+        await model.loadBlock(l, pruned);
+        await walker.runBlock(l, null, "resume");
+        walker.swap();
+        model.releaseBlock(l);
+        progress("resume", l + 1, start);
+      }
+    }
+    progress("prune", start, L);
+    for (let l = start; l < L; l++) {
       const block = await model.loadBlock(l);
       let sq: Record<LinearInputGroup, GPUBuffer> | null = null;
       if (needStats) {
@@ -844,6 +933,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       }
       model.releaseBlock(l);
       progress("prune", l + 1, L);
+      await checkpoint(l + 1);
     }
     const blocks: BlockReport[] = sparsities.map((s, index) => ({
       index,
