@@ -9,7 +9,7 @@
  * @module
  */
 import { join } from "node:path";
-import { ArgumentError, OutputError } from "../errors.ts";
+import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
 import { writeTextAtomic } from "../util/files.ts";
 import { FileWeightStore, type StoreSnapshot } from "./file_store.ts";
 import type { PruneCheckpoint } from "./resume.ts";
@@ -44,6 +44,9 @@ export class CheckpointDir {
     try {
       await Deno.mkdir(dir, { recursive: true });
     } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) {
+        throw new ArgumentError(`--checkpoint ${dir} is a file; give a directory`, { cause: e });
+      }
       throw new OutputError(`--checkpoint ${dir}: cannot create the directory: ${(e as Error).message}`, {
         cause: e,
       });
@@ -84,8 +87,18 @@ export class CheckpointDir {
         );
       }
     }
-    const store = await FileWeightStore.openKept(join(dir, CHECKPOINT_WEIGHTS), saved?.store);
-    return new CheckpointDir(dir, store, saved?.walk);
+    try {
+      const store = await FileWeightStore.openKept(join(dir, CHECKPOINT_WEIGHTS), saved?.store);
+      return new CheckpointDir(dir, store, saved?.walk);
+    } catch (e) {
+      if (!(e instanceof ModelFormatError)) throw e;
+      throw new ArgumentError(
+        `--checkpoint ${dir}: ${e.message}; remove the directory to start the job over`,
+        {
+          cause: e,
+        },
+      );
+    }
   }
 
   /** Make `walk` the state to resume from: the weights file is synced first. */
