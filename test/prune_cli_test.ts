@@ -250,6 +250,9 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
     const aFile = join(scratch, "a-file");
     await Deno.writeTextFile(aFile, "");
     const out = join(dir, "out");
+    const badCheckpoint = join(scratch, "bad-checkpoint");
+    await Deno.mkdir(badCheckpoint);
+    await Deno.writeTextFile(join(badCheckpoint, "checkpoint.json"), "{half a file");
     const cases: [string[], RegExp][] = [
       [["--sparsity", "1"], /--sparsity must be in \[0, 1\)/],
       [["--sparsity=-0.1"], /--sparsity must be in \[0, 1\)/],
@@ -280,6 +283,16 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
         /cannot create a temporary file for the pruned weights in .*missing/,
       ],
       [["--bogus"], /Unknown option '--bogus'/],
+      [["--checkpoint", aFile], /--checkpoint .*a-file is a file; give a directory/],
+      [["--checkpoint", scratch], /--checkpoint .* holds 3 file\(s\) that are not a checkpoint's \(a-file\)/],
+      [
+        ["--checkpoint", join(scratch, "ck"), "--tmp-dir", scratch],
+        /--checkpoint DIR keeps the pruned weights in DIR; drop --tmp-dir/,
+      ],
+      [
+        ["--checkpoint", badCheckpoint],
+        /checkpoint\.json cannot be read .*; remove the directory to start the job over/,
+      ],
     ];
     for (const [args, msg] of cases) {
       const r = await runCli(["--out", out, ...args]);

@@ -62,7 +62,7 @@ export class CheckpointDir {
     for (const n of stale) await Deno.remove(join(dir, n)).catch(() => {});
     const others = names.filter((n) =>
       n !== CHECKPOINT_FILE && n !== CHECKPOINT_WEIGHTS && !stale.includes(n)
-    );
+    ).sort();
     if (others.length) {
       throw new ArgumentError(
         `--checkpoint ${dir} holds ${others.length} file(s) that are not a checkpoint's (${others[0]}); ` +
