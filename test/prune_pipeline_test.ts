@@ -566,17 +566,30 @@ Deno.test("pipeline: activations offloaded to host memory give bit-identical wei
   ];
   for (const opts of cases) {
     const what = `${opts.method} ${opts.activationDtype ?? "f32"}`;
-    const onGpu = await pruneMapped(ODD.source, { ...opts, calibration: ODD.calib });
-    // Offloaded, no window's activations get a GPU buffer.
+    let reads = 0;
+    const read = gpu.read;
+    gpu.read = (...args: Parameters<Gpu["read"]>) => (reads++, read.apply(gpu, args));
     const labels: string[] = [], buffer = gpu.buffer;
     gpu.buffer = (size, label, usage) => (labels.push(label), buffer.call(gpu, size, label, usage));
-    let onHost;
+    let onGpu, onHost, readsOnGpu;
     try {
+      onGpu = await pruneMapped(ODD.source, { ...opts, calibration: ODD.calib });
+      readsOnGpu = reads;
+      labels.length = reads = 0;
       onHost = await pruneMapped(ODD.source, { ...opts, calibration: ODD.calib, offloadActivations: true });
     } finally {
       gpu.buffer = buffer;
+      gpu.read = read;
     }
-    assert.deepEqual(labels.filter((l) => /^calib-(in|out)/.test(l)), [], `${what}: activations on the GPU`);
+    // Offloaded, no window's activations get a GPU buffer, and each pass over the 4 windows reads
+    // them back at once: OWL's outlier pass (embeddings, 3 blocks), then the embeddings and 2 passes
+    // per block (statistics or Hessians, then propagation).
+    assert.deepEqual(
+      labels.filter((l) => /^calib-(in|out)\d/.test(l)),
+      [],
+      `${what}: activations on the GPU`,
+    );
+    assert.equal(reads - readsOnGpu, 2 + 3 * CFG_ODD.nLayers, `${what}: readbacks of the activations`);
     sameWeights(`${what}, offloaded`, onGpu, onHost);
     assert.deepEqual(onHost.blocks, onGpu.blocks, `${what}: allocation`);
   }

@@ -5,12 +5,17 @@
  * - dtype "f32" keeps the residual stream's values; "f16" stores them as f16 pairs (half the bytes,
  *   each block input rounded to f16);
  * - on the GPU (default), or offloaded to host memory (`offload`): one window at a time is written to
- *   the GPU before its block runs and read back after, for GPUs too small to hold them all. The two
- *   places hold the same bits, so offloading changes nothing in the result.
+ *   the GPU before its block runs, for GPUs too small to hold them all; its output is copied into an
+ *   outbox of a few windows (at most 256 MiB), read back in one readback when full, since every
+ *   readback costs Deno at least ~10 ms. The two places hold the same bits, so offloading changes
+ *   nothing in the result.
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
 import { packF16, unpackF16 } from "../ops/basic.ts";
+
+/** The most bytes of offloaded windows waiting on the GPU for one readback. */
+const OUTBOX_BYTES = 256 * 2 ** 20;
 
 /** Where and how {@linkcode CalibrationActivations} keep the windows. */
 export interface ActivationOptions {
@@ -32,6 +37,12 @@ export class CalibrationActivations {
   #hostOut: Uint8Array[] = [];
   /** Offloaded f16: where a window is packed before its readback and unpacked from after its upload. */
   #stage: GPUBuffer | undefined;
+  /** Offloaded: windows kept since the last readback, in `#outbox` slot order. */
+  #pending: { w: number; side: "in" | "out" }[] = [];
+  #outbox: GPUBuffer | undefined;
+  /** Offloaded: windows the outbox holds; readbacks so far. */
+  readonly outboxWindows: number;
+  readbacks = 0;
 
   /** `values`: values of one window (seqlen x dim), even for f16. */
   constructor(
@@ -43,8 +54,10 @@ export class CalibrationActivations {
     this.dtype = opts.dtype ?? "f32";
     this.offload = opts.offload ?? false;
     this.bytes = values * (this.dtype === "f16" ? 2 : 4);
+    this.outboxWindows = Math.max(1, Math.min(8, windows, Math.floor(OUTBOX_BYTES / this.bytes)));
     if (this.offload) {
       if (this.dtype === "f16") this.#stage = gpu.buffer(this.bytes, "calib-stage");
+      this.#outbox = gpu.buffer(this.outboxWindows * this.bytes, "calib-readback");
     } else {
       this.#gpuIn = Array.from({ length: windows }, (_, w) => gpu.buffer(this.bytes, `calib-in${w}`));
       this.#gpuOut = Array.from({ length: windows }, (_, w) => gpu.buffer(this.bytes, `calib-out${w}`));
@@ -65,7 +78,21 @@ export class CalibrationActivations {
       packF16(gpu, x, this.#stage, this.values);
       from = this.#stage;
     }
-    (side === "in" ? this.#hostIn : this.#hostOut)[w] = new Uint8Array(await gpu.read(from, 0, this.bytes));
+    gpu.copy(from, 0, this.#outbox!, this.#pending.length * this.bytes, this.bytes);
+    this.#pending.push({ w, side });
+    if (this.#pending.length === this.outboxWindows) await this.flush();
+  }
+
+  /** Offloaded: read back the windows kept since the last readback (a no-op otherwise). */
+  async flush(): Promise<void> {
+    if (!this.#pending.length) return;
+    const pending = this.#pending;
+    this.#pending = [];
+    const bytes = new Uint8Array(await this.gpu.read(this.#outbox!, 0, pending.length * this.bytes));
+    this.readbacks++;
+    pending.forEach(({ w, side }, k) => {
+      (side === "in" ? this.#hostIn : this.#hostOut)[w] = bytes.subarray(k * this.bytes, (k + 1) * this.bytes);
+    });
   }
 
   /** Load window w's input into `x` as f32, for its block to run on. */
@@ -84,17 +111,19 @@ export class CalibrationActivations {
     }
   }
 
-  /** The outputs of one block become the inputs of the next. */
+  /** The outputs of one block become the inputs of the next (after `flush()`). */
   swap(): void {
+    if (this.#pending.length) throw new Error("CalibrationActivations: swap() before flush()");
     [this.#gpuIn, this.#gpuOut] = [this.#gpuOut, this.#gpuIn];
     [this.#hostIn, this.#hostOut] = [this.#hostOut, this.#hostIn];
   }
 
   /** Free the GPU buffers and the host copies. */
   release(): void {
-    this.gpu.release(...this.#gpuIn, ...this.#gpuOut, this.#stage);
+    this.gpu.release(...this.#gpuIn, ...this.#gpuOut, this.#stage, this.#outbox);
     this.#gpuIn = this.#gpuOut = [];
     this.#hostIn = this.#hostOut = [];
-    this.#stage = undefined;
+    this.#pending = [];
+    this.#stage = this.#outbox = undefined;
   }
 }

@@ -534,6 +534,7 @@ class Walker {
       runner.embed(this.windows[w]);
       await this.acts.keep(w, "in", runner.x);
     }
+    await this.acts.flush();
   }
 
   /**
@@ -560,6 +561,7 @@ class Walker {
       await acts.keep(w, "out", runner.x);
       if (w % 8 === 7) await gpu.sync(); // keep the queue short and the progress honest
     }
+    await acts.flush();
     await gpu.sync();
     void phase;
   }
