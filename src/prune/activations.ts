@@ -91,7 +91,10 @@ export class CalibrationActivations {
     const bytes = new Uint8Array(await this.gpu.read(this.#outbox!, 0, pending.length * this.bytes));
     this.readbacks++;
     pending.forEach(({ w, side }, k) => {
-      (side === "in" ? this.#hostIn : this.#hostOut)[w] = bytes.subarray(k * this.bytes, (k + 1) * this.bytes);
+      (side === "in" ? this.#hostIn : this.#hostOut)[w] = bytes.subarray(
+        k * this.bytes,
+        (k + 1) * this.bytes,
+      );
     });
   }
 
