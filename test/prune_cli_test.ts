@@ -229,14 +229,19 @@ Deno.test("prune.ts: a bf16 checkpoint is saved as bf16, every kept weight bit f
   }
 });
 
-async function runCli(args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
-  const p = await new Deno.Command(Deno.execPath(), {
+/** prune.ts as a child process (its stdout discarded when `quiet`). */
+function pruneProcess(args: string[], quiet = false): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(ROOT, "prune.ts"), ...args],
     cwd: ROOT,
-    stdout: "piped",
+    stdout: quiet ? "null" : "piped",
     stderr: "piped",
     env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
-  }).output();
+  });
+}
+
+async function runCli(args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
+  const p = await pruneProcess(args).output();
   const text = new TextDecoder();
   return { code: p.code, stderr: text.decode(p.stderr), stdout: text.decode(p.stdout) };
 }
@@ -309,16 +314,10 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
 Deno.test("prune.ts: Ctrl-C removes the pruned-weights file (in --tmp-dir), leaves no output, exits 130", async () => {
   const dir = await Deno.makeTempDir(), outParent = await Deno.makeTempDir();
   try {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        ...["run", "-A", join(ROOT, "prune.ts"), "--nsamples", "8", "--eval-windows", "4"],
-        ...["--tmp-dir", dir, "--out", join(outParent, "out")],
-      ],
-      cwd: ROOT,
-      stdout: "null",
-      stderr: "piped",
-      env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
-    }).spawn();
+    const child = pruneProcess(
+      ["--nsamples", "8", "--eval-windows", "4", "--tmp-dir", dir, "--out", join(outParent, "out")],
+      true,
+    ).spawn();
     // Wait until the job's weights file holds a pruned block, then interrupt it mid-job.
     const weightsBytes = () => {
       const e = [...Deno.readDirSync(dir)].find((e) => e.name.startsWith(".owlgpu-pruned-"));
@@ -351,13 +350,7 @@ Deno.test("prune.ts --checkpoint: stopped by Ctrl-C, the same command resumes to
 
     const ckpt = join(dir, "ckpt");
     const args = [...common, "--out", join(dir, "resumed"), "--checkpoint", ckpt];
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(ROOT, "prune.ts"), ...args],
-      cwd: ROOT,
-      stdout: "null",
-      stderr: "piped",
-      env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
-    }).spawn();
+    const child = pruneProcess(args, true).spawn();
     // Interrupt the job once its checkpoint says 2 blocks are done (the file is replaced atomically).
     const blocksDone = () => {
       try {

@@ -599,6 +599,26 @@ Deno.test("pipeline: activations offloaded to host memory give bit-identical wei
 /** Thrown by a checkpoint callback to stop a walk, as Ctrl-C or a crash would. */
 class Stop extends Error {}
 
+/**
+ * Run prune() until `blocks` blocks are done, then stop it: the store it filled, and its last
+ * checkpoint as a file would hold it (through JSON).
+ */
+async function stopAfter(
+  source: WeightSource,
+  opts: PruneOptions,
+  blocks: number,
+): Promise<{ store: MemoryWeightStore; saved: PruneCheckpoint }> {
+  const store = new MemoryWeightStore();
+  let saved: PruneCheckpoint | undefined;
+  const onCheckpoint = (cp: PruneCheckpoint) => {
+    if (cp.blocksDone < blocks) return;
+    saved = JSON.parse(JSON.stringify(cp));
+    throw new Stop();
+  };
+  await assert.rejects(() => prune(gpu, source, { ...opts, store, onCheckpoint }), Stop);
+  return { store, saved: saved! };
+}
+
 Deno.test("pipeline: a walk stopped after any block resumes from its checkpoint to the same weights", async () => {
   const before = gpu.liveBuffers;
   // Every stop for one case; one stop in the middle for the others (each stop costs two walks).
@@ -622,21 +642,7 @@ Deno.test("pipeline: a walk stopped after any block resumes from its checkpoint 
     assert.deepEqual(states.map((s) => s.blocksDone), [0, 1, 2, 3].slice(0, L + 1), `${what}: checkpoints`);
     for (const stopAt of stops) {
       // Stopped once `stopAt` blocks are done: the store holds their linears, the state says so.
-      const store = new MemoryWeightStore();
-      let saved: PruneCheckpoint | undefined;
-      await assert.rejects(
-        () =>
-          prune(gpu, fx.source, {
-            ...opts,
-            store,
-            onCheckpoint: (cp) => {
-              if (cp.blocksDone < stopAt) return;
-              saved = JSON.parse(JSON.stringify(cp));
-              throw new Stop();
-            },
-          }),
-        Stop,
-      );
+      const { store, saved } = await stopAfter(fx.source, opts, stopAt);
       assert.deepEqual(saved, states[stopAt], `${what}: the state after ${stopAt} blocks`);
       assert.equal(store.names().length, stopAt * LINEARS.length);
       const resumed = await pruneMapped(fx.source, { ...opts, resume: saved }, store);
@@ -659,24 +665,7 @@ Deno.test("pipeline: a checkpoint is refused for another job, a malformed one, o
     ...OWL,
     calibration: ODD.calib,
   };
-  const store = new MemoryWeightStore();
-  let after1: PruneCheckpoint | undefined;
-  await assert.rejects(
-    () =>
-      prune(gpu, ODD.source, {
-        ...opts,
-        store,
-        onCheckpoint: (cp) => {
-          if (cp.blocksDone === 1) {
-            (after1 = cp,
-              (() => {
-                throw new Stop();
-              })());
-          }
-        },
-      }),
-    Stop,
-  );
+  const { store, saved: after1 } = await stopAfter(ODD.source, opts, 1);
   const refused = (o: Partial<PruneOptions>, re: RegExp, s: PrunedWeightStore = store) =>
     assert.rejects(
       () =>
@@ -696,9 +685,9 @@ Deno.test("pipeline: a checkpoint is refused for another job, a malformed one, o
   const other = outlierModel(CFG_ODD, 11);
   other.layers[2].down[7] *= 2; // one weight of the last block differs
   await refused({ source: memorySource(other) } as Partial<PruneOptions>, /another job \(weights: /);
-  await refused({ resume: { ...after1!, version: 2 } }, /format version 2, this owlgpu reads 1/);
-  await refused({ resume: { ...after1!, blocksDone: 4 } }, /blocksDone is 4/);
-  await refused({ resume: { ...after1!, sparsities: [0.7] } }, /block sparsities are malformed/);
+  await refused({ resume: { ...after1, version: 2 } }, /format version 2, this owlgpu reads 1/);
+  await refused({ resume: { ...after1, blocksDone: 4 } }, /blocksDone is 4/);
+  await refused({ resume: { ...after1, sparsities: [0.7] } }, /block sparsities are malformed/);
   await refused(
     {},
     /the store lacks model\.layers\.0\.self_attn\.q_proj\.weight and 6 more/,
