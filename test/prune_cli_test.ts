@@ -386,6 +386,7 @@ Deno.test("prune.ts --checkpoint: stopped by Ctrl-C, the same command resumes to
     const resumed = await runCli(args);
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(resumed.stdout, new RegExp(`checkpoint .*ckpt: resuming after block ${kept} of 6`));
+    assert.match(resumed.stdout, new RegExp(`time .* \\(this run; resumed after block ${kept} of 6\\)`));
     assert.throws(() => Deno.statSync(ckpt), Deno.errors.NotFound, "the checkpoint is removed when done");
     const bytes = (d: string) => Deno.readFileSync(join(dir, d, "model.safetensors"));
     assert.deepEqual(
@@ -398,6 +399,8 @@ Deno.test("prune.ts --checkpoint: stopped by Ctrl-C, the same command resumes to
       assert.equal(report[k], wholeReport[k], k);
     }
     assert.deepEqual(report.blocks, wholeReport.blocks);
+    assert.equal(report.settings.resumed_after_block, kept);
+    assert(!("resumed_after_block" in wholeReport.settings));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -652,6 +652,7 @@ Deno.test("pipeline: a walk stopped after any block resumes from its checkpoint 
       assert.equal(resumed.realisedSparsity, whole.realisedSparsity);
       assert.deepEqual(resumed.dampingRetries, whole.dampingRetries);
       assert.equal(resumed.meanN, whole.meanN);
+      assert.equal(resumed.resumedAfterBlock, stopAt);
     }
   }
   assert.equal(gpu.liveBuffers, before);

@@ -392,7 +392,10 @@ function summary(r: PruneReport, outDir: string | undefined): string {
     }  (${r.settings.eval}, ${r.settings.eval_windows} x ${r.settings.seqlen} tokens)`,
     `KL(dense||pruned)  ${r.kl === null ? "not computed (--no-kl)" : `${r.kl.toFixed(5)} nats/token`}`,
     ...dampingLine(r),
-    `time               ${r.seconds.toFixed(1)} s on ${r.adapter}`,
+    `time               ${r.seconds.toFixed(1)} s on ${r.adapter}` +
+    (r.settings.resumed_after_block !== undefined
+      ? ` (this run; resumed after block ${r.settings.resumed_after_block} of ${r.blocks.length})`
+      : ""),
     ...(r.sparse_bytes !== undefined && r.dense_linear_bytes
       ? [
         `sparse linears     ${(r.sparse_bytes / 1e6).toFixed(2)} MB = ${

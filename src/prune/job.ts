@@ -375,6 +375,8 @@ export async function pruneAndEvaluate(
       eval: s.eval,
       eval_windows: evalW.length,
       eval_tokens: evalW.length * (s.seqlen - 1),
+      // Resumed: the blocks an earlier run pruned; `seconds` counts this run only.
+      ...(pruned.resumedAfterBlock !== undefined ? { resumed_after_block: pruned.resumedAfterBlock } : {}),
       ...(isSparseGPT(s.method)
         ? {
           percdamp: s.percdamp,

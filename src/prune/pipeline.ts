@@ -324,6 +324,8 @@ export interface PruneResult {
   meanN?: number;
   /** SparseGPT: every Hessian whose factorisation needed more damping than asked for. */
   dampingRetries?: DampingRetry[];
+  /** Resumed from a checkpoint: the blocks it had finished, which this call did not prune. */
+  resumedAfterBlock?: number;
 }
 
 /**
@@ -949,6 +951,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       counts,
       meanN,
       ...(sgpt ? { dampingRetries } : {}),
+      ...(resume ? { resumedAfterBlock: resume.blocksDone } : {}),
     };
   } finally {
     walker.release();
