@@ -382,11 +382,16 @@ Deno.test("prune.ts --checkpoint: stopped by Ctrl-C, the same command resumes to
     assertMatchText(other.stderr, /another job \(sparsity: 0\.5 here, 0\.7 in the checkpoint\)/, args);
     assert.equal(blocksDone(), kept);
 
-    // The same command resumes after the last finished block and gives the uninterrupted model.
+    // The same command resumes after the last finished block and gives the uninterrupted model. (The
+    // checkpoint is made to name another adapter, which only adds a note: the blocks ran on this one.)
+    const file = JSON.parse(Deno.readTextFileSync(join(ckpt, "checkpoint.json")));
+    file.walk.adapter = "Another GPU";
+    Deno.writeTextFileSync(join(ckpt, "checkpoint.json"), JSON.stringify(file));
     const resumed = await runCli(args);
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(resumed.stdout, new RegExp(`checkpoint .*ckpt: resuming after block ${kept} of 6`));
     assert.match(resumed.stdout, new RegExp(`time .* \\(this run; resumed after block ${kept} of 6\\)`));
+    assert.match(resumed.stdout, /note: the checkpoint's blocks were pruned on Another GPU, this run uses /);
     assert.throws(() => Deno.statSync(ckpt), Deno.errors.NotFound, "the checkpoint is removed when done");
     const bytes = (d: string) => Deno.readFileSync(join(dir, d, "model.safetensors"));
     assert.deepEqual(

@@ -288,11 +288,17 @@ export async function runPrune(
     if (o.checkpoint) {
       checkpoint = await CheckpointDir.open(o.checkpoint);
       store = checkpoint.store;
-      const done = checkpoint.resume?.blocksDone;
+      const { blocksDone: done, adapter } = checkpoint.resume ?? {};
       log(
         `checkpoint ${o.checkpoint}: ` +
           (done === undefined ? "new" : `resuming after block ${done} of ${source.config.nLayers}`),
       );
+      if (adapter !== undefined && adapter !== gpu.adapterName) {
+        log(
+          `note: the checkpoint's blocks were pruned on ${adapter}, this run uses ${gpu.adapterName}: ` +
+            "a valid prune, but not bit-identical to an uninterrupted run on either",
+        );
+      }
     } else {
       store = await FileWeightStore.create(o.tmpDir ?? (outDir ? dirname(resolve(outDir)) : undefined));
     }

@@ -848,6 +848,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
         job,
         blocksDone,
         nBlocks: L,
+        adapter: gpu.adapterName,
         outlierRatios: needLod ? D.slice() : null,
         meanScores: needLod ? meanScores.slice() : null,
         sparsities: sparsities.slice(),

@@ -78,6 +78,11 @@ export interface PruneCheckpoint {
   blocksDone: number;
   /** The model's block count. */
   nBlocks: number;
+  /**
+   * The adapter the finished blocks were pruned on. Resuming on another one gives a valid prune, but
+   * not the bits of an uninterrupted run on either (floating-point order differs between drivers).
+   */
+  adapter: string;
   /** OWL / DLP: D_l in percent per block, from the outlier pass; else null. */
   outlierRatios: number[] | null;
   /** OWL / DLP: the mean Wanda score per block, from the outlier pass; else null. */
@@ -187,6 +192,7 @@ export function checkCheckpoint(
   const diff = identityDiff(job, c.job);
   if (diff.length) throw bad(`it belongs to another job (${diff.join("; ")})`);
   if (c.nBlocks !== nBlocks) throw bad(`it has ${c.nBlocks} blocks, the model ${nBlocks}`);
+  if (typeof c.adapter !== "string") throw bad("it names no adapter");
   const done = c.blocksDone;
   if (!(Number.isInteger(done) && done! >= 0 && done! <= nBlocks)) throw bad(`blocksDone is ${done}`);
   if (!isNumbers(c.sparsities, nBlocks)) throw bad("its block sparsities are malformed");
