@@ -45,7 +45,7 @@ export function f16PackWgsl(direction: "pack" | "unpack"): string {
   // shows on every driver (the walk refuses non-finite statistics).
   const body = direction === "pack"
     ? `let v = Src[i];
-    var h = pack2x16float(v);
+    var h = ${op}(v);
     if (abs(v.x) >= 65520.0) { h = (h & 0xffff0000u) | select(0x7c00u, 0xfc00u, v.x < 0.0); }
     if (abs(v.y) >= 65520.0) { h = (h & 0x0000ffffu) | select(0x7c000000u, 0xfc000000u, v.y < 0.0); }
     Dst[i] = h;`

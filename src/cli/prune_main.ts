@@ -64,8 +64,8 @@ Data
   --calib-dtype D       f32 | f16: how the calibration activations wait between blocks on the GPU
                         (default f32; f16 halves that memory and rounds block inputs to f16, as
                         the reference code does in fp16)
-  --offload-activations keep the calibration activations in host memory, one window on the GPU at a
-                        time: for GPUs too small for them (same result, slower)
+  --offload-activations keep the calibration activations in host memory, a few windows on the GPU at
+                        a time: for GPUs too small for them (same result, slower)
   --seqlen N            tokens per window (default: the model's context)
   --eval SPEC           evaluation text: moby-dick (built in) or a text file (default moby-dick)
   --eval-windows N      evaluation windows (default 128)

@@ -59,6 +59,11 @@ import type { KernelStyle, PruneMask } from "./prune_ops.ts";
 /** llvmpipe ends an invocation's loops after this many iterations (kernels/common.ts). */
 const LOOP_LIMIT = 65535;
 
+/** SparseGPT's damping when none is given: a fraction of the mean Hessian diagonal (the reference's). */
+export const DEFAULT_PERCDAMP = 0.01;
+/** SparseGPT's columns per block of the lazy batch update when none is given (the reference's). */
+export const DEFAULT_BLOCKSIZE = 128;
+
 /**
  * Options shared by the SparseGPT launchers.
  *
@@ -587,7 +592,7 @@ function recordInverse(gpu: Gpu, A: GpuMatrix, side: Side, style: KernelStyle): 
  * ```
  */
 export async function factorHessian(gpu: Gpu, h: Hessian, opts: FactorOptions = {}): Promise<InverseFactor> {
-  const percdamp = opts.percdamp ?? 0.01;
+  const percdamp = opts.percdamp ?? DEFAULT_PERCDAMP;
   const maxRetries = opts.maxRetries ?? 3;
   const label = opts.label ?? `a ${h.n}-input linear`;
   if (!(Number.isFinite(percdamp) && percdamp >= 0)) {
@@ -788,7 +793,7 @@ export interface SparseGPTPruneOptions extends SparseGPTKernelOptions {
  * ```
  */
 export function sparsegptExpected(rows: number, cols: number, o: SparseGPTPruneOptions): number {
-  const bs = o.blocksize ?? 128;
+  const bs = o.blocksize ?? DEFAULT_BLOCKSIZE;
   if (o.nm) return rows * (cols / o.nm.m) * o.nm.n;
   let k = 0;
   for (let i1 = 0; i1 < cols; i1 += bs) k += Math.floor(rows * Math.min(bs, cols - i1) * o.sparsity);
@@ -821,7 +826,7 @@ export function checkSparseGPTOptions(
   cols: number,
   o: SparseGPTPruneOptions,
 ): void {
-  const bs = o.blocksize ?? 128;
+  const bs = o.blocksize ?? DEFAULT_BLOCKSIZE;
   if (!Number.isInteger(bs) || bs < 1 || bs > SGPT_MAX_BLOCK) {
     throw new ArgumentError(`--blocksize must be an integer in [1, ${SGPT_MAX_BLOCK}], got ${bs}`);
   }
@@ -908,7 +913,7 @@ export function sparsegptPrune(
   if (cols !== f.n) throw new ArgumentError(`weight has ${cols} columns but the Hessian is ${f.n}x${f.n}`);
   checkSparseGPTOptions(gpu, rows, cols, opts);
   const style = styleOf(gpu, opts);
-  const bs = opts.blocksize ?? 128;
+  const bs = opts.blocksize ?? DEFAULT_BLOCKSIZE;
   const bsMax = Math.min(bs, cols);
   const ld = 4 * Math.ceil(bsMax / 4) + 4 * Math.ceil(cols / 4);
   const wordsPerRow = maskWordsPerRow(cols);

@@ -40,9 +40,8 @@ export class CalibrationActivations {
   /** Offloaded: windows kept since the last readback, in `#outbox` slot order. */
   #pending: { w: number; side: "in" | "out" }[] = [];
   #outbox: GPUBuffer | undefined;
-  /** Offloaded: windows the outbox holds; readbacks so far. */
+  /** Offloaded: windows the outbox holds. */
   readonly outboxWindows: number;
-  readbacks = 0;
 
   /** `values`: values of one window (seqlen x dim), even for f16. */
   constructor(
@@ -89,7 +88,6 @@ export class CalibrationActivations {
     const pending = this.#pending;
     this.#pending = [];
     const bytes = new Uint8Array(await this.gpu.read(this.#outbox!, 0, pending.length * this.bytes));
-    this.readbacks++;
     pending.forEach(({ w, side }, k) => {
       (side === "in" ? this.#hostIn : this.#hostOut)[w] = bytes.subarray(
         k * this.bytes,

@@ -7,6 +7,10 @@ import { ArgumentError, ModelFormatError, OutputError, OwlError } from "../error
 import { cannotWrite, FileSink, trackTemporary } from "../util/files.ts";
 import { decodeZeroSkipping, encodeZeroSkipping, missingWeight, type PrunedWeightStore } from "./store.ts";
 
+function cannotOpen(path: string, e: unknown): OutputError {
+  return new OutputError(`cannot open ${path} for the pruned weights: ${(e as Error).message}`, { cause: e });
+}
+
 function closed(): ArgumentError {
   return new ArgumentError("FileWeightStore: the store is closed");
 }
@@ -78,17 +82,15 @@ export class FileWeightStore implements PrunedWeightStore {
     try {
       file = await Deno.open(path, { read: true, write: true, create: !snapshot });
     } catch (e) {
-      throw new OutputError(`cannot open ${path} for the pruned weights: ${(e as Error).message}`, {
-        cause: e,
-      });
+      throw cannotOpen(path, e);
     }
     const store = new FileWeightStore(path, file, true);
     try {
-      const size = (await file.stat()).size;
       if (!snapshot) {
         await file.truncate(0);
         return store;
       }
+      const size = (await file.stat()).size;
       const bad = (why: string) => new ModelFormatError(`${path} does not match its checkpoint: ${why}`);
       if (!Number.isInteger(snapshot.fileBytes) || !Array.isArray(snapshot.records)) {
         throw bad("the snapshot is malformed");
@@ -157,9 +159,7 @@ export class FileWeightStore implements PrunedWeightStore {
       return new FileWeightStore(path, await Deno.open(path, { read: true, write: true }));
     } catch (e) {
       await Deno.remove(path).catch(() => {});
-      throw new OutputError(`cannot open ${path} for the pruned weights: ${(e as Error).message}`, {
-        cause: e,
-      });
+      throw cannotOpen(path, e);
     }
   }
 

@@ -10,9 +10,8 @@ import { ArgumentError } from "../errors.ts";
 import { depthAllocation } from "./allocation.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { type LinearName, LINEARS, linearShape, type ModelConfig } from "../model/config.ts";
+import { LINEARS, linearShape, type ModelConfig } from "../model/config.ts";
 import { ForwardRunner, GpuModel } from "../model/forward.ts";
-import { linearWeight } from "../model/names.ts";
 import type { WeightSource } from "../model/weights.ts";
 import {
   type Allocation,
@@ -24,7 +23,7 @@ import {
   validatePruneOptions,
 } from "./pipeline.ts";
 import type { PruneReport } from "./report.ts";
-import type { PrunedWeights, PrunedWeightStore } from "./store.ts";
+import { type PrunedWeights, type PrunedWeightStore, readBlockLinears } from "./store.ts";
 import type { PruneCheckpoint } from "./resume.ts";
 
 /**
@@ -419,9 +418,7 @@ async function loadPruned(
   const model = await GpuModel.load(gpu, source, { lazyBlocks: true });
   try {
     for (let l = 0; l < source.config.nLayers; l++) {
-      const block: Partial<Record<LinearName, Float32Array>> = {};
-      for (const lin of LINEARS) block[lin] = await weights.read(linearWeight(l, lin));
-      await model.loadBlock(l, block);
+      await model.loadBlock(l, await readBlockLinears(weights, l));
     }
     return model;
   } catch (e) {

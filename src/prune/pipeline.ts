@@ -13,7 +13,8 @@
  *    and updates the linears that read it (src/ops/sparsegpt.ts).
  *
  * Memory: only the current block's weights, its statistics, and the calibration activations
- * (one buffer per window, inputs and outputs) live on the GPU.
+ * (one buffer per window, inputs and outputs; with `offloadActivations`, up to 8 windows awaiting
+ * their readback) live on the GPU.
  * @module
  */
 import { ArgumentError, ModelFormatError, type OwlError, UnsupportedError } from "../errors.ts";
@@ -30,8 +31,14 @@ import {
 import { linearWeight } from "../model/names.ts";
 import type { WeightSource } from "../model/weights.ts";
 import { type ActivationOptions, CalibrationActivations } from "./activations.ts";
-import { MemoryWeightStore, type PrunedWeightStore } from "./store.ts";
-import { checkCheckpoint, CHECKPOINT_VERSION, type PruneCheckpoint, pruneIdentity } from "./resume.ts";
+import { MemoryWeightStore, type PrunedWeightStore, readBlockLinears } from "./store.ts";
+import {
+  checkCheckpoint,
+  CHECKPOINT_VERSION,
+  type IdentitySettings,
+  type PruneCheckpoint,
+  pruneIdentity,
+} from "./resume.ts";
 import {
   applyMask,
   magnitudeMask,
@@ -44,6 +51,8 @@ import {
 } from "../ops/prune_ops.ts";
 import {
   checkSparseGPTOptions,
+  DEFAULT_BLOCKSIZE,
+  DEFAULT_PERCDAMP,
   factorHessian,
   type Hessian,
   type InverseFactor,
@@ -224,9 +233,9 @@ export interface PruneOptions {
   activationDtype?: "f32" | "f16";
   /**
    * Keep the calibration activations in host memory instead of on the GPU (default false): each
-   * window is written to the GPU before its block runs and read back after, so the walk's GPU memory
-   * no longer grows with nsamples x seqlen. The same bits either way, so the same result; slower by a
-   * write and a readback per window and block.
+   * window is written to the GPU before its block runs, and the outputs are read back 8 windows at a
+   * time, so the walk's GPU memory no longer grows with nsamples x seqlen. The same bits either way,
+   * so the same result; slower by a write per window and a readback per 8 windows, each block pass.
    */
   offloadActivations?: boolean;
   /**
@@ -427,7 +436,7 @@ export function validatePruneOptions(o: PruneOptions): void {
     }
   }
   if (isSparseGPT(o.method)) {
-    const pd = o.percdamp ?? 0.01;
+    const pd = o.percdamp ?? DEFAULT_PERCDAMP;
     if (!(Number.isFinite(pd) && pd >= 0)) {
       throw new ArgumentError(`--percdamp must be a number >= 0, got ${pd}`);
     }
@@ -485,21 +494,44 @@ function nonFinite(name: string, i: number, cols: number, v: number): Unsupporte
   );
 }
 
+/**
+ * The options that change a walk's result, with their defaults resolved: what the walk uses, and what
+ * a checkpoint names its job by.
+ */
+function resultSettings(o: PruneOptions, allocation: Allocation): IdentitySettings {
+  return {
+    method: o.method,
+    allocation,
+    sparsity: o.sparsity,
+    pattern: o.pattern.kind === "nm" ? `${o.pattern.n}:${o.pattern.m}` : "unstructured",
+    owlM: o.owlM,
+    owlLambda: o.owlLambda,
+    beta: o.beta ?? 0.02,
+    alpha: o.alpha ?? 0.15,
+    nmRounding: o.nmRounding ?? "reference",
+    percdamp: o.percdamp ?? DEFAULT_PERCDAMP,
+    blocksize: o.blocksize ?? DEFAULT_BLOCKSIZE,
+    activationDtype: o.activationDtype ?? "f32",
+  };
+}
+
 /** A resumed walk's store must hold the linears of the finished blocks, and nothing else. */
 function checkResumeStore(store: PrunedWeightStore, cp: PruneCheckpoint): void {
   const want = new Set<string>();
   for (let l = 0; l < cp.blocksDone; l++) for (const lin of LINEARS) want.add(linearWeight(l, lin));
-  const extra = store.names().filter((n) => !want.has(n));
   const missing = [...want].filter((n) => !store.has(n));
-  if (extra.length || missing.length) {
+  const extra = store.names().filter((n) => !want.has(n));
+  const some = (names: string[]) => names[0] + (names.length > 1 ? ` and ${names.length - 1} more` : "");
+  const wrong = [
+    ...(missing.length ? [`lacks ${some(missing)}`] : []),
+    ...(extra.length ? [`holds ${some(extra)}`] : []),
+  ];
+  if (wrong.length) {
     throw new ArgumentError(
       `cannot resume after block ${cp.blocksDone}: the store ${
-        missing.length
-          ? `lacks ${missing[0]}${missing.length > 1 ? ` and ${missing.length - 1} more` : ""}`
-          : ""
-      }${missing.length && extra.length ? " and " : ""}${
-        extra.length ? `holds ${extra[0]}${extra.length > 1 ? ` and ${extra.length - 1} more` : ""}` : ""
-      }, unlike the checkpoint's finished blocks`,
+        wrong.join(" and ")
+      }, unlike the checkpoint's ` +
+        "finished blocks",
     );
   }
 }
@@ -758,23 +790,9 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       `f16 calibration activations need an even count per window (${T} x dim ${c.dim})`,
     );
   }
+  const settings = resultSettings(opts, alloc);
   const checkpointing = opts.onCheckpoint !== undefined || opts.resume !== undefined;
-  const job = checkpointing
-    ? await pruneIdentity(source, {
-      method: opts.method,
-      allocation: alloc,
-      sparsity: opts.sparsity,
-      pattern: opts.pattern.kind === "nm" ? `${opts.pattern.n}:${opts.pattern.m}` : "unstructured",
-      owlM: opts.owlM,
-      owlLambda: opts.owlLambda,
-      beta: opts.beta ?? 0.02,
-      alpha: opts.alpha ?? 0.15,
-      nmRounding: opts.nmRounding ?? "reference",
-      percdamp: opts.percdamp ?? 0.01,
-      blocksize: opts.blocksize ?? 128,
-      activationDtype: opts.activationDtype ?? "f32",
-    }, opts.calibration)
-    : {};
+  const job = checkpointing ? await pruneIdentity(source, settings, opts.calibration) : {};
   const resume = opts.resume ? checkCheckpoint(opts.resume, job, L, "the checkpoint") : undefined;
   const weights = opts.store ?? new MemoryWeightStore();
   if (resume) checkResumeStore(weights, resume);
@@ -822,7 +840,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       meanN = resume.meanN ?? undefined;
     } else if (opts.pattern.kind === "nm" && alloc === "owl") {
       const mixed = owlMixedNM(D, opts.pattern.n, opts.pattern.m, opts.owlLambda, {
-        rounding: opts.nmRounding ?? "reference",
+        rounding: settings.nmRounding,
       });
       nPerBlock = mixed.n;
       meanN = mixed.meanN;
@@ -831,8 +849,8 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       nPerBlock = new Array(L).fill(opts.pattern.n);
       sparsities = nPerBlock.map((n) => n / (opts.pattern as { m: number }).m);
     } else if (alloc === "owl") sparsities = owlAllocation(D, S, opts.owlLambda);
-    else if (alloc === "dlp") sparsities = dlpAllocation(meanScores, S, opts.alpha ?? 0.15);
-    else if (alloc === "depth") sparsities = depthAllocation(L, S, opts.beta ?? 0.02);
+    else if (alloc === "dlp") sparsities = dlpAllocation(meanScores, S, settings.alpha);
+    else if (alloc === "depth") sparsities = depthAllocation(L, S, settings.beta);
     else sparsities = uniformAllocation(L, S);
 
     // 3. Sequential pruning.
@@ -840,7 +858,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
     let zeros = resume?.zeros ?? 0, total = resume?.total ?? 0;
     const needStats = isWanda && opts.method !== "dense";
     const needProp = needStats || sgpt; // block l+1's inputs come from the pruned block l
-    const dampingRetries: DampingRetry[] = (resume?.dampingRetries.slice() ?? []) as DampingRetry[];
+    const dampingRetries: DampingRetry[] = resume?.dampingRetries.slice() ?? [];
     const start = resume?.blocksDone ?? 0;
     const checkpoint = async (blocksDone: number) => {
       await opts.onCheckpoint?.({
@@ -866,9 +884,7 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
       // Resumed: the finished blocks' pruned weights give the next block its inputs, as they did.
       if (start > 0) progress("resume", 0, start);
       for (let l = 0; l < start; l++) {
-        const pruned: Partial<Record<LinearName, Float32Array>> = {};
-        for (const lin of LINEARS) pruned[lin] = await weights.read(linearWeight(l, lin));
-        await model.loadBlock(l, pruned);
+        await model.loadBlock(l, await readBlockLinears(weights, l));
         await walker.runBlock(l, null, "resume");
         walker.swap();
         model.releaseBlock(l);

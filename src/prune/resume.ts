@@ -16,6 +16,7 @@ import { ArgumentError } from "../errors.ts";
 import { type LinearName, LINEARS } from "../model/config.ts";
 import { linearWeight } from "../model/names.ts";
 import type { WeightSource } from "../model/weights.ts";
+import type { DampingRetry } from "./pipeline.ts";
 
 /** The format version of {@linkcode PruneCheckpoint}. */
 export const CHECKPOINT_VERSION = 1;
@@ -99,7 +100,7 @@ export interface PruneCheckpoint {
   zeros: number;
   total: number;
   /** SparseGPT's damping retries so far. */
-  dampingRetries: { block: number; input: string; retries: number; percdamp: number }[];
+  dampingRetries: DampingRetry[];
 }
 
 /** The settings of a prune that change its result (a subset of PruneOptions, defaults resolved). */
@@ -112,10 +113,10 @@ export interface IdentitySettings {
   owlLambda: number;
   beta: number;
   alpha: number;
-  nmRounding: string;
+  nmRounding: "reference" | "mass-preserving";
   percdamp: number;
   blocksize: number;
-  activationDtype: string;
+  activationDtype: "f32" | "f16";
 }
 
 /**

@@ -9,6 +9,8 @@
  * @module
  */
 import { ArgumentError } from "../errors.ts";
+import { type LinearName, LINEARS } from "../model/config.ts";
+import { linearWeight } from "../model/names.ts";
 
 /**
  * Pruned weights by canonical tensor name, f32 [C_out, C_in], read back one at a time.
@@ -41,6 +43,16 @@ export interface PrunedWeightStore extends PrunedWeights {
   put(name: string, w: Float32Array): Promise<void>;
   /** Free what the store holds (memory, or its file). Reads fail afterwards. */
   close(): void;
+}
+
+/** Block l's 7 pruned linears, read from `weights` (for `GpuModel.loadBlock`). */
+export async function readBlockLinears(
+  weights: PrunedWeights,
+  l: number,
+): Promise<Record<LinearName, Float32Array>> {
+  const block = {} as Record<LinearName, Float32Array>;
+  for (const lin of LINEARS) block[lin] = await weights.read(linearWeight(l, lin));
+  return block;
 }
 
 /** The weights of one name: an ArgumentError when absent, so a typo never reads as "no override". */
