@@ -380,6 +380,7 @@ Deno.test("prune.ts --checkpoint: stopped by Ctrl-C, the same command resumes to
     const other = await runCli([...args, "--sparsity", "0.5"]);
     assert.equal(other.code, 1, other.stderr);
     assertMatchText(other.stderr, /another job \(sparsity: 0\.5 here, 0\.7 in the checkpoint\)/, args);
+    assert.ok(other.stderr.includes(`--checkpoint ${ckpt} cannot be resumed: `), other.stderr);
     assert.equal(blocksDone(), kept);
 
     // The same command resumes after the last finished block and gives the uninterrupted model. (The

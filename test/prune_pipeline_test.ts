@@ -678,7 +678,11 @@ Deno.test("pipeline: a checkpoint is refused for another job, a malformed one, o
         }),
       (e: Error) => e instanceof ArgumentError && re.test(e.message),
     );
-  await refused({ sparsity: 0.5 }, /another job \(sparsity: 0\.5 here, 0\.7 in the checkpoint\)/);
+  await refused(
+    { sparsity: 0.5 },
+    /^the checkpoint cannot be resumed: it belongs to another job \(sparsity: 0\.5 here, 0\.7 in the checkpoint\)/,
+  );
+  await refused({ sparsity: 0.5, resumeName: "--checkpoint here" }, /^--checkpoint here cannot be resumed: /);
   await refused({ activationDtype: "f16" }, /activationDtype: f16 here, f32 in the checkpoint/);
   const calib = ODD.calib.map((w) => w.slice());
   calib[3][15] = (calib[3][15] + 1) % CFG_ODD.vocabSize; // one token differs
@@ -690,8 +694,8 @@ Deno.test("pipeline: a checkpoint is refused for another job, a malformed one, o
   await refused({ resume: { ...after1, blocksDone: 4 } }, /blocksDone is 4/);
   await refused({ resume: { ...after1, sparsities: [0.7] } }, /block sparsities are malformed/);
   await refused(
-    {},
-    /the store lacks model\.layers\.0\.self_attn\.q_proj\.weight and 6 more/,
+    { resumeName: "--checkpoint here" },
+    /^--checkpoint here cannot be resumed after block 1: the store lacks model\.layers\.0\.self_attn\.q_proj\.weight and 6 more/,
     new MemoryWeightStore(),
   );
   const extra = new MemoryWeightStore();

@@ -308,6 +308,7 @@ export async function runPrune(
       seqlen,
       store,
       resume: cp?.resume,
+      resumeName: `--checkpoint ${o.checkpoint}`,
       onCheckpoint: cp && (async (walk) => {
         await cp.save(walk);
         // From the first save on, a stopped job has something to resume from.

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
+import { InFlight } from "../gpu/inflight.ts";
 import type { ForwardRunner } from "../model/forward.ts";
 import { ArgumentError } from "../errors.ts";
 import { loss } from "../ops/basic.ts";
@@ -146,6 +147,7 @@ export async function evaluatePerplexity(
   const allNll = gpu.buffer(n * R * 4, "nll-all");
   const allKl = opts.reference ? gpu.buffer(n * R * 4, "kl-all") : undefined;
   const allRefNll = opts.reference ? gpu.buffer(n * R * 4, "ref-nll-all") : undefined;
+  const progress = new InFlight(1);
   try {
     for (let w = 0; w < n; w++) {
       const ids = windows[w];
@@ -160,12 +162,14 @@ export async function evaluatePerplexity(
         loss(gpu, "kl", opts.reference.logits, runner.logits, rowLoss, R, V);
         gpu.copy(rowLoss, 0, allKl, w * R * 4, R * 4);
       }
-      // Sync every few windows so progress is real and the queue stays short.
+      // Progress when the GPU has finished every 4th window (so it is real), waited for one
+      // report late so the GPU has the next windows queued meanwhile; the queue stays short.
       if (opts.onProgress && (w % 4 === 3 || w === n - 1)) {
-        await gpu.sync();
-        opts.onProgress(w + 1, n);
+        const [done, report] = [w + 1, opts.onProgress];
+        await progress.add(gpu.done().then(() => report(done, n)));
       }
     }
+    await progress.drain();
     const meanNll = meanOfWindowMeans(await gpu.readF32(allNll), n, R);
     const result: EvalResult = { ppl: Math.exp(meanNll), meanNll, windows: n, tokens: n * R };
     if (allRefNll) result.referencePpl = Math.exp(meanOfWindowMeans(await gpu.readF32(allRefNll), n, R));

@@ -554,9 +554,16 @@ export class Gpu {
 
   /** Wait until the GPU has finished everything submitted. */
   async sync(): Promise<void> {
+    await this.done();
+  }
+
+  /**
+   * Submit pending work and return, without waiting, a promise that settles when the GPU has
+   * finished it: hold it in an `InFlight` (src/gpu/inflight.ts) to keep recording meanwhile.
+   */
+  done(): Promise<void> {
     this.flush();
-    await this.device.queue.onSubmittedWorkDone();
-    this.throwIfDeviceFailed();
+    return this.device.queue.onSubmittedWorkDone().then(() => this.throwIfDeviceFailed());
   }
 
   /**

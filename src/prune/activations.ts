@@ -7,11 +7,15 @@
  * - on the GPU (default), or offloaded to host memory (`offload`): one window at a time is written to
  *   the GPU before its block runs, for GPUs too small to hold them all; its output is copied into an
  *   outbox of a few windows (at most 256 MiB), read back in one readback when full, since every
- *   readback costs Deno at least ~10 ms. The two places hold the same bits, so offloading changes
- *   nothing in the result.
+ *   readback costs Deno at least ~10 ms. A full outbox's readback is started, not waited for: the
+ *   walk goes on recording the next windows (into the same outbox, after the readback's copy in
+ *   queue order) and waits for it only when the next outbox fills, so the GPU never idles on a
+ *   readback and at most two outboxes' bytes wait in readback buffers. The two places hold the
+ *   same bits, so offloading changes nothing in the result.
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
+import { InFlight } from "../gpu/inflight.ts";
 import { packF16, unpackF16 } from "../ops/basic.ts";
 
 /** The most bytes of offloaded windows waiting on the GPU for one readback. */
@@ -23,6 +27,8 @@ export interface ActivationOptions {
   dtype?: "f32" | "f16";
   /** Keep them in host memory instead of on the GPU (default false). */
   offload?: boolean;
+  /** Offloaded: windows read back at once (default: up to 8, at most 256 MiB). */
+  outboxWindows?: number;
 }
 
 /** Window activations of the walk, in and out, on the GPU or in host memory. */
@@ -40,6 +46,8 @@ export class CalibrationActivations {
   /** Offloaded: windows kept since the last readback, in `#outbox` slot order. */
   #pending: { w: number; side: "in" | "out" }[] = [];
   #outbox: GPUBuffer | undefined;
+  /** Offloaded: readbacks started and not yet waited for (one, while the next outbox fills). */
+  #readbacks = new InFlight(1);
   /** Offloaded: windows the outbox holds. */
   readonly outboxWindows: number;
 
@@ -53,7 +61,10 @@ export class CalibrationActivations {
     this.dtype = opts.dtype ?? "f32";
     this.offload = opts.offload ?? false;
     this.bytes = values * (this.dtype === "f16" ? 2 : 4);
-    this.outboxWindows = Math.max(1, Math.min(8, windows, Math.floor(OUTBOX_BYTES / this.bytes)));
+    this.outboxWindows = Math.max(
+      1,
+      Math.min(opts.outboxWindows ?? 8, windows, Math.floor(OUTBOX_BYTES / this.bytes)),
+    );
     if (this.offload) {
       if (this.dtype === "f16") this.#stage = gpu.buffer(this.bytes, "calib-stage");
       this.#outbox = gpu.buffer(this.outboxWindows * this.bytes, "calib-readback");
@@ -79,21 +90,33 @@ export class CalibrationActivations {
     }
     gpu.copy(from, 0, this.#outbox!, this.#pending.length * this.bytes, this.bytes);
     this.#pending.push({ w, side });
-    if (this.#pending.length === this.outboxWindows) await this.flush();
+    if (this.#pending.length === this.outboxWindows) await this.#readBack();
   }
 
-  /** Offloaded: read back the windows kept since the last readback (a no-op otherwise). */
-  async flush(): Promise<void> {
-    if (!this.#pending.length) return;
+  /**
+   * Offloaded: start reading back the outbox's windows, then wait for the readback before it.
+   * `gpu.read` records its copy before returning, so the outbox can take the next windows at once.
+   */
+  async #readBack(): Promise<void> {
     const pending = this.#pending;
+    if (!pending.length) return;
     this.#pending = [];
-    const bytes = new Uint8Array(await this.gpu.read(this.#outbox!, 0, pending.length * this.bytes));
-    pending.forEach(({ w, side }, k) => {
-      (side === "in" ? this.#hostIn : this.#hostOut)[w] = bytes.subarray(
-        k * this.bytes,
-        (k + 1) * this.bytes,
-      );
+    const read = this.gpu.read(this.#outbox!, 0, pending.length * this.bytes).then((buf) => {
+      const bytes = new Uint8Array(buf);
+      pending.forEach(({ w, side }, k) => {
+        (side === "in" ? this.#hostIn : this.#hostOut)[w] = bytes.subarray(
+          k * this.bytes,
+          (k + 1) * this.bytes,
+        );
+      });
     });
+    await this.#readbacks.add(read);
+  }
+
+  /** Offloaded: read back every window kept so far and wait until all are in host memory. */
+  async flush(): Promise<void> {
+    await this.#readBack();
+    await this.#readbacks.drain();
   }
 
   /** Load window w's input into `x` as f32, for its block to run on. */
@@ -114,7 +137,9 @@ export class CalibrationActivations {
 
   /** The outputs of one block become the inputs of the next (after `flush()`). */
   swap(): void {
-    if (this.#pending.length) throw new Error("CalibrationActivations: swap() before flush()");
+    if (this.#pending.length || this.#readbacks.size) {
+      throw new Error("CalibrationActivations: swap() before flush()");
+    }
     [this.#gpuIn, this.#gpuOut] = [this.#gpuOut, this.#gpuIn];
     [this.#hostIn, this.#hostOut] = [this.#hostOut, this.#hostIn];
   }
@@ -125,6 +150,7 @@ export class CalibrationActivations {
     this.#gpuIn = this.#gpuOut = [];
     this.#hostIn = this.#hostOut = [];
     this.#pending = [];
+    this.#readbacks = new InFlight(1); // a failed walk's readbacks: their rejections are handled
     this.#stage = this.#outbox = undefined;
   }
 }

@@ -100,6 +100,8 @@ export interface PruneJobSettings {
   store?: PrunedWeightStore;
   /** Resume the walk from this checkpoint (see PruneOptions.resume); `store` holds its finished blocks. */
   resume?: PruneCheckpoint;
+  /** How refusals of `resume` name it (see PruneOptions.resumeName). */
+  resumeName?: string;
   /** Called with the walk's state after the outlier pass and every block (see PruneOptions.onCheckpoint). */
   onCheckpoint?: (checkpoint: PruneCheckpoint) => void | Promise<void>;
 }
@@ -331,6 +333,7 @@ export async function pruneAndEvaluate(
     activationDtype: s.activationDtype,
     offloadActivations: s.offloadActivations,
     resume: s.resume,
+    resumeName: s.resumeName,
     onCheckpoint: s.onCheckpoint,
   };
   validatePruneOptions(popts);

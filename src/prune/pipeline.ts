@@ -19,6 +19,7 @@
  */
 import { ArgumentError, ModelFormatError, type OwlError, UnsupportedError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
+import { InFlight } from "../gpu/inflight.ts";
 import { readMatrix } from "../gpu/matrix.ts";
 import { type LinearName, LINEARS, linearShape } from "../model/config.ts";
 import {
@@ -257,6 +258,8 @@ export interface PruneOptions {
    * the bit on the same adapter.
    */
   resume?: PruneCheckpoint;
+  /** How refusals of `resume` name it (default "the checkpoint"; the CLI: "--checkpoint DIR"). */
+  resumeName?: string;
 }
 
 /**
@@ -516,7 +519,7 @@ function resultSettings(o: PruneOptions, allocation: Allocation): IdentitySettin
 }
 
 /** A resumed walk's store must hold the linears of the finished blocks, and nothing else. */
-function checkResumeStore(store: PrunedWeightStore, cp: PruneCheckpoint): void {
+function checkResumeStore(store: PrunedWeightStore, cp: PruneCheckpoint, name: string): void {
   const want = new Set<string>();
   for (let l = 0; l < cp.blocksDone; l++) for (const lin of LINEARS) want.add(linearWeight(l, lin));
   const missing = [...want].filter((n) => !store.has(n));
@@ -528,10 +531,8 @@ function checkResumeStore(store: PrunedWeightStore, cp: PruneCheckpoint): void {
   ];
   if (wrong.length) {
     throw new ArgumentError(
-      `cannot resume after block ${cp.blocksDone}: the store ${
-        wrong.join(" and ")
-      }, unlike the checkpoint's ` +
-        "finished blocks",
+      `${name} cannot be resumed after block ${cp.blocksDone}: the store ${wrong.join(" and ")}, ` +
+        "unlike its finished blocks",
     );
   }
 }
@@ -584,6 +585,7 @@ class Walker {
     const { gpu, runner } = this;
     const acts = this.acts!;
     const T = this.seqlen;
+    const queued = new InFlight(1);
     for (let w = 0; w < this.windows.length; w++) {
       acts.restoreInput(w, runner.x);
       runner.block(
@@ -593,9 +595,11 @@ class Walker {
         observe ?? (stats ? (g, x, t, cIn) => updateScalerRow(gpu, x, stats[g], t, cIn, w, 1) : undefined),
       );
       await acts.keep(w, "out", runner.x);
-      if (w % 8 === 7) await gpu.sync(); // keep the queue short and the progress honest
+      // Keep the queue 8-16 windows long: wait for the windows before the last 8, never for all.
+      if (w % 8 === 7) await queued.add(gpu.done());
     }
     await acts.flush();
+    await queued.drain();
     await gpu.sync();
     void phase;
   }
@@ -793,9 +797,11 @@ export async function prune(gpu: Gpu, source: WeightSource, opts: PruneOptions):
   const settings = resultSettings(opts, alloc);
   const checkpointing = opts.onCheckpoint !== undefined || opts.resume !== undefined;
   const job = checkpointing ? await pruneIdentity(source, settings, opts.calibration) : {};
-  const resume = opts.resume ? checkCheckpoint(opts.resume, job, L, "the checkpoint") : undefined;
+  const resume = opts.resume
+    ? checkCheckpoint(opts.resume, job, L, opts.resumeName ?? "the checkpoint")
+    : undefined;
   const weights = opts.store ?? new MemoryWeightStore();
-  if (resume) checkResumeStore(weights, resume);
+  if (resume) checkResumeStore(weights, resume, opts.resumeName ?? "the checkpoint");
   const model = await GpuModel.load(gpu, source, { lazyBlocks: true, dtype: "f32" });
   const walker = new Walker(gpu, model, opts.calibration, {
     dtype: opts.activationDtype,
