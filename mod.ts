@@ -124,6 +124,7 @@ export {
   rowsPerChunk,
   uploadMatrix,
 } from "./src/gpu/matrix.ts";
+export { InFlight } from "./src/gpu/inflight.ts";
 
 // ---- kernels: WGSL generators (options -> WGSL text) ------------------------------------------
 export { enableF16, type GpuDType, LINEAR_WID, packUniforms, WORKGROUP_ID_ARGS } from "./kernels/common.ts";

@@ -13,6 +13,7 @@ Deno.test("mod.ts: every layer's entry points are exported and defined", () => {
     // runtime, kernels, launchers
     "Gpu",
     "uploadMatrix",
+    "InFlight",
     "linearWgsl",
     "rowMaskWgsl",
     "outlierWgsl",
