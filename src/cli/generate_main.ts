@@ -94,8 +94,14 @@ export async function generateMain(args: string[]): Promise<void> {
       onToken: (id) => out(stream.push(id)),
     });
     out(stream.flush() + "\n");
+    const why = {
+      stop: "an end-of-text token",
+      "max-tokens": "--max-tokens",
+      context: `the model's context of ${source.config.maxSeqLen} tokens`,
+    }[r.stoppedBy];
     console.error(
-      `${r.ids.length} tokens; prompt ${prompt.length} tokens in ${r.prefillSeconds.toFixed(3)} s; ` +
+      `${r.ids.length} tokens (stopped by ${why}); prompt ${prompt.length} tokens in ` +
+        `${r.prefillSeconds.toFixed(3)} s; ` +
         `decode ${r.tokensPerSecond.toFixed(1)} tokens/s on ${gpu.adapterName}; ${kernels(model)}`,
     );
     model.release();

@@ -91,6 +91,11 @@ export interface GenerateResult {
   decodeSeconds: number;
   /** Decode throughput: tokens after the first / decode seconds. */
   tokensPerSecond: number;
+  /**
+   * Why generation ended: a stop token ("stop", not among `ids`), `maxTokens` new tokens
+   * ("max-tokens"), or the model's context full before that ("context").
+   */
+  stoppedBy: "stop" | "max-tokens" | "context";
 }
 
 /**
@@ -139,9 +144,10 @@ export async function generate(
   const runner = new ForwardRunner(model, prompt.length, { perLayerCache: true, maxSeq: total });
   const ids: number[] = [];
   const stop = new Set(opts.stopIds ?? []);
+  let stopped = false;
   /** Emit a chosen token; false (nothing emitted) for a stop token, which ends generation. */
   const accept = (id: number): boolean => {
-    if (stop.has(id)) return false;
+    if (stop.has(id)) return !(stopped = true);
     ids.push(id);
     opts.onToken?.(id);
     return true;
@@ -194,6 +200,7 @@ export async function generate(
       prefillSeconds: (t1 - t0) / 1000,
       decodeSeconds,
       tokensPerSecond: ids.length > 1 ? (ids.length - 1) / decodeSeconds : 0,
+      stoppedBy: stopped ? "stop" : ids.length === opts.maxTokens ? "max-tokens" : "context",
     };
   } finally {
     runner.release();
