@@ -106,7 +106,11 @@ Deno.test("generate: tokens chosen on the device: the host's greedy tokens, stre
     assert(k >= 16 && k < 31, `no token first seen in 16..30: ${host.ids}`);
     const stopped = await generate(model, prompt, { maxTokens: 40, temperature: 0, stopIds: [host.ids[k]] });
     assert.deepEqual(stopped.ids, host.ids.slice(0, k));
-    assert.deepEqual([host.stoppedBy, dev.stoppedBy, stopped.stoppedBy], ["max-tokens", "max-tokens", "stop"]);
+    assert.deepEqual([host.stoppedBy, dev.stoppedBy, stopped.stoppedBy], [
+      "max-tokens",
+      "max-tokens",
+      "stop",
+    ]);
     // A prompt 3 tokens short of the context: 3 new tokens, ended by the context, on both paths.
     const long = Array.from({ length: model.config.maxSeqLen - 3 }, (_, i) => prompt[i % prompt.length]);
     for (const onDevice of [false, true]) {
