@@ -271,8 +271,14 @@ Deno.test("prune.ts: bad input is a clear error, exit 1, and no output left behi
         ["--sparse-dtype", "f32"],
         /--sparse-dtype sets the dtype of the --save-sparse file; add --save-sparse/,
       ],
-      [["--calib", short], /corpus has \d+ tokens, but one window needs 256/],
-      [["--eval", short, "--nsamples", "1"], /corpus has \d+ tokens, but one window needs 256/],
+      [
+        ["--calib", short],
+        /calibration text .*short\.txt: the corpus has \d+ tokens, but one window needs 256/,
+      ],
+      [
+        ["--eval", short, "--nsamples", "1"],
+        /evaluation text .*short\.txt: the corpus has \d+ tokens, but one window needs 256/,
+      ],
       [["--out", join(aFile, "out")], /cannot write the output directory/],
       [["--method", "sparsegpt", "--percdamp=-1"], /--percdamp must be >= 0/],
       [["--method", "sparsegpt", "--blocksize", "0"], /--blocksize must be an integer >= 1/],

@@ -37,7 +37,9 @@ function checkInteger(name: string, value: number, min: number): void {
 function checkLength(tokens: TokenIds, seqlen: number): void {
   if (tokens.length < seqlen) {
     throw new CorpusError(
-      `the corpus has ${tokens.length} tokens, but one window needs ${seqlen}: use a longer text or a smaller seqlen`,
+      `the corpus has ${tokens.length} token${
+        tokens.length === 1 ? "" : "s"
+      }, but one window needs ${seqlen}: use a longer text or a smaller seqlen`,
     );
   }
 }

@@ -246,8 +246,8 @@ function owlCore(
     // (1 - S) / (centre / lambda) for the unit with r_l = 0.
     const limit = (1 - S) / (centre / lambda);
     throw new ArgumentError(
-      `${unitName(worst)} would be pruned at sparsity ${s[worst]} (>= 1) with S = ${S} and ${what} = ` +
-        `${lambda}; use a ${what} below ${limit} or a lower S`,
+      `${unitName(worst)} would be pruned at sparsity ${s[worst].toFixed(4)} (>= 1) with S = ${S} and ` +
+        `${what} = ${lambda}; use a ${what} below ${floor4(limit)} or a lower S`,
     );
   }
   // The reference: `if layer_sparsity_ratio <= 0: layer_sparsity_ratio = 0.01`.
@@ -541,10 +541,8 @@ export function depthAllocation(nBlocks: number, S: number, beta: number): numbe
   if (bad >= 0) {
     const limit = Math.min(S, 1 - S) / ((nBlocks - 1) / 2);
     throw new ArgumentError(
-      `block ${bad} would be pruned at sparsity ${
-        s[bad]
-      } (outside [0, 1)) with S = ${S} and beta = ${beta}; ` +
-        `use |beta| below ${limit}`,
+      `block ${bad} would be pruned at sparsity ${s[bad].toFixed(4)} (outside [0, 1)) with S = ${S} and ` +
+        `beta = ${beta}; use |beta| below ${floor4(limit)}`,
     );
   }
   return s;
@@ -598,4 +596,11 @@ export function pruneCount(cIn: number, s: number): number {
   if (!Number.isInteger(cIn) || cIn < 0) throw new ArgumentError(`cIn must be an integer >= 0, got ${cIn}`);
   checkSparsity(s, "sparsity");
   return Math.floor(cIn * s);
+}
+
+/** `x` rounded down to 4 significant digits: a limit quoted this way is itself safe. */
+function floor4(x: number): string {
+  if (!(x > 0 && Number.isFinite(x))) return String(x);
+  const scale = 10 ** (3 - Math.floor(Math.log10(x)));
+  return String(Math.floor(x * scale) / scale);
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { calibrationWindows, evalWindows, type TokenIds } from "../data/windows.ts";
-import { ArgumentError } from "../errors.ts";
+import { ArgumentError, CorpusError } from "../errors.ts";
 import { depthAllocation } from "./allocation.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import type { Gpu } from "../gpu/device.ts";
@@ -301,6 +301,16 @@ function maskSparsity(counts: { pruned: number; numel: number }[]): number {
  * assert(Number.isFinite(r.ppl_dense) && r.ppl > 1 && r.kl !== null && r.kl >= 0);
  * ```
  */
+/** `make()`, its CorpusError prefixed with `what` (a job reads two corpora). */
+function namingCorpus<T>(what: string, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    if (e instanceof CorpusError) throw new CorpusError(`${what}: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
 export async function pruneAndEvaluate(
   gpu: Gpu,
   source: WeightSource,
@@ -313,8 +323,14 @@ export async function pruneAndEvaluate(
   const t0 = performance.now();
   const c = source.config;
   checkJobFits(c, s);
-  const calib = calibrationWindows(calibIds, s.nsamples, s.seqlen);
-  const evalW = evalWindows(evalIds, s.seqlen, s.evalWindows);
+  const calib = namingCorpus(
+    `calibration text ${s.calib}`,
+    () => calibrationWindows(calibIds, s.nsamples, s.seqlen),
+  );
+  const evalW = namingCorpus(
+    `evaluation text ${s.eval}`,
+    () => evalWindows(evalIds, s.seqlen, s.evalWindows),
+  );
   const popts: PruneOptions = {
     method: s.method,
     allocation: s.allocation,
