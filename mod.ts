@@ -422,6 +422,7 @@ export {
 export {
   GEMV_TEX_SLOT_FLOATS,
   GEMV_TEX_WIDTH,
+  gemvTexFormat,
   gemvTexKey,
   type GemvTexOptions,
   gemvTexWgsl,

@@ -123,16 +123,24 @@ ${o.bias ? "@group(0) @binding(4) var<storage, read> B: array<f32>;" : ""}
 `;
 }
 
-/** Bindings of the `texture` version: X and W as flat rgba32float textures. */
+/**
+ * Bindings of the `texture` version: X and W as flat rgba32float read-only storage textures (lavapipe
+ * reads those inline; a sampled texture's fetch is a call that handles mip levels).
+ */
 function texHeader(o: LinearOptions): string {
+  const at = (t: string) =>
+    `textureLoad(${t}, vec2<u32>(i % ${LINEAR_TEX_WIDTH}u, i / ${LINEAR_TEX_WIDTH}u))`;
   return `struct U { M: u32, N: u32, K: u32, ldY: u32, colOffset: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var Xt: texture_2d<f32>;
-@group(0) @binding(2) var Wt: texture_2d<f32>;
+@group(0) @binding(1) var Xt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var Wt: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 ${o.bias ? "@group(0) @binding(4) var<storage, read> B: array<f32>;" : ""}
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-  return textureLoad(t, vec2<u32>(i % ${LINEAR_TEX_WIDTH}u, i / ${LINEAR_TEX_WIDTH}u), 0);
+fn xTexel(i: u32) -> vec4<f32> {
+  return ${at("Xt")};
+}
+fn wTexel(i: u32) -> vec4<f32> {
+  return ${at("Wt")};
 }
 `;
 }
@@ -152,8 +160,8 @@ function tileKernel(o: LinearOptions): string {
     throw new Error("linear texture version needs f32 weights and K % 4 == 0");
   }
   const tex = o.variant === "texture";
-  const xload = (idx: string) => tex ? `texel(Xt, ${idx})` : `X[${idx}]`;
-  const wload1 = (idx: string) => tex ? `texel(Wt, ${idx})` : wload(o, idx);
+  const xload = (idx: string) => tex ? `xTexel(${idx})` : `X[${idx}]`;
+  const wload1 = (idx: string) => tex ? `wTexel(${idx})` : wload(o, idx);
   const { tm, tn } = o;
   const lines: string[] = [];
   for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) lines.push(`var a${i}_${j} = 0.0;`);

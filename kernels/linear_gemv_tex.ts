@@ -1,9 +1,11 @@
 /**
  * Dense GEMV for CPU adapters with the sparse kernels' techniques: Y[m, colOffset + r] = sum_k
  * X[m, k] * W[r, k] (+ bias[colOffset + r]), W read through `textureLoad` from persistent
- * textures (rgba32float, or for f16 weights rgba16float with the same shader, or `packed`: 8 halves
- * to an rgba32uint texel, unpack2x16float; one 16-byte fetch then brings 8 weights, ~1.8x faster
- * on lavapipe), X from a 64 KiB uniform slot (at most GEMV_TEX_SLOT_FLOATS columns), f32 accumulation.
+ * read-only storage textures (rgba32float, or for f16 weights rgba16float (`half`), or `packed`: 8
+ * halves to an rgba32uint texel, unpack2x16float; one 16-byte fetch then brings 8 weights, ~1.8x
+ * faster on lavapipe), X from a 64 KiB uniform slot (at most GEMV_TEX_SLOT_FLOATS columns), f32
+ * accumulation. Storage, not sampled, textures: lavapipe calls a generic texel-fetch function for a
+ * sampled texture (mip level, per-lane row pitch and bounds), and reads a storage texture inline.
  *
  * Why (ARCHITECTURE.md): on lavapipe a storage load is a per-lane, per-component loop with bounds
  * checks, a texel fetch one 16-byte load per lane, and a uniform load with a per-lane index a
@@ -69,7 +71,7 @@ export const GEMV_TEX_SLOT_BYTES = GEMV_TEX_SLOT_FLOATS * 4;
  *
  * const o: GemvTexOptions = { rt: 4, uk: 2, bias: false, workgroupSize: 64, packed: true };
  * const wgsl = gemvTexWgsl(o);
- * assert(wgsl.includes("var Wt: texture_2d<u32>;")); // packed: rgba32uint texels
+ * assert(wgsl.includes("var Wt: texture_storage_2d<rgba32uint, read>;")); // packed: 8 halves a texel
  * assert(wgsl.includes("unpack2x16float(w.x)"));
  * assert(wgsl.includes("var a3 = 0.0;") && !wgsl.includes("var a4"));
  * assert.equal(gemvTexKey(o), "gemvtex/r4/u2/b0/p1/wg64");
@@ -90,6 +92,8 @@ export interface GemvTexOptions {
    * unpack2x16float), instead of 4 to an rgba32float or rgba16float texel.
    */
   packed: boolean;
+  /** Unpacked f16 weights: rgba16float texels (default false: rgba32float). */
+  half?: boolean;
 }
 
 /**
@@ -108,7 +112,14 @@ export interface GemvTexOptions {
  * ```
  */
 export function gemvTexKey(o: GemvTexOptions): string {
-  return `gemvtex/r${o.rt}/u${o.uk}/b${+o.bias}/p${+o.packed}/wg${o.workgroupSize}`;
+  return `gemvtex/r${o.rt}/u${o.uk}/b${+o.bias}/p${+o.packed}${o.half ? "/h" : ""}/wg${o.workgroupSize}`;
+}
+
+/** The texel format of the weight textures these options read. */
+export function gemvTexFormat(
+  o: Pick<GemvTexOptions, "packed" | "half">,
+): "rgba32uint" | "rgba16float" | "rgba32float" {
+  return o.packed ? "rgba32uint" : o.half ? "rgba16float" : "rgba32float";
 }
 
 /** Rows of one weight block. */
@@ -146,7 +157,8 @@ export function gemvTexWorkgroups(o: GemvTexOptions, rows: number): number {
  * const o = { rt: 2, uk: 1, bias: true, workgroupSize: 64, packed: false };
  * const wgsl = gemvTexWgsl(o);
  * assert(wgsl.includes("@compute @workgroup_size(64)"));
- * assert(wgsl.includes("var Wt: texture_2d<f32>;"));
+ * assert(wgsl.includes("var Wt: texture_storage_2d<rgba32float, read>;"));
+ * assert(gemvTexWgsl({ ...o, half: true }).includes("var Wt: texture_storage_2d<rgba16float, read>;"));
  * assert.equal(wgsl.match(/@binding\(\d\)/g)?.length, 5); // uniforms, X slot, W texture, Y, bias
  * assert(wgsl.includes("Y[u.yBase + r + 1u] = a1 + B[u.bBase + r + 1u];"));
  * assert.throws(() => gemvTexWgsl({ ...o, rt: 3 }), /power of 2/);
@@ -177,8 +189,8 @@ export function gemvTexWgsl(o: GemvTexOptions): string {
       const at = i === 0 ? "c" : `c + vec2<i32>(${i}, 0)`;
       body.push(
         o.packed
-          ? `  { let w = textureLoad(Wt, ${at}, 0); a${i} += dot(x0, vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y))) + dot(x1, vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w))); }`
-          : `  a${i} += dot(x, textureLoad(Wt, ${at}, 0));`,
+          ? `  { let w = textureLoad(Wt, ${at}); a${i} += dot(x0, vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y))) + dot(x1, vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w))); }`
+          : `  a${i} += dot(x, textureLoad(Wt, ${at}));`,
       );
     }
     body.push("}");
@@ -191,7 +203,7 @@ export function gemvTexWgsl(o: GemvTexOptions): string {
   return `struct U { rows: u32, kvp: u32, yBase: u32, bBase: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<uniform> XS: array<vec4<f32>, ${GEMV_TEX_SLOT_FLOATS / 4}>;
-@group(0) @binding(2) var Wt: texture_2d<${o.packed ? "u32" : "f32"}>;
+@group(0) @binding(2) var Wt: texture_storage_2d<${gemvTexFormat(o)}, read>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 ${o.bias ? "@group(0) @binding(4) var<storage, read> B: array<f32>;" : ""}
 @compute @workgroup_size(${o.workgroupSize})

@@ -546,7 +546,7 @@ function decodeUnit(o: SparseLinearOptions): { pre: string; entries: Entry[] } {
 /** WGSL fetching texel `i` of the flat weight texture WT (SPARSE_TEX_WIDTH texels a row). */
 function texel(i: string): string {
   const tw = SPARSE_TEX_WIDTH;
-  return `textureLoad(WT, vec2<u32>((${i}) % ${tw}u, (${i}) / ${tw}u), 0)`;
+  return `textureLoad(WT, vec2<u32>((${i}) % ${tw}u, (${i}) / ${tw}u))`;
 }
 
 /** WGSL storing (or, with u.accumulate, adding) the `tm` accumulators into Y, plus the bias. */
@@ -578,13 +578,13 @@ function bindings(o: SparseLinearOptions): string {
     w = `@group(0) @binding(2) var<storage, read> P: array<u32>;
 ${
       o.wtex
-        ? "@group(0) @binding(3) var WT: texture_2d<u32>;"
+        ? "@group(0) @binding(3) var WT: texture_storage_2d<rgba32uint, read>;"
         : "@group(0) @binding(3) var<storage, read> E: array<vec4<u32>>;"
     }`;
   } else if (o.format === "unstructured") {
     w = o.wtex
       ? `@group(0) @binding(2) var<storage, read> P: array<u32>;
-@group(0) @binding(3) var WT: texture_2d<u32>;
+@group(0) @binding(3) var WT: texture_storage_2d<rgba32uint, read>;
 fn eld(i: u32) -> vec4<u32> { return ${texel("i")}; }`
       : `@group(0) @binding(2) var<storage, read> P: array<u32>;
 @group(0) @binding(3) var<storage, read> E: array<vec4<u32>>;
@@ -603,7 +603,7 @@ fn eld(i: u32) -> vec4<u32> { return E[i]; }`;
         texel("i >> 1u")
       }; return select(t.xy, t.zw, (i & 1u) == 1u); }`;}
     w = `@group(0) @binding(2) var<storage, read> I: array<u32>;
-${o.wtex ? "@group(0) @binding(3) var WT: texture_2d<u32>;\n" : ""}${vld}`;
+${o.wtex ? "@group(0) @binding(3) var WT: texture_storage_2d<rgba32uint, read>;\n" : ""}${vld}`;
   }
   return `struct U { rows: u32, M: u32, K: u32, ldY: u32, colOffset: u32, m0: u32, c0: u32, c1: u32, accumulate: u32, idxStride: u32 }
 @group(0) @binding(0) var<uniform> u: U;

@@ -16,6 +16,7 @@ import {
   GEMV_TEX_SLOT_FLOATS,
   GEMV_TEX_WIDTH,
   gemvTexBlockRows,
+  gemvTexFormat,
   gemvTexKey,
   type GemvTexOptions,
   gemvTexWgsl,
@@ -271,8 +272,8 @@ export function uploadGemvTex(
     const tex = gpu.device.createTexture({
       label: `${label}[${r0}:${r0 + n}]`,
       size: [GEMV_TEX_WIDTH, height],
-      format: packed ? "rgba32uint" : dtype === "f16" ? "rgba16float" : "rgba32float",
-      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+      format: gemvTexFormat({ packed, half: dtype === "f16" }),
+      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
     });
     gpu.flush(); // like Gpu.write: never overtake recorded work
     const upload = dtype === "f16" ? new Float16Array(host) : host;
@@ -395,7 +396,15 @@ export interface GemvTexOverride {
  * ```
  */
 export function gemvTexOptions(w: GpuTexMatrix, bias: boolean, o: GemvTexOverride = {}): GemvTexOptions {
-  return { rt: w.rt, uk: w.uk, bias, workgroupSize: o.workgroupSize ?? 8, packed: w.packed };
+  const opts: GemvTexOptions = {
+    rt: w.rt,
+    uk: w.uk,
+    bias,
+    workgroupSize: o.workgroupSize ?? 8,
+    packed: w.packed,
+  };
+  if (w.dtype === "f16" && !w.packed) opts.half = true;
+  return opts;
 }
 
 /**

@@ -217,7 +217,7 @@ function scratchTexture(gpu: Gpu, which: "x" | "w", texels: number): GPUTexture 
     label: `linear-scratch-${which}`,
     size: [LINEAR_TEX_WIDTH, height],
     format: "rgba32float",
-    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
   });
   s[which] = t;
   return t;

@@ -285,7 +285,7 @@ function placeWords(
     label,
     size: [SPARSE_TEX_WIDTH, rows],
     format: "rgba32uint",
-    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
   });
   gpu.flush(); // like Gpu.write: never overtake recorded work
   gpu.device.queue.writeTexture({ texture: tex }, padded, { bytesPerRow: rowBytes }, [
