@@ -28,8 +28,9 @@
  *   6.7; f16 19.0 / 17.6 / 3.3 against 30.3 / 25.1 / 10.1. With `starts` (uploadSparse's default
  *   on GPUs) P also holds, after its rows * blocks + 1 offsets, a u32 per group: the running
  *   column before the group's first entry, from which the wg version's lanes each decode a group.
- * - `wtex`: E (unstructured) or V (nm) live in an rgba32uint texture instead (4 words a texel,
- *   flat layout: texel i at (i % SPARSE_TEX_WIDTH, i / SPARSE_TEX_WIDTH)). lavapipe fetches a
+ * - `wtex`: E (unstructured) or V (nm) live in a read-only rgba32uint storage texture instead (4
+ *   words a texel, flat layout: texel i at (i % SPARSE_TEX_WIDTH, i / SPARSE_TEX_WIDTH); storage,
+ *   not sampled, as lavapipe reads a sampled texture through a call per fetch). lavapipe fetches a
  *   texel per lane with one 16-byte load where a storage vec4 load is a per-lane, per-component
  *   loop with bounds checks: measured 11008x4096 f32 GEMV, 70%, 17-25 ms against 27-29 ms.
  *
