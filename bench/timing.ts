@@ -22,16 +22,14 @@ function median(xs: number[]): number {
 export async function timeKernel(
   gpu: Gpu,
   record: () => void,
-  opts: { warmup?: number; reps?: number; wallOnly?: boolean } = {},
+  opts: { warmup?: number; reps?: number } = {},
 ): Promise<Timing> {
   const warmup = opts.warmup ?? 1, reps = opts.reps ?? 5;
   for (let i = 0; i < warmup; i++) record();
   await gpu.sync();
   const wall: number[] = [];
   const gpuMs: number[] = [];
-  const qs = gpu.timestamps && !opts.wallOnly
-    ? gpu.device.createQuerySet({ type: "timestamp", count: 2 })
-    : null;
+  const qs = gpu.timestamps ? gpu.device.createQuerySet({ type: "timestamp", count: 2 }) : null;
   const resolve = qs ? gpu.buffer(16, "ts-resolve", GPUBufferUsage.QUERY_RESOLVE) : null;
   try {
     for (let r = 0; r < reps; r++) {
