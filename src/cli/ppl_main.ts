@@ -5,10 +5,10 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ArgumentError, CorpusError } from "../errors.ts";
+import { ArgumentError } from "../errors.ts";
 import { BUILTIN_CORPORA, tokenizeCorpus } from "../data/corpora.ts";
 import { checkTokenizerFits, openTokenizer } from "../data/open_tokenizer.ts";
-import { evalWindows } from "../data/windows.ts";
+import { evalWindows, namingCorpus } from "../data/windows.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { Gpu } from "../gpu/device.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
@@ -118,13 +118,7 @@ export async function runPpl(a: PplArgs): Promise<PplReport> {
     const tokens = await tokenizeCorpus(a.eval, tokenizer);
     tokProgress.update(1);
     checkTokenizerFits(a.model, tokens, source.config.vocabSize);
-    let windows;
-    try {
-      windows = evalWindows(tokens, a.seqlen, a.evalWindows);
-    } catch (e) {
-      if (e instanceof CorpusError) throw new CorpusError(`${a.eval}: ${e.message}`, { cause: e });
-      throw e;
-    }
+    const windows = namingCorpus(a.eval, () => evalWindows(tokens, a.seqlen, a.evalWindows));
 
     gpu = await Gpu.create();
     model = await GpuModel.load(gpu, source);

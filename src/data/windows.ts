@@ -44,6 +44,19 @@ function checkLength(tokens: TokenIds, seqlen: number): void {
   }
 }
 
+/**
+ * `make()` (windows of one corpus), its CorpusError prefixed with `what`, so that a caller reading
+ * more than one corpus says which is short.
+ */
+export function namingCorpus<T>(what: string, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    if (e instanceof CorpusError) throw new CorpusError(`${what}: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
 function window(tokens: TokenIds, start: number, seqlen: number): Int32Array {
   return tokens instanceof Int32Array
     ? tokens.slice(start, start + seqlen)

@@ -5,8 +5,8 @@
  * report the same numbers.
  * @module
  */
-import { calibrationWindows, evalWindows, type TokenIds } from "../data/windows.ts";
-import { ArgumentError, CorpusError } from "../errors.ts";
+import { calibrationWindows, evalWindows, namingCorpus, type TokenIds } from "../data/windows.ts";
+import { ArgumentError } from "../errors.ts";
 import { depthAllocation } from "./allocation.ts";
 import { evaluatePerplexity } from "../eval/perplexity.ts";
 import type { Gpu } from "../gpu/device.ts";
@@ -301,16 +301,6 @@ function maskSparsity(counts: { pruned: number; numel: number }[]): number {
  * assert(Number.isFinite(r.ppl_dense) && r.ppl > 1 && r.kl !== null && r.kl >= 0);
  * ```
  */
-/** `make()`, its CorpusError prefixed with `what` (a job reads two corpora). */
-function namingCorpus<T>(what: string, make: () => T): T {
-  try {
-    return make();
-  } catch (e) {
-    if (e instanceof CorpusError) throw new CorpusError(`${what}: ${e.message}`, { cause: e });
-    throw e;
-  }
-}
-
 export async function pruneAndEvaluate(
   gpu: Gpu,
   source: WeightSource,
