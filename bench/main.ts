@@ -20,18 +20,14 @@
  *   the texture GEMV, as `generate` does); tokens/s of each and the speed-up, written to
  *   `bench/results/decode-<adapter>.json`. `--decode-only` skips the sparse kernel rows.
  *
- * Flags: --quick (fewer dense shapes, no LLaMA-7B block, no SparseGPT block), --suite dense|prune|sparse|all (default all),
- * --sparse (same as --suite sparse, full sparse suite),
- * --llama7b-block / --no-llama7b-block (force the LLaMA-7B block on or off), --styles cpu,gpu
- * (prune kernel versions to time; default the adapter's own), --json FILE (also write all rows
- * there), --decode-blocks N and --decode-only (decode suite, above).
+ * Flags: `deno task bench --help`.
  * @module
  */
-import { parseArgs } from "node:util";
 import { ArgumentError } from "../src/errors.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import type { KernelStyle } from "../src/ops/prune_ops.ts";
 import { runCli } from "../src/cli/run.ts";
+import { intFlag, parseFlags } from "../src/cli/args.ts";
 import { benchDecode, decodeRowLine, decodeTableHead } from "./decode.ts";
 import { benchDense, type DenseRow } from "./dense.ts";
 import { benchPruneKernels, type PruneBenchRow } from "./prune_kernels.ts";
@@ -124,27 +120,53 @@ async function writeJson(path: string, value: unknown): Promise<void> {
   console.log(`wrote ${path}`);
 }
 
+const HELP = `GPU benchmarks on this machine's adapter: tables on stdout, JSON in bench/results/.
+
+Usage: deno task bench [flags]
+
+  --suite NAME        dense, prune, sparse or all (default all)
+  --quick             fewer dense shapes, no LLaMA-7B block, no SparseGPT block, the short sparse suite
+  --sparse            the full sparse suite (same as --suite sparse): sparse vs dense GEMV/GEMM at
+                      50-90% and 2:4, then a LLaMA-7B-shaped decoder, dense vs sparse; writes an SVG
+                      chart beside its JSON
+  --decode-blocks N   decoder blocks of the decode benchmark (default 32 on GPUs, 4 on CPU adapters)
+  --decode-only       with --sparse: only the decode benchmark
+  --llama7b-block     time the pruning kernels on a LLaMA-7B block even with --quick
+  --no-llama7b-block  skip that block
+  --styles LIST       prune kernel versions to time: cpu, gpu or cpu,gpu (default: the adapter's own)
+  --json FILE         also write the rows there (with --sparse: {adapter, rows, decode}, and the chart
+                      beside it as .svg)
+  -h, --help          this text`;
+
 async function main(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      quick: { type: "boolean" },
-      suite: { type: "string", default: "all" },
-      "llama7b-block": { type: "boolean" },
-      "no-llama7b-block": { type: "boolean" },
-      styles: { type: "string" },
-      json: { type: "string" },
-      sparse: { type: "boolean" },
-      "decode-blocks": { type: "string" },
-      "decode-only": { type: "boolean" },
-    },
+  const values = parseFlags(args, {
+    quick: { type: "boolean" },
+    suite: { type: "string", default: "all" },
+    "llama7b-block": { type: "boolean" },
+    "no-llama7b-block": { type: "boolean" },
+    styles: { type: "string" },
+    json: { type: "string" },
+    sparse: { type: "boolean" },
+    "decode-blocks": { type: "string" },
+    "decode-only": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
   });
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
   const suite = values.sparse ? "sparse" : values.suite;
   if (suite !== "all" && suite !== "dense" && suite !== "prune" && suite !== "sparse") {
     throw new ArgumentError(`--suite takes dense, prune, sparse or all, got ${JSON.stringify(suite)}`);
   }
   if (values["llama7b-block"] && values["no-llama7b-block"]) {
     throw new ArgumentError("--llama7b-block and --no-llama7b-block contradict each other");
+  }
+  const decodeBlocks = values["decode-blocks"] === undefined
+    ? undefined
+    : intFlag("decode-blocks", values["decode-blocks"], 0, 1);
+  if (suite !== "sparse" && (decodeBlocks !== undefined || values["decode-only"])) {
+    throw new ArgumentError("--decode-blocks and --decode-only belong to the sparse suite (--sparse)");
   }
   const styles = parseStyles(values.styles);
   const gpu = await Gpu.create();
@@ -193,14 +215,10 @@ async function main(args: string[]) {
 
     if (suite === "all" || suite === "sparse") {
       if (suite === "sparse") {
-        const blocks = values["decode-blocks"] === undefined ? undefined : Number(values["decode-blocks"]);
-        if (blocks !== undefined && !(Number.isInteger(blocks) && blocks >= 1)) {
-          throw new ArgumentError(`--decode-blocks takes an integer >= 1, got ${values["decode-blocks"]}`);
-        }
         console.log(
           `\n== decode, dense vs sparse linears (${adapter}; wall time of generate, median of rounds)`,
         );
-        const row = await benchDecode(gpu, { blocks, log: console.log });
+        const row = await benchDecode(gpu, { blocks: decodeBlocks, log: console.log });
         console.log(`${decodeTableHead()}\n${decodeRowLine(row)}${row.note ? `\n  (${row.note})` : ""}`);
         await writeJson(`bench/results/decode-${slug}.json`, { ...meta, decode: [row] });
         all.decode = [row];

@@ -90,12 +90,12 @@ async function modelDir(
   return dir;
 }
 
-type Script = "ppl_main.ts" | "export_main.ts" | "generate_main.ts";
+type Script = "ppl_main.ts" | "export_main.ts" | "generate_main.ts" | "bench";
 
 /** Run a CLI as a subprocess; returns its exit code and output. */
 async function cli(script: Script, args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `src/cli/${script}`, ...args],
+    args: ["run", "-A", script === "bench" ? "bench/main.ts" : `src/cli/${script}`, ...args],
     cwd: ROOT,
     env: { NO_COLOR: "1" },
     stdout: "piped",
@@ -249,6 +249,22 @@ Deno.test("cli errors: bad flag values and unknown flags", async () => {
     ["--out", join(root, "x"), "--dtype", "q4"],
     /--dtype "q4" is not supported/,
   );
+  // The benchmark CLI checks its flags before it opens the GPU.
+  await assertCliError("bench", ["--help-me"], /Unknown option '--help-me'.*see --help/);
+  await assertCliError("bench", ["--suite", "gemv"], /--suite takes dense, prune, sparse or all, got "gemv"/);
+  await assertCliError(
+    "bench",
+    ["--sparse", "--decode-blocks", "0"],
+    /--decode-blocks must be an integer >= 1/,
+  );
+  await assertCliError("bench", ["--decode-only"], /belong to the sparse suite/);
+  const help = await cli("bench", ["--help"]);
+  assert.equal(help.code, 0, help.stderr);
+  for (
+    const flag of ["--suite", "--quick", "--sparse", "--decode-blocks", "--decode-only", "--styles", "--json"]
+  ) {
+    assert(help.stdout.includes(`  ${flag}`), `bench --help lacks ${flag}: ${help.stdout}`);
+  }
 });
 
 Deno.test("cli errors: argument checks in-process (no subprocess needed)", () => {
