@@ -11,11 +11,13 @@
  *   error classes: no tokenizer library, no model code, for projects that want the kernels.
  *
  * Both are ES modules for browsers (ES2022), minified with names kept (error classes report
- * their own names), with source maps. Flags: `--outdir DIR` (default dist/), `--no-minify`.
+ * their own names), with source maps. Flags: `deno task build --help` (`--outdir DIR`, default dist/;
+ * `--no-minify`).
  * @module
  */
 import * as esbuild from "esbuild";
-import { parseArgs } from "node:util";
+import { parseFlags } from "../src/cli/args.ts";
+import { runCli } from "../src/cli/run.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const ROOT_DIR = decodeURIComponent(ROOT.pathname);
@@ -214,11 +216,25 @@ function kib(n: number): string {
   return `${(n / 1024).toFixed(1)} KiB`;
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: { outdir: { type: "string" }, "no-minify": { type: "boolean" } },
+const HELP = `Browser bundles of owlgpu with esbuild: dist/owlgpu.js (mod.ts without its Deno-only file
+APIs) and dist/kernels.js (the GPU runtime and kernels only), ES modules with source maps.
+
+Usage: deno task build [flags]
+
+  --outdir DIR        where to write them (default dist/)
+  --no-minify         readable output
+  -h, --help          this text`;
+
+async function main(args: string[]): Promise<void> {
+  const values = parseFlags(args, {
+    outdir: { type: "string" },
+    "no-minify": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
   });
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
   const t0 = performance.now();
   const infos = await build({ outdir: values.outdir, minify: !values["no-minify"] });
   for (const b of infos) {
@@ -231,3 +247,5 @@ if (import.meta.main) {
   }
   console.log(`built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
+
+if (import.meta.main) await runCli(main);

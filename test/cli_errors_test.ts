@@ -90,12 +90,17 @@ async function modelDir(
   return dir;
 }
 
-type Script = "ppl_main.ts" | "export_main.ts" | "generate_main.ts" | "bench";
+type Script = "ppl_main.ts" | "export_main.ts" | "generate_main.ts" | "bench" | "build";
+
+/** The file of each CLI, from the repository root. */
+function scriptPath(script: Script): string {
+  return script === "bench" ? "bench/main.ts" : script === "build" ? "scripts/build.ts" : `src/cli/${script}`;
+}
 
 /** Run a CLI as a subprocess; returns its exit code and output. */
 async function cli(script: Script, args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script === "bench" ? "bench/main.ts" : `src/cli/${script}`, ...args],
+    args: ["run", "-A", scriptPath(script), ...args],
     cwd: ROOT,
     env: { NO_COLOR: "1" },
     stdout: "piped",
@@ -258,6 +263,7 @@ Deno.test("cli errors: bad flag values and unknown flags", async () => {
     /--decode-blocks must be an integer >= 1/,
   );
   await assertCliError("bench", ["--decode-only"], /belong to the sparse suite/);
+  await assertCliError("build", ["--out", "x"], /Unknown option '--out'.*see --help/);
   const help = await cli("bench", ["--help"]);
   assert.equal(help.code, 0, help.stderr);
   for (
