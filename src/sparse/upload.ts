@@ -295,6 +295,37 @@ function placeWords(
   return { data: null, tex, texView: tex.createView(), bytes: padded.byteLength };
 }
 
+/**
+ * The chunk of rows [r0, r1): its weight words placed (placeWords) and its row offsets (`ptr`:
+ * unstructured) or N:M index words (`idx`) uploaded; `bytes` counts both.
+ */
+function placeChunk(
+  gpu: Gpu,
+  label: string,
+  r0: number,
+  r1: number,
+  words: ArrayBufferView,
+  texture: boolean,
+  index: { ptr: Uint32Array } | { idx: Uint8Array },
+): { chunk: GpuSparseChunk; bytes: number } {
+  const nm = "idx" in index;
+  const placed = placeWords(gpu, words, `${label}.${nm ? "values" : "data"}[${r0}:${r1}]`, texture);
+  const indexWords = nm ? index.idx : index.ptr;
+  const buf = gpu.upload(indexWords, `${label}.${nm ? "idx" : "ptr"}[${r0}:${r1}]`);
+  return {
+    chunk: {
+      rowStart: r0,
+      rows: r1 - r0,
+      ptr: nm ? null : buf,
+      data: placed.data,
+      tex: placed.tex,
+      texView: placed.texView,
+      idx: nm ? buf : null,
+    },
+    bytes: indexWords.byteLength + placed.bytes,
+  };
+}
+
 function toF32(v: Float32Array | Float16Array): Float32Array {
   return v instanceof Float32Array ? v : Float32Array.from(v);
 }
@@ -433,17 +464,9 @@ function uploadDelta(
       });
       // The rest of each block's last group stays zero: delta 0, value 0.
     }
-    const placed = placeWords(gpu, data, `${label}.data[${r0}:${r1}]`, texture);
-    chunks.push({
-      rowStart: r0,
-      rows: r1 - r0,
-      ptr: gpu.upload(ptr, `${label}.ptr[${r0}:${r1}]`),
-      data: placed.data,
-      tex: placed.tex,
-      texView: placed.texView,
-      idx: null,
-    });
-    bytes += ptr.byteLength + placed.bytes;
+    const placed = placeChunk(gpu, label, r0, r1, data, texture, { ptr });
+    chunks.push(placed.chunk);
+    bytes += placed.bytes;
   }
   return { chunks, bytes, blocks: nb, bits };
 }
@@ -499,17 +522,9 @@ function uploadUnstructured(
         }
       }
     }
-    const placed = placeWords(gpu, data, `${label}.data[${r0}:${r1}]`, texture);
-    chunks.push({
-      rowStart: r0,
-      rows: r1 - r0,
-      ptr: gpu.upload(ptr, `${label}.ptr[${r0}:${r1}]`),
-      data: placed.data,
-      tex: placed.tex,
-      texView: placed.texView,
-      idx: null,
-    });
-    bytes += ptr.byteLength + placed.bytes;
+    const placed = placeChunk(gpu, label, r0, r1, data, texture, { ptr });
+    chunks.push(placed.chunk);
+    bytes += placed.bytes;
   }
   return { chunks, bytes };
 }
@@ -553,17 +568,9 @@ function uploadNM(
       data = new Uint16Array(Math.max(2, n * stride));
       for (let r = r0; r < r1; r++) data.set(f16!.subarray(r * perRow, (r + 1) * perRow), (r - r0) * stride);
     }
-    const placed = placeWords(gpu, data, `${label}.values[${r0}:${r1}]`, texture);
-    chunks.push({
-      rowStart: r0,
-      rows: n,
-      ptr: null,
-      data: placed.data,
-      tex: placed.tex,
-      texView: placed.texView,
-      idx: gpu.upload(idxB, `${label}.idx[${r0}:${r1}]`),
-    });
-    bytes += idxB.byteLength + placed.bytes;
+    const placed = placeChunk(gpu, label, r0, r1, data, texture, { idx: idxB });
+    chunks.push(placed.chunk);
+    bytes += placed.bytes;
   }
   return { chunks, bytes, idxStride };
 }
