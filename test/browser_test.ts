@@ -2,7 +2,8 @@
  * The demo page (examples/web/, `deno task serve`) in headless Chromium on WebGPU: a small
  * OWL-Wanda prune completes in the page, and its numbers are the CLI's (`runPrune`, same
  * settings) to 1e-4; the pruned model.safetensors it offers is the CLI's file byte for byte;
- * dense and pruned generation stream text with tokens/s. Leaves a screenshot in
+ * dense and pruned generation stream text with tokens/s, and the pruned model on the sparse kernels
+ * gives the pruned model's greedy text. Leaves a screenshot in
  * test/output/browser_demo.png.
  *
  * Needs Chromium (Debian's `chromium`, which `bash scripts/setup.sh` installs; another binary via
@@ -196,7 +197,7 @@ Deno.test({
         for (let i = 0; i < webBytes.length; i++) if (webBytes[i] !== cliBytes[i]) diff++;
         assert.equal(diff, 0, `model.safetensors: ${diff} bytes differ from the CLI's`);
 
-        // 5. Generation, dense and pruned side by side.
+        // 5. Generation: dense, pruned, and pruned on the sparse kernels, side by side.
         await page.fill("#prompt", PROMPT);
         await page.fill("#max-tokens", String(GEN_TOKENS));
         await page.fill("#temperature", "0");
@@ -209,9 +210,21 @@ Deno.test({
         );
         const dense = await page.textContent("#gen-dense-text");
         const pruned = await page.textContent("#gen-pruned-text");
+        const sparse = await page.textContent("#gen-sparse-text");
         assert.equal(dense, denseText, "greedy dense text differs from Deno's");
         assert(pruned!.startsWith(PROMPT) && pruned!.length > PROMPT.length, `pruned text: ${pruned}`);
-        for (const side of ["dense", "pruned"]) {
+        // The pruned model on the sparse kernels in the browser: the same greedy text, every
+        // pruned linear (42 at 50% OWL, each block 40% zeros or more) run sparse.
+        assert.equal(
+          sparse,
+          pruned,
+          "greedy text of the pruned model differs between sparse and dense kernels",
+        );
+        assert.match(
+          await page.textContent("#gen-sparse-stats") ?? "",
+          /; 42 linears on the sparse kernels$/,
+        );
+        for (const side of ["dense", "pruned", "sparse"]) {
           const tps = Number(await page.getAttribute(`#gen-${side}-stats`, "data-tokens-per-second"));
           assert(tps > 0, `${side} tokens/s: ${tps}`);
         }

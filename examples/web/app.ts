@@ -2,7 +2,8 @@
 /**
  * The demo page's script (examples/web/index.html), bundled by esbuild when `deno task serve`
  * serves `/app.js`. Prunes a model on the page's WebGPU device, shows the report, generates text
- * with the dense and the pruned model, and offers the pruned model for download.
+ * with the dense and the pruned model (the pruned one also on the sparse kernels: the same greedy
+ * text), and offers the pruned model for download.
  *
  * The page's state for tests: `#result[data-state]` is `idle`, `running`, `done` or `error`, and
  * when done `#report-json` holds report.json; `#gen[data-state]` likewise for generation.
@@ -15,12 +16,14 @@ import {
   checkJobFits,
   Gpu,
   GpuDeviceError,
+  type GpuModel,
   GpuOutOfMemoryError,
   type Method,
   METHODS,
   OwlError,
   reportJson,
   reportSvg,
+  ZEROS_MIN_SPARSITY,
 } from "../../mod.ts";
 import {
   type DemoRun,
@@ -31,6 +34,7 @@ import {
   type LoadedModel,
   loadEmbedded,
   loadLlama2c,
+  loadSparsePruned,
   parsePattern,
   pruneAndEvaluate,
   prunedConfigJson,
@@ -58,6 +62,8 @@ let embedded: Promise<LoadedModel> | undefined;
 let fileModel: { key: string; model: LoadedModel } | undefined;
 const corpora = new Map<string, Promise<Int32Array>>();
 let run: { model: LoadedModel; demo: DemoRun } | undefined;
+/** The finished run's pruned model on the sparse kernels, loaded at its first generation. */
+let sparseRun: { of: typeof run; model: GpuModel; sparseLinears: number } | undefined;
 let busy = false;
 
 function fillSelect(id: string, values: readonly string[], selected: string): void {
@@ -130,9 +136,11 @@ function setRun(r: typeof run): void {
   if (run && run !== r) {
     try {
       run.demo.release();
+      sparseRun?.model.release();
     } catch (e) {
       console.warn("releasing the previous run:", e);
     }
+    sparseRun = undefined;
   }
   run = r;
   $<HTMLButtonElement>("generate").disabled = busy || !r;
@@ -388,8 +396,19 @@ async function onGenerate(ev: Event): Promise<void> {
   delete gen.dataset.error;
   setText("elapsed", "");
   // The page evaluates with the KL (both models stay on the GPU), so the dense model is there.
-  const sides = [["dense", current.demo.dense!], ["pruned", current.demo.pruned]] as const;
+  const sides: [string, GpuModel | undefined][] = [["dense", current.demo.dense!], [
+    "pruned",
+    current.demo.pruned,
+  ]];
   try {
+    if (sparseRun?.of !== current) {
+      setPhase("packing the pruned linears for the sparse kernels");
+      const g = await getGpu();
+      sparseRun = { of: current, ...await loadSparsePruned(g, current.model.source, current.demo.weights) };
+    }
+    const sparse = sparseRun;
+    // No linear with enough zeros (method dense, or a low sparsity): nothing would run sparse.
+    sides.push(["sparse", sparse.sparseLinears > 0 ? sparse.model : undefined]);
     const opts = {
       maxTokens: int("max-tokens", 1),
       temperature: num("temperature"),
@@ -403,10 +422,17 @@ async function onGenerate(ev: Event): Promise<void> {
     }
     for (const [side, model] of sides) {
       const out = $(`gen-${side}-text`), stats = $(`gen-${side}-stats`);
+      if (!model) {
+        stats.textContent = `no pruned linear has ${
+          100 * ZEROS_MIN_SPARSITY
+        }% zeros or more: nothing runs sparse`;
+        continue;
+      }
       setPhase(`generating with the ${side} model`);
       const r = await generateText(model, current.model.tokenizer, prompt, opts, (s) => out.textContent += s);
       stats.textContent = `${r.ids.length} tokens, ${r.tokensPerSecond.toFixed(1)} tokens/s ` +
         `(prompt ${r.promptTokens} tokens in ${(r.prefillSeconds * 1000).toFixed(0)} ms)`;
+      if (side === "sparse") stats.textContent += `; ${sparse.sparseLinears} linears on the sparse kernels`;
       stats.dataset.tokensPerSecond = String(r.tokensPerSecond);
       stats.dataset.tokens = String(r.ids.length);
     }

@@ -14,19 +14,25 @@ import {
   generate,
   type GenerateResult,
   type Gpu,
-  type GpuModel,
+  GpuModel,
   hfConfigJson,
+  LINEARS,
+  linearShape,
+  linearWeight,
   Llama2cTokenizer,
   MemoryByteSource,
   openLlama2c,
+  packUnstructured,
   parsePattern,
   patternName,
   pruneAndEvaluate as pruneJob,
   type PrunedWeights,
   type PruneJob,
   type PruneJobSettings,
+  type SparseMatrix,
   type Tokenizer,
   type WeightSource,
+  ZEROS_MIN_SPARSITY,
 } from "../../mod.ts";
 
 /** Names this module takes from mod.ts (test/browser_test.ts checks they are all in dist/owlgpu.js). */
@@ -36,13 +42,19 @@ export const MOD_IMPORTS: readonly string[] = [
   "encodeSafetensors",
   "exportTensors",
   "generate",
+  "GpuModel",
   "hfConfigJson",
   "Llama2cTokenizer",
+  "LINEARS",
+  "linearShape",
+  "linearWeight",
   "MemoryByteSource",
   "openLlama2c",
+  "packUnstructured",
   "parsePattern",
   "patternName",
   "pruneAndEvaluate",
+  "ZEROS_MIN_SPARSITY",
 ];
 
 /** URLs of what `deno task serve` serves besides the page (src/cli/serve_main.ts). */
@@ -168,6 +180,38 @@ export function prunedSafetensors(
 /** config.json of the pruned model's Hugging Face directory (as the CLI writes it). */
 export function prunedConfigJson(source: WeightSource): string {
   return JSON.stringify(hfConfigJson(source.config, source.dtype), null, 2) + "\n";
+}
+
+/**
+ * The pruned model with its pruned linears packed for the sparse kernels: every linear of `weights`
+ * with at least ZEROS_MIN_SPARSITY zeros, as `deno task generate --sparse` runs a pruned model
+ * directory (unstructured format, whatever the pattern). Greedy decoding gives the tokens of the
+ * dense pruned model. `sparseLinears` counts the linears the model runs sparse.
+ */
+export async function loadSparsePruned(
+  gpu: Gpu,
+  source: WeightSource,
+  weights: PrunedWeights,
+): Promise<{ model: GpuModel; sparseLinears: number }> {
+  const c = source.config;
+  const packed = new Map<string, SparseMatrix>();
+  for (let l = 0; l < c.nLayers; l++) {
+    for (const lin of LINEARS) {
+      const name = linearWeight(l, lin);
+      if (!weights.has(name)) continue;
+      const [rows, cols] = linearShape(c, lin);
+      const s = packUnstructured(await weights.read(name), rows, cols);
+      if (s.values.length <= (1 - ZEROS_MIN_SPARSITY) * rows * cols) packed.set(name, s);
+    }
+  }
+  const model = await GpuModel.load(gpu, source, {
+    sparse: {
+      config: c,
+      isSparse: (name) => packed.has(name),
+      readSparse: (name) => Promise.resolve(packed.get(name)!),
+    },
+  });
+  return { model, sparseLinears: model.sparseLinearCount };
 }
 
 /** Sampling settings of {@linkcode generateText}, as `deno task generate`'s flags. */
