@@ -406,11 +406,15 @@ export {
   writeSparseSafetensors,
 } from "./src/sparse/file.ts";
 export {
+  encodeSparseModelFile,
   loadSparseModel,
+  planSparseModel,
+  pruneSparseOptions,
   saveSparseModel,
   type SaveSparseOptions,
   SPARSE_MODEL_FILE,
   type SparseModel,
+  type SparseModelPlan,
   type SparseModelSummary,
 } from "./src/sparse/model.ts";
 export {

@@ -1,7 +1,8 @@
 /**
  * The demo page (examples/web/, `deno task serve`) in headless Chromium on WebGPU: a small
  * OWL-Wanda prune completes in the page, and its numbers are the CLI's (`runPrune`, same
- * settings) to 1e-4; the pruned model.safetensors it offers is the CLI's file byte for byte;
+ * settings) to 1e-4; the pruned model.safetensors and model.sparse.safetensors it offers are the
+ * CLI's files (`--save-sparse`) byte for byte;
  * dense and pruned generation stream text with tokens/s, and the pruned model on the sparse kernels
  * gives the pruned model's greedy text. Leaves a screenshot in
  * test/output/browser_demo.png.
@@ -98,7 +99,7 @@ Deno.test({
     try {
       // 1. The CLI path: same settings, model saved for the byte comparison.
       const flags = Object.entries(SETTINGS).flatMap(([k, v]) => [`--${k}`, v]);
-      const opts = parsePruneArgs([...flags, "--out", `${tmp}/cli`]);
+      const opts = parsePruneArgs([...flags, "--out", `${tmp}/cli`, "--save-sparse"]);
       assert(opts !== "help");
       const cli: PruneReport = await runPrune(opts, () => {});
       const tCli = secs();
@@ -184,18 +185,26 @@ Deno.test({
         assert.equal(await page.textContent("#r-ppl"), web.ppl.toFixed(3));
         assert.equal(await page.locator("#chart svg rect").count() > cli.blocks.length, true, "chart bars");
 
-        // 4. Download: the pruned model.safetensors is the CLI's, byte for byte.
-        const [dl] = await Promise.all([page.waitForEvent("download"), page.click("#dl-model")]);
-        const dlPath = `${tmp}/web.safetensors`;
-        await dl.saveAs(dlPath);
-        const [webBytes, cliBytes] = await Promise.all([
-          Deno.readFile(dlPath),
-          Deno.readFile(`${tmp}/cli/model.safetensors`),
-        ]);
-        assert.equal(webBytes.byteLength, cliBytes.byteLength, "model.safetensors size");
-        let diff = 0;
-        for (let i = 0; i < webBytes.length; i++) if (webBytes[i] !== cliBytes[i]) diff++;
-        assert.equal(diff, 0, `model.safetensors: ${diff} bytes differ from the CLI's`);
+        // 4. Downloads: the pruned model.safetensors and model.sparse.safetensors are the CLI's
+        // (`--save-sparse`), byte for byte.
+        for (
+          const [button, file] of [["#dl-model", "model.safetensors"], [
+            "#dl-sparse",
+            "model.sparse.safetensors",
+          ]]
+        ) {
+          const [dl] = await Promise.all([page.waitForEvent("download"), page.click(button)]);
+          const dlPath = `${tmp}/web-${file}`;
+          await dl.saveAs(dlPath);
+          const [webBytes, cliBytes] = await Promise.all([
+            Deno.readFile(dlPath),
+            Deno.readFile(`${tmp}/cli/${file}`),
+          ]);
+          assert.equal(webBytes.byteLength, cliBytes.byteLength, `${file} size`);
+          let diff = 0;
+          for (let i = 0; i < webBytes.length; i++) if (webBytes[i] !== cliBytes[i]) diff++;
+          assert.equal(diff, 0, `${file}: ${diff} bytes differ from the CLI's`);
+        }
 
         // 5. Generation: dense, pruned, and pruned on the sparse kernels, side by side.
         await page.fill("#prompt", PROMPT);

@@ -39,6 +39,7 @@ import {
   pruneAndEvaluate,
   prunedConfigJson,
   prunedSafetensors,
+  prunedSparseSafetensors,
   SERVED,
   tokenizeText,
 } from "./owlgpu_web.ts";
@@ -61,7 +62,7 @@ let gpu: Gpu | undefined;
 let embedded: Promise<LoadedModel> | undefined;
 let fileModel: { key: string; model: LoadedModel } | undefined;
 const corpora = new Map<string, Promise<Int32Array>>();
-let run: { model: LoadedModel; demo: DemoRun } | undefined;
+let run: { model: LoadedModel; demo: DemoRun; settings: DemoSettings } | undefined;
 /** The finished run's pruned model on the sparse kernels, loaded at its first generation. */
 let sparseRun: { of: typeof run; model: GpuModel; sparseLinears: number } | undefined;
 let busy = false;
@@ -374,7 +375,7 @@ async function onRun(ev: Event): Promise<void> {
     setPhase(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`, 1, 1);
     result.dataset.state = "done";
     busy = false;
-    setRun({ model, demo });
+    setRun({ model, demo, settings: s });
   } catch (e) {
     fail(result, e);
   } finally {
@@ -453,7 +454,7 @@ async function onGenerate(ev: Event): Promise<void> {
 
 async function onDownload(kind: string): Promise<void> {
   if (!run) return;
-  const { model, demo } = run;
+  const { model, demo, settings: runSettings } = run;
   const r = demo.report;
   try {
     if (kind === "model") {
@@ -461,6 +462,11 @@ async function onDownload(kind: string): Promise<void> {
       const bytes = await prunedSafetensors(model.source, demo.weights);
       download(`${slug(r)}.safetensors`, bytes, "application/octet-stream");
       setPhase(`model.safetensors: ${mib(bytes.byteLength)} MiB`, 1, 1);
+    } else if (kind === "sparse") {
+      setPhase("packing model.sparse.safetensors");
+      const bytes = await prunedSparseSafetensors(model.source, demo.weights, runSettings);
+      download(`${slug(r)}.sparse.safetensors`, bytes, "application/octet-stream");
+      setPhase(`model.sparse.safetensors: ${mib(bytes.byteLength)} MiB`, 1, 1);
     } else if (kind === "config") download("config.json", prunedConfigJson(model.source), "application/json");
     else if (kind === "report") download("report.json", reportJson(r), "application/json");
     else if (kind === "svg") download("report.svg", reportSvg(r), "image/svg+xml");

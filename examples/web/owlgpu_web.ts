@@ -10,6 +10,7 @@ import {
   carveEmbedded,
   EMBEDDED_MODEL_NAME,
   encodeSafetensors,
+  encodeSparseModelFile,
   exportTensors,
   generate,
   type GenerateResult,
@@ -25,10 +26,12 @@ import {
   packUnstructured,
   parsePattern,
   patternName,
+  planSparseModel,
   pruneAndEvaluate as pruneJob,
   type PrunedWeights,
   type PruneJob,
   type PruneJobSettings,
+  pruneSparseOptions,
   type SparseMatrix,
   type Tokenizer,
   type WeightSource,
@@ -40,6 +43,7 @@ export const MOD_IMPORTS: readonly string[] = [
   "carveEmbedded",
   "EMBEDDED_MODEL_NAME",
   "encodeSafetensors",
+  "encodeSparseModelFile",
   "exportTensors",
   "generate",
   "GpuModel",
@@ -53,7 +57,9 @@ export const MOD_IMPORTS: readonly string[] = [
   "packUnstructured",
   "parsePattern",
   "patternName",
+  "planSparseModel",
   "pruneAndEvaluate",
+  "pruneSparseOptions",
   "ZEROS_MIN_SPARSITY",
 ];
 
@@ -175,6 +181,19 @@ export function prunedSafetensors(
   const override = (n: string) => weights.has(n) ? weights.read(n) : undefined;
   const tensors = exportTensors(source, { dtype: source.dtype, override });
   return encodeSafetensors(tensors, { format: "pt" });
+}
+
+/**
+ * model.sparse.safetensors of the pruned model, byte for byte what `deno task prune --save-sparse`
+ * writes beside model.safetensors (the same options: pruneSparseOptions).
+ */
+export async function prunedSparseSafetensors(
+  source: WeightSource,
+  weights: PrunedWeights,
+  settings: DemoSettings,
+): Promise<Uint8Array> {
+  const plan = await planSparseModel(source, weights, pruneSparseOptions(source.dtype, settings.pattern));
+  return encodeSparseModelFile(plan);
 }
 
 /** config.json of the pruned model's Hugging Face directory (as the CLI writes it). */

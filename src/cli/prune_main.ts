@@ -32,7 +32,12 @@ import { FileWeightStore } from "../prune/file_store.ts";
 import { CheckpointDir } from "../prune/checkpoint_dir.ts";
 import { noteOnStop } from "./run.ts";
 import { type PruneReport, reportJson, reportMarkdown, reportSvg } from "../prune/report.ts";
-import { planSparseModel, SPARSE_MODEL_FILE, writeSparseModelFile } from "../sparse/model.ts";
+import {
+  planSparseModel,
+  pruneSparseOptions,
+  SPARSE_MODEL_FILE,
+  writeSparseModelFile,
+} from "../sparse/model.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
 import { checkReplaceableDir, intFlag, numberFlag, parseFlags, wrapHelp } from "./args.ts";
 import { Progress } from "./progress.ts";
@@ -341,8 +346,7 @@ export async function runPrune(
     // values are f32 or f16, the sparse kernels' types; model.safetensors keeps the source's dtype.
     const sparsePlan = outDir && o.saveSparse
       ? await planSparseModel(source, weights, {
-        dtype: o.sparseDtype ?? (source.dtype === "f32" ? "f32" : "f16"),
-        nmGroup: o.pattern.kind === "nm" ? o.pattern.m : undefined,
+        ...pruneSparseOptions(source.dtype, o.pattern, o.sparseDtype),
         onProgress: (phase, done, total) =>
           progress.update(phase === "plan" ? "sizing" : "sparse", done, total),
       })

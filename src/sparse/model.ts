@@ -16,6 +16,7 @@ import { expectedTensors, hfModelConfig } from "../model/hf.ts";
 import { FileByteSource } from "../model/bytes.ts";
 import { EMBED, linearBias, linearWeight, LM_HEAD } from "../model/names.ts";
 import type { TensorInfo, WeightSource } from "../model/weights.ts";
+import type { Pattern } from "../prune/pipeline.ts";
 import type { PrunedWeights } from "../prune/store.ts";
 import { checkPlainFileName, writeDirectoryAtomic } from "../util/files.ts";
 import {
@@ -28,6 +29,7 @@ import {
   unpackSparse,
 } from "./format.ts";
 import {
+  encodeSparseSafetensors,
   type SparseFileEntry,
   type SparseLayout,
   SparseSafetensorsFile,
@@ -147,7 +149,26 @@ function layoutFor(
   return { format: "unstructured", rows, cols, dtype, nnz };
 }
 
-/** What {@linkcode planSparseModel} prepares: the file's entries (packed lazily) and their sizes. */
+/**
+ * What {@linkcode planSparseModel} prepares: the file's entries (packed lazily) and their sizes.
+ *
+ * @example A plan lists every tensor of the model; only the given weights are stored sparse
+ * ```ts
+ * import { linearWeight, openWeights, planSparseModel, type SparseModelPlan } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const name = linearWeight(0, "up");
+ * const w = (await source.readF32(name)).map((v) => (Math.abs(v) < 0.04 ? 0 : v));
+ * const plan: SparseModelPlan = await planSparseModel(source, { [name]: w }, { dtype: "f16" });
+ * assert.deepEqual(plan.sparseNames, [name]);
+ * assert.equal(plan.dtype, "f16");
+ * // the dense tensors too: 6 blocks of 9, the embedding and the final norm (the LM head is tied)
+ * assert.equal(plan.entries.length, 6 * 9 + 2);
+ * assert.ok(plan.entries.some((e) => e.name === "model.norm.weight"));
+ * assert.equal(plan.denseF32Bytes, w.length * 4);
+ * ```
+ */
 export interface SparseModelPlan {
   config: ModelConfig;
   dtype: SparseValueDType;
@@ -200,6 +221,21 @@ function asPrunedWeights(input: SparseWeightsInput): PrunedWeights {
  * writing anything (the weights are counted, not packed: packing happens when the file is
  * written, one weight at a time, read again from `weightsByName`). Throws ArgumentError on a weight
  * that is not a tensor of the model or has the wrong size.
+ *
+ * @example Size a sparse file before writing it: a bitmap bit and the kept values per weight
+ * ```ts
+ * import { linearWeight, openWeights, planSparseModel } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const name = linearWeight(1, "o"); // 288 x 288
+ * const w = (await source.readF32(name)).map((v, i) => (i % 2 ? 0 : v)); // half of it zero
+ * const plan = await planSparseModel(source, { [name]: w });
+ * const kept = w.filter((v) => v !== 0).length;
+ * // f32 values, row offsets, and a u32 bitmap word per 32 columns of each row:
+ * assert.equal(plan.sparseBytes, kept * 4 + 289 * 4 + 288 * 9 * 4);
+ * await assert.rejects(planSparseModel(source, { "no.such.weight": w }), /not a tensor of this model/);
+ * ```
  */
 export async function planSparseModel(
   source: WeightSource,
@@ -287,8 +323,62 @@ export async function planSparseModel(
  * writes its own directory (the prune CLI's Hugging Face export) adds the sparse file to it.
  */
 export async function writeSparseModelFile(path: string, plan: SparseModelPlan): Promise<number> {
-  await writeSparseSafetensors(path, plan.entries, { format: "pt" });
+  await writeSparseSafetensors(path, plan.entries, SPARSE_FILE_METADATA);
   return (await Deno.stat(path)).size;
+}
+
+/** `__metadata__` of every model.sparse.safetensors this package writes (beside the format's own keys). */
+const SPARSE_FILE_METADATA = { format: "pt" };
+
+/**
+ * The bytes of a plan's model.sparse.safetensors, exactly what {@linkcode writeSparseModelFile}
+ * writes, in memory and without Deno's file APIs (for browsers).
+ *
+ * @example The sparse file of a pruned model, in memory, read back
+ * ```ts
+ * import {
+ *   encodeSparseModelFile, linearWeight, MemoryByteSource, openWeights, planSparseModel, SparseSafetensorsFile,
+ *   unpackSparse,
+ * } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const name = linearWeight(3, "down");
+ * const w = (await source.readF32(name)).map((v, i) => (i % 4 < 3 ? 0 : v)); // 75% zeros
+ * const plan = await planSparseModel(source, { [name]: w });
+ * const file = await SparseSafetensorsFile.open(new MemoryByteSource(await encodeSparseModelFile(plan)));
+ * assert.deepEqual(file.sparseNames(), [name]);
+ * assert.deepEqual(unpackSparse(await file.readSparse(name)), w); // not a q/k weight: no RoPE reordering
+ * ```
+ */
+export function encodeSparseModelFile(plan: SparseModelPlan): Promise<Uint8Array> {
+  return encodeSparseSafetensors(plan.entries, SPARSE_FILE_METADATA);
+}
+
+/**
+ * The options `deno task prune --save-sparse` plans its file with (the demo page uses them too, so
+ * its file is the CLI's): values f32 for an f32 model and f16 otherwise, unless `dtype` is given
+ * (`--sparse-dtype`), and weights pruned with an N:M pattern stored N:M with the pattern's group.
+ *
+ * @example A 2:4-pruned f16 model's file: f16 values, N:M storage in groups of 4
+ * ```ts
+ * import { pruneSparseOptions } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(pruneSparseOptions("f16", { kind: "nm", n: 2, m: 4 }), { dtype: "f16", nmGroup: 4 });
+ * assert.deepEqual(pruneSparseOptions("f32", { kind: "unstructured" }), { dtype: "f32", nmGroup: undefined });
+ * assert.deepEqual(pruneSparseOptions("bf16", { kind: "unstructured" }, "f32").dtype, "f32");
+ * ```
+ */
+export function pruneSparseOptions(
+  sourceDtype: DType,
+  pattern: Pattern,
+  dtype?: SparseValueDType,
+): Pick<SaveSparseOptions, "dtype" | "nmGroup"> {
+  return {
+    dtype: dtype ?? (sourceDtype === "f32" ? "f32" : "f16"),
+    nmGroup: pattern.kind === "nm" ? pattern.m : undefined,
+  };
 }
 
 /**
