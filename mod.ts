@@ -26,7 +26,7 @@
  *
  * Functions that read or write files (`openWeights` on a path, `openTokenizer`,
  * `loadCorpusText`, `tokenizeCorpus`, `exportHuggingFace`, `writeSafetensors`, `saveSparseModel`,
- * `loadSparseModel`, ...) need Deno.
+ * `loadSparseModel`, `openModelWeights`, ...) need Deno.
  * In a browser, fetch the bytes yourself and use the byte-level APIs instead:
  * {@linkcode MemoryByteSource} with {@linkcode openLlama2c} or {@linkcode SafetensorsFile},
  * {@linkcode Llama2cTokenizer.fromBytes}, {@linkcode HfTokenizer.fromBytes},
@@ -339,7 +339,8 @@ export { FileWeightStore, type StoreSnapshot } from "./src/prune/file_store.ts";
 export { CHECKPOINT_VERSION, type PruneCheckpoint } from "./src/prune/resume.ts";
 
 // ---- sparse weights: host formats, GPU layout, kernels, launchers, files -----------------------
-// (writeSparseSafetensors, saveSparseModel and loadSparseModel need Deno's file APIs.)
+// (writeSparseSafetensors, saveSparseModel, loadSparseModel, openSparseModelDir and openModelWeights need
+// Deno's file APIs.)
 export {
   bitmapWords,
   nmFromPrunePattern,
@@ -408,6 +409,8 @@ export {
 export {
   encodeSparseModelFile,
   loadSparseModel,
+  openModelWeights,
+  openSparseModelDir,
   planSparseModel,
   pruneSparseOptions,
   saveSparseModel,

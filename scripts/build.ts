@@ -34,6 +34,8 @@ export const DENO_ONLY: readonly string[] = [
   "loadEmbeddedFiles",
   "loadSparseModel",
   "openHuggingFace",
+  "openModelWeights",
+  "openSparseModelDir",
   "openTokenizer",
   "openWeights",
   "saveSparseModel",

@@ -20,7 +20,9 @@ import { join } from "node:path";
 import { tokenizeCorpus } from "../src/data/corpora.ts";
 import { openTokenizer } from "../src/data/open_tokenizer.ts";
 import { calibrationWindows } from "../src/data/windows.ts";
+import { main as exportMain } from "../src/cli/export_main.ts";
 import { generateMain } from "../src/cli/generate_main.ts";
+import { parsePplArgs, runPpl } from "../src/cli/ppl_main.ts";
 import { parsePruneArgs, type PruneCliOptions, runPrune } from "../src/cli/prune_main.ts";
 import { ArgumentError } from "../src/errors.ts";
 import { generate } from "../src/generate/generate.ts";
@@ -190,6 +192,23 @@ Deno.test("prune --save-sparse writes model.sparse.safetensors into the output; 
       sm.close();
       hf.close();
     }
+    // A sparse-only directory (config.json, model.sparse.safetensors, the tokenizer; no
+    // model.safetensors) opens in every CLI: ppl gives the dense directory's perplexity, and export
+    // writes its model.safetensors back bit for bit.
+    const only = join(dir, "sparse-only");
+    await Deno.mkdir(only);
+    for (const f of ["config.json", SPARSE_MODEL_FILE, "tokenizer.bin"]) {
+      await Deno.copyFile(join(out, f), join(only, f));
+    }
+    const pplArgs = (model: string) =>
+      parsePplArgs(["--model", model, "--eval-windows", "1", "--seqlen", "64"])!;
+    assert.equal((await runPpl(pplArgs(only))).ppl, (await runPpl(pplArgs(out))).ppl);
+    await exportMain(["--model", only, "--out", join(dir, "exported")]);
+    assert.deepEqual(
+      await Deno.readFile(join(dir, "exported", "model.safetensors")),
+      await Deno.readFile(join(out, "model.safetensors")),
+    );
+    await generateMain(["--model", only, "--max-tokens", "2", "--temperature", "0"]); // dense kernels
     const t0 = performance.now();
     await generateMain(["--model", out, "--sparse", "--max-tokens", "8", "--temperature", "0"]);
     console.log(`generate --sparse (8 tokens): ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -10,10 +10,10 @@ import { ArgumentError } from "../errors.ts";
 import { tokenizerFiles } from "../model/companions.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { exportHuggingFace } from "../model/export.ts";
-import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
+import { openModelWeights } from "../sparse/model.ts";
 import type { WeightSource } from "../model/weights.ts";
 import type { DType } from "../model/config.ts";
-import { checkReplaceableDir, wrapHelp } from "./args.ts";
+import { checkReplaceableDir, CLI_MODEL_FORMS, wrapHelp } from "./args.ts";
 import { Progress } from "./progress.ts";
 import { runCli } from "./run.ts";
 
@@ -21,7 +21,7 @@ const HELP = `Export a model as a Hugging Face directory (config.json + model.sa
 
 Usage: deno task export [--model SPEC] --out DIR [--dtype f32|f16|bf16]
 
-  --model SPEC   ${wrapHelp(`${MODEL_SPEC_FORMS}. Default: ${EMBEDDED_MODEL_NAME}.`, 17)}
+  --model SPEC   ${wrapHelp(`${CLI_MODEL_FORMS}. Default: ${EMBEDDED_MODEL_NAME}.`, 17)}
   --out DIR      Output directory; replaced only once the new one is complete (an existing one
                  must be empty or a model directory, with a config.json).
   --dtype D      f32, f16 or bf16. Default: the source's. f16 refuses values past its range.
@@ -88,7 +88,7 @@ export async function main(args: string[]): Promise<void> {
     return;
   }
   await checkReplaceableDir(a.out, "--out");
-  const source = await openWeights(a.model);
+  const source = await openModelWeights(a.model);
   try {
     await exportModel(a, source);
   } finally {

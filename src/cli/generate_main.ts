@@ -7,27 +7,25 @@
  * zeros, packed at load. Without `--sparse`, everything is dense.
  * @module
  */
-import { join } from "node:path";
 import { checkTokenizerFits, openTokenizer } from "../data/open_tokenizer.ts";
-import { ArgumentError, ModelFormatError } from "../errors.ts";
+import { ArgumentError } from "../errors.ts";
 import { generate } from "../generate/generate.ts";
 import { Sampler } from "../generate/sampler.ts";
 import { Gpu } from "../gpu/device.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { LINEARS } from "../model/config.ts";
 import { GpuModel } from "../model/forward.ts";
-import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
 import type { WeightSource } from "../model/weights.ts";
-import { loadSparseModel, SPARSE_MODEL_FILE, type SparseModel } from "../sparse/model.ts";
+import { openModelWeights, openSparseModelDir, SPARSE_MODEL_FILE } from "../sparse/model.ts";
 import { sparseWeightsFromZeros, ZEROS_MIN_SPARSITY } from "../sparse/zeros.ts";
-import { intFlag, numberFlag, parseFlags, wrapHelp } from "./args.ts";
+import { CLI_MODEL_FORMS, intFlag, numberFlag, parseFlags, wrapHelp } from "./args.ts";
 import { runCli } from "./run.ts";
 
 export const HELP = `Generate text with a model on the GPU (WebGPU), with a K/V cache.
 
 Usage: deno task generate [flags]
 
-  --model SPEC        ${wrapHelp(`${MODEL_SPEC_FORMS}. Default: stories15M`, 22)}
+  --model SPEC        ${wrapHelp(`${CLI_MODEL_FORMS}. Default: stories15M`, 22)}
   --prompt TEXT       the prompt (default "Once upon a time"); BOS is prepended
   --max-tokens N      new tokens at most (default 256; stops at EOS or the model's context)
   --temperature T     0 = greedy; default 1
@@ -64,8 +62,8 @@ export async function generateMain(args: string[]): Promise<void> {
   }
   new Sampler(sampling); // refuses a bad temperature or top-p before anything loads or prints
   const spec = v.model ?? EMBEDDED_MODEL_NAME;
-  const sparse = v.sparse ? await openSparseDir(spec) : undefined;
-  const source: WeightSource = sparse ?? await openWeights(spec);
+  const sparse = v.sparse ? await openSparseModelDir(spec) : undefined;
+  const source: WeightSource = sparse ?? await openModelWeights(spec);
   const tok = await openTokenizer(spec);
   const prompt = tok.encode(v.prompt ?? "Once upon a time", { bos: tok.bosId >= 0 });
   try {
@@ -109,29 +107,6 @@ export async function generateMain(args: string[]): Promise<void> {
     source.close();
     gpu.destroy();
   }
-}
-
-/** The sparse model of a directory that holds model.sparse.safetensors, else undefined. */
-async function openSparseDir(spec: string): Promise<SparseModel | undefined> {
-  try {
-    if (!(await Deno.stat(join(spec, SPARSE_MODEL_FILE))).isFile) return undefined;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return undefined;
-    throw e;
-  }
-  const model = await loadSparseModel(spec);
-  // config.json decides which tensors are read: a file holding more (more layers than config.json
-  // says) would run as a smaller model than the one pruned.
-  const used = new Set(model.tensorNames());
-  const extra = [...model.file.sparseNames(), ...model.file.denseNames()].filter((n) => !used.has(n));
-  if (extra.length > 0) {
-    model.close();
-    throw new ModelFormatError(
-      `${model.file.name}: holds ${extra.length} tensor(s) that ${join(spec, "config.json")} does not ` +
-        `describe (first: ${extra[0]}); config.json does not belong to this sparse file`,
-    );
-  }
-  return model;
 }
 
 /** The linears of `source` pruned enough to run sparse, or an ArgumentError when none is. */

@@ -13,9 +13,9 @@ import { evaluatePerplexity } from "../eval/perplexity.ts";
 import { Gpu } from "../gpu/device.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { ForwardRunner, GpuModel } from "../model/forward.ts";
-import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
+import { openModelWeights } from "../sparse/model.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
-import { intFlag, wrapHelp } from "./args.ts";
+import { CLI_MODEL_FORMS, intFlag, wrapHelp } from "./args.ts";
 import { Progress } from "./progress.ts";
 import { runCli } from "./run.ts";
 
@@ -28,7 +28,7 @@ seqlen tokens from the start; ppl = exp(mean over windows of each window's mean 
 
 Usage: deno task ppl [--model SPEC] [--eval CORPUS] [--eval-windows N] [--seqlen N] [--json FILE]
 
-  --model SPEC        ${wrapHelp(`${MODEL_SPEC_FORMS}. Default: ${EMBEDDED_MODEL_NAME}.`, 22)}
+  --model SPEC        ${wrapHelp(`${CLI_MODEL_FORMS}. Default: ${EMBEDDED_MODEL_NAME}.`, 22)}
   --eval CORPUS       ${
   BUILTIN_CORPORA.map((c) => `"${c}"`).join(" or ")
 } (built in), or the path of a UTF-8 text
@@ -102,7 +102,7 @@ export function parsePplArgs(args: string[]): PplArgs | undefined {
 /** Evaluate; prints the result and returns it (the tests call this in-process). */
 export async function runPpl(a: PplArgs): Promise<PplReport> {
   if (a.json) await checkWritableParent(a.json, "JSON file");
-  const source = await openWeights(a.model);
+  const source = await openModelWeights(a.model);
   let gpu: Gpu | undefined;
   let model: GpuModel | undefined;
   let runner: ForwardRunner | undefined;

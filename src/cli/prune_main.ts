@@ -12,7 +12,6 @@ import { Gpu } from "../gpu/device.ts";
 import { tokenizerFiles } from "../model/companions.ts";
 import { EMBEDDED_MODEL_NAME } from "../model/embedded.ts";
 import { exportHuggingFace } from "../model/export.ts";
-import { MODEL_SPEC_FORMS, openWeights } from "../model/open.ts";
 import {
   type Allocation,
   ALLOCATIONS,
@@ -33,13 +32,14 @@ import { CheckpointDir } from "../prune/checkpoint_dir.ts";
 import { noteOnStop } from "./run.ts";
 import { type PruneReport, reportJson, reportMarkdown, reportSvg } from "../prune/report.ts";
 import {
+  openModelWeights,
   planSparseModel,
   pruneSparseOptions,
   SPARSE_MODEL_FILE,
   writeSparseModelFile,
 } from "../sparse/model.ts";
 import { checkWritableParent, writeTextAtomic } from "../util/files.ts";
-import { checkReplaceableDir, intFlag, numberFlag, parseFlags, wrapHelp } from "./args.ts";
+import { checkReplaceableDir, CLI_MODEL_FORMS, intFlag, numberFlag, parseFlags, wrapHelp } from "./args.ts";
 import { Progress } from "./progress.ts";
 
 export const HELP = `Prune a LLaMA-family model with OWL / Wanda / SparseGPT / magnitude on the GPU (WebGPU).
@@ -47,7 +47,7 @@ export const HELP = `Prune a LLaMA-family model with OWL / Wanda / SparseGPT / m
 Usage: deno task prune [flags]        (no flags: stories15M, owl-wanda, 70%, protocol P)
 
 Model and method
-  --model SPEC          ${wrapHelp(`${MODEL_SPEC_FORMS}. Default: stories15M`, 24)}
+  --model SPEC          ${wrapHelp(`${CLI_MODEL_FORMS}. Default: stories15M`, 24)}
   --method NAME         dense | magnitude | wanda | owl-magnitude | owl-wanda | sparsegpt |
                         owl-sparsegpt (default owl-wanda)
   --allocation NAME     uniform | owl | depth | dlp: per-block sparsities (default: owl for owl-*,
@@ -279,7 +279,7 @@ export async function runPrune(
   }
   if (o.report) await checkWritableParent(o.report, "report file");
 
-  const source = await openWeights(o.model);
+  const source = await openModelWeights(o.model);
   const gpu = await Gpu.create();
   const progress = new PhaseProgress();
   let store: FileWeightStore | undefined;

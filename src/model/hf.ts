@@ -360,7 +360,10 @@ async function weightMap(dir: string): Promise<Map<string, string> | "single"> {
   if (await exists(join(dir, SINGLE_FILE))) return "single";
   const indexPath = join(dir, INDEX_FILE);
   if (!(await exists(indexPath))) {
-    throw new ModelFormatError(`${dir}: no weights: expected ${SINGLE_FILE} or ${INDEX_FILE}`);
+    throw new ModelFormatError(
+      `${dir}: no weights: expected ${SINGLE_FILE} or ${INDEX_FILE}` +
+        " (owlgpu's CLIs and openModelWeights also open a directory of model.sparse.safetensors)",
+    );
   }
   const map = (await readJson(indexPath)).weight_map;
   if (typeof map !== "object" || map === null || !Object.values(map).every((v) => typeof v === "string")) {

@@ -14,6 +14,7 @@ import { f32ToBytes, f32ToBytesInRange } from "../model/dtype.ts";
 import { hfConfigJson, interleavedToHalf } from "../model/export.ts";
 import { expectedTensors, hfModelConfig } from "../model/hf.ts";
 import { FileByteSource } from "../model/bytes.ts";
+import { openWeights } from "../model/open.ts";
 import { EMBED, linearBias, linearWeight, LM_HEAD } from "../model/names.ts";
 import type { TensorInfo, WeightSource } from "../model/weights.ts";
 import type { Pattern } from "../prune/pipeline.ts";
@@ -575,4 +576,80 @@ export async function loadSparseModel(dir: string): Promise<SparseModel> {
     file.close();
     throw e;
   }
+}
+
+/** Whether `path/name` exists as a file (false for a missing path or a `path` that is no directory). */
+async function isFile(path: string, name: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(join(path, name))).isFile;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
+    throw e;
+  }
+}
+
+/**
+ * The sparse model of directory `spec` when it holds model.sparse.safetensors, else undefined
+ * (also for the embedded model's name or a file). Unlike {@linkcode loadSparseModel} it refuses a
+ * file holding tensors its config.json does not describe (more layers, say): config.json decides
+ * which tensors are read, so such a file would run as a smaller model than the one pruned.
+ *
+ * @example A pruned directory written with --save-sparse, and the embedded model's name
+ * ```ts
+ * import { linearWeight, openSparseModelDir, openWeights, saveSparseModel } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const name = linearWeight(0, "v");
+ * const dir = await Deno.makeTempDir();
+ * await saveSparseModel(dir, source, { [name]: (await source.readF32(name)).map((v, i) => (i % 3 ? 0 : v)) });
+ * const model = await openSparseModelDir(dir);
+ * assert.deepEqual(model?.sparseNames(), [name]);
+ * model?.close();
+ * assert.equal(await openSparseModelDir("stories15M"), undefined);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function openSparseModelDir(spec: string): Promise<SparseModel | undefined> {
+  if (!(await isFile(spec, SPARSE_MODEL_FILE))) return undefined;
+  const model = await loadSparseModel(spec);
+  const used = new Set(model.tensorNames());
+  const extra = [...model.file.sparseNames(), ...model.file.denseNames()].filter((n) => !used.has(n));
+  if (extra.length > 0) {
+    model.close();
+    throw new ModelFormatError(
+      `${model.file.name}: holds ${extra.length} tensor(s) that ${join(spec, "config.json")} does not ` +
+        `describe (first: ${extra[0]}); config.json does not belong to this sparse file`,
+    );
+  }
+  return model;
+}
+
+/**
+ * What the CLIs open `--model` with: {@linkcode openWeights}'s forms, and a sparse model directory
+ * (config.json and model.sparse.safetensors with no model.safetensors, as {@linkcode saveSparseModel}
+ * writes it), whose sparse weights are then read unpacked to dense. A directory with both files
+ * (`prune --save-sparse`) opens its model.safetensors, as before.
+ *
+ * @example A sparse-only directory opens as a WeightSource, as a Hugging Face directory does
+ * ```ts
+ * import { linearWeight, openModelWeights, openWeights, saveSparseModel } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const source = await openWeights("stories15M");
+ * const name = linearWeight(2, "gate");
+ * const w = (await source.readF32(name)).map((v) => (Math.abs(v) < 0.05 ? 0 : v));
+ * const dir = await Deno.makeTempDir();
+ * await saveSparseModel(dir, source, { [name]: w });
+ * const opened = await openModelWeights(dir); // openWeights(dir) would find no model.safetensors
+ * assert.deepEqual(await opened.readF32(name), w); // unpacked; not a q/k weight, so no RoPE reordering
+ * assert.equal(opened.config.nLayers, source.config.nLayers);
+ * opened.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function openModelWeights(spec: string): Promise<WeightSource> {
+  const denseToo = await isFile(spec, "model.safetensors") ||
+    await isFile(spec, "model.safetensors.index.json");
+  return (!denseToo && await openSparseModelDir(spec)) || await openWeights(spec);
 }
