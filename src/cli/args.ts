@@ -10,7 +10,7 @@ import { SPARSE_MODEL_FILE } from "../sparse/model.ts";
 
 /** What every CLI's --model takes (openModelWeights): openWeights' forms and sparse model directories. */
 export const CLI_MODEL_FORMS: string =
-  `${MODEL_SPEC_FORMS}, or a sparse model directory (config.json + ${SPARSE_MODEL_FILE})`;
+  `${MODEL_SPEC_FORMS}; also a sparse model directory (config.json + ${SPARSE_MODEL_FILE})`;
 
 /** `parseArgs` (strict, no positionals) with its errors as one-line ArgumentErrors. */
 export function parseFlags<O extends NonNullable<ParseArgsConfig["options"]>>(
