@@ -250,7 +250,13 @@ export {
   loadEmbeddedFiles,
 } from "./src/model/embedded.ts";
 export { MODEL_SPEC_FORMS, openWeights } from "./src/model/open.ts";
-export { type ExpectedTensor, expectedTensors, hfModelConfig, openHuggingFace } from "./src/model/hf.ts";
+export {
+  type ExpectedTensor,
+  expectedTensors,
+  hasHfWeights,
+  hfModelConfig,
+  openHuggingFace,
+} from "./src/model/hf.ts";
 export { llama2cConfig, type Llama2cHeader, openLlama2c, parseLlama2cHeader } from "./src/model/llama2c.ts";
 export {
   encodeSafetensors,

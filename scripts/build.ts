@@ -30,6 +30,7 @@ export const DENO_ONLY: readonly string[] = [
   "FileByteSource",
   "FileWeightStore",
   "exportHuggingFace",
+  "hasHfWeights",
   "loadCorpusText",
   "loadEmbeddedFiles",
   "loadSparseModel",

@@ -17,13 +17,9 @@ import {
   type Gpu,
   GpuModel,
   hfConfigJson,
-  LINEARS,
-  linearShape,
-  linearWeight,
   Llama2cTokenizer,
   MemoryByteSource,
   openLlama2c,
-  packUnstructured,
   parsePattern,
   patternName,
   planSparseModel,
@@ -32,10 +28,9 @@ import {
   type PruneJob,
   type PruneJobSettings,
   pruneSparseOptions,
-  type SparseMatrix,
+  sparseWeightsFromZeros,
   type Tokenizer,
   type WeightSource,
-  ZEROS_MIN_SPARSITY,
 } from "../../mod.ts";
 
 /** Names this module takes from mod.ts (test/browser_test.ts checks they are all in dist/owlgpu.js). */
@@ -49,18 +44,14 @@ export const MOD_IMPORTS: readonly string[] = [
   "GpuModel",
   "hfConfigJson",
   "Llama2cTokenizer",
-  "LINEARS",
-  "linearShape",
-  "linearWeight",
   "MemoryByteSource",
   "openLlama2c",
-  "packUnstructured",
   "parsePattern",
   "patternName",
   "planSparseModel",
   "pruneAndEvaluate",
   "pruneSparseOptions",
-  "ZEROS_MIN_SPARSITY",
+  "sparseWeightsFromZeros",
 ];
 
 /** URLs of what `deno task serve` serves besides the page (src/cli/serve_main.ts). */
@@ -202,9 +193,9 @@ export function prunedConfigJson(source: WeightSource): string {
 }
 
 /**
- * The pruned model with its pruned linears packed for the sparse kernels: every linear of `weights`
- * with at least ZEROS_MIN_SPARSITY zeros, as `deno task generate --sparse` runs a pruned model
- * directory (unstructured format, whatever the pattern). Greedy decoding gives the tokens of the
+ * The pruned model with its pruned linears packed for the sparse kernels: every linear with at
+ * least ZEROS_MIN_SPARSITY zeros (sparseWeightsFromZeros), as `deno task generate --sparse` runs a
+ * pruned model directory without a sparse file (unstructured format, whatever the pattern). Greedy decoding gives the tokens of the
  * dense pruned model. `sparseLinears` counts the linears the model runs sparse.
  */
 export async function loadSparsePruned(
@@ -212,24 +203,11 @@ export async function loadSparsePruned(
   source: WeightSource,
   weights: PrunedWeights,
 ): Promise<{ model: GpuModel; sparseLinears: number }> {
-  const c = source.config;
-  const packed = new Map<string, SparseMatrix>();
-  for (let l = 0; l < c.nLayers; l++) {
-    for (const lin of LINEARS) {
-      const name = linearWeight(l, lin);
-      if (!weights.has(name)) continue;
-      const [rows, cols] = linearShape(c, lin);
-      const s = packUnstructured(await weights.read(name), rows, cols);
-      if (s.values.length <= (1 - ZEROS_MIN_SPARSITY) * rows * cols) packed.set(name, s);
-    }
-  }
-  const model = await GpuModel.load(gpu, source, {
-    sparse: {
-      config: c,
-      isSparse: (name) => packed.has(name),
-      readSparse: (name) => Promise.resolve(packed.get(name)!),
-    },
-  });
+  const pruned = {
+    config: source.config,
+    readF32: (name: string) => weights.has(name) ? weights.read(name) : source.readF32(name),
+  };
+  const model = await GpuModel.load(gpu, source, { sparse: await sparseWeightsFromZeros(pruned) });
   return { model, sparseLinears: model.sparseLinearCount };
 }
 

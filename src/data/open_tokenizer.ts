@@ -9,15 +9,7 @@ import { EMBEDDED_MODEL_NAME, loadEmbeddedFiles } from "../model/embedded.ts";
 import { HfTokenizer } from "./hf_tokenizer.ts";
 import { Llama2cTokenizer } from "./llama2c_tokenizer.ts";
 import type { Tokenizer } from "./tokenizer.ts";
-
-async function stat(path: string): Promise<Deno.FileInfo | undefined> {
-  try {
-    return await Deno.stat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-}
+import { pathInfo as stat } from "../util/files.ts";
 
 async function openHf(dir: string, json: string): Promise<Tokenizer> {
   const configPath = join(dir, "tokenizer_config.json");

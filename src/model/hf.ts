@@ -18,6 +18,7 @@ import {
 import { FileByteSource } from "./bytes.ts";
 import { attnNorm, EMBED, FINAL_NORM, linearBias, linearWeight, LM_HEAD, mlpNorm } from "./names.ts";
 import { type SafetensorsEntry, SafetensorsFile } from "./safetensors.ts";
+import { pathInfo } from "../util/files.ts";
 import type { TensorInfo, WeightSource } from "./weights.ts";
 
 const CONFIG_FILE = "config.json";
@@ -346,13 +347,27 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
 }
 
 async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+  return (await pathInfo(path)) !== undefined;
+}
+
+/**
+ * Whether directory `dir` holds Hugging Face weights (model.safetensors or its shard index).
+ *
+ * @example The embedded model has none on disk; a directory with model.safetensors has
+ * ```ts
+ * import { hasHfWeights } from "@owlgpu/owlgpu";
+ * import { join } from "node:path";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * assert.equal(await hasHfWeights(dir), false);
+ * await Deno.writeFile(join(dir, "model.safetensors"), new Uint8Array(8));
+ * assert.equal(await hasHfWeights(dir), true);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function hasHfWeights(dir: string): Promise<boolean> {
+  return await exists(join(dir, SINGLE_FILE)) || await exists(join(dir, INDEX_FILE));
 }
 
 /** Tensor name → shard file name, from the single file or the index's weight_map. */

@@ -12,14 +12,14 @@ import { ArgumentError, ModelFormatError, OutputError } from "../errors.ts";
 import type { DType, ModelConfig } from "../model/config.ts";
 import { f32ToBytes, f32ToBytesInRange } from "../model/dtype.ts";
 import { hfConfigJson, interleavedToHalf } from "../model/export.ts";
-import { expectedTensors, hfModelConfig } from "../model/hf.ts";
+import { expectedTensors, hasHfWeights, hfModelConfig } from "../model/hf.ts";
 import { FileByteSource } from "../model/bytes.ts";
 import { openWeights } from "../model/open.ts";
 import { EMBED, linearBias, linearWeight, LM_HEAD } from "../model/names.ts";
 import type { TensorInfo, WeightSource } from "../model/weights.ts";
 import type { Pattern } from "../prune/pipeline.ts";
 import type { PrunedWeights } from "../prune/store.ts";
-import { checkPlainFileName, writeDirectoryAtomic } from "../util/files.ts";
+import { checkPlainFileName, isDirectory, pathInfo, writeDirectoryAtomic } from "../util/files.ts";
 import {
   bitmapWords,
   nmIndexBytesPerRow,
@@ -578,16 +578,6 @@ export async function loadSparseModel(dir: string): Promise<SparseModel> {
   }
 }
 
-/** Whether `path/name` exists as a file (false for a missing path or a `path` that is no directory). */
-async function isFile(path: string, name: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(join(path, name))).isFile;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
-    throw e;
-  }
-}
-
 /**
  * The sparse model of directory `spec` when it holds model.sparse.safetensors, else undefined
  * (also for the embedded model's name or a file). Unlike {@linkcode loadSparseModel} it refuses a
@@ -611,7 +601,9 @@ async function isFile(path: string, name: string): Promise<boolean> {
  * ```
  */
 export async function openSparseModelDir(spec: string): Promise<SparseModel | undefined> {
-  if (!(await isFile(spec, SPARSE_MODEL_FILE))) return undefined;
+  if (!(await isDirectory(spec)) || !(await pathInfo(join(spec, SPARSE_MODEL_FILE)))?.isFile) {
+    return undefined;
+  }
   const model = await loadSparseModel(spec);
   const used = new Set(model.tensorNames());
   const extra = [...model.file.sparseNames(), ...model.file.denseNames()].filter((n) => !used.has(n));
@@ -649,7 +641,6 @@ export async function openSparseModelDir(spec: string): Promise<SparseModel | un
  * ```
  */
 export async function openModelWeights(spec: string): Promise<WeightSource> {
-  const denseToo = await isFile(spec, "model.safetensors") ||
-    await isFile(spec, "model.safetensors.index.json");
-  return (!denseToo && await openSparseModelDir(spec)) || await openWeights(spec);
+  const sparseOnly = await isDirectory(spec) && !(await hasHfWeights(spec));
+  return (sparseOnly && await openSparseModelDir(spec)) || await openWeights(spec);
 }

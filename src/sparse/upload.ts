@@ -31,8 +31,8 @@
  *   group's first entry), so the wg version's lanes can each decode a group on their own.
  *
  * With `texture` (the default on CPU adapters) the `data` words go into an rgba32uint texture
- * (bound as a read-only storage texture) instead of a storage buffer (flat layout, SPARSE_TEX_WIDTH texels a row, zero-padded to a whole
- * row), uploaded once: lavapipe fetches a texel per lane with one 16-byte load, a storage vec4
+ * (bound as a read-only storage texture) instead of a storage buffer (flat layout, SPARSE_TEX_WIDTH
+ * texels a row, zero-padded to a whole row), uploaded once: lavapipe fetches a texel per lane with one 16-byte load, a storage vec4
  * with a per-component loop. Row offsets and N:M index words stay in storage buffers.
  * @module
  */

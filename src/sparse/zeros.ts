@@ -108,7 +108,7 @@ export interface ZerosOptions {
  * ```
  */
 export async function sparseWeightsFromZeros(
-  source: WeightSource,
+  source: Pick<WeightSource, "config" | "readF32">,
   opts: ZerosOptions = {},
 ): Promise<ZerosSparseWeights> {
   const min = opts.minSparsity ?? ZEROS_MIN_SPARSITY;

@@ -47,14 +47,19 @@ export function removeTemporariesSync(): string[] {
   return removed;
 }
 
-/** Whether `path` is a directory; undefined when nothing is there. */
-export async function isDirectory(path: string): Promise<boolean | undefined> {
+/** What is at `path` (Deno.stat); undefined when nothing is there. */
+export async function pathInfo(path: string): Promise<Deno.FileInfo | undefined> {
   try {
-    return (await Deno.stat(path)).isDirectory;
+    return await Deno.stat(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
+}
+
+/** Whether `path` is a directory; undefined when nothing is there. */
+export async function isDirectory(path: string): Promise<boolean | undefined> {
+  return (await pathInfo(path))?.isDirectory;
 }
 
 /**
