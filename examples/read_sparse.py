@@ -34,10 +34,21 @@ class SparseFile:
 
     def __init__(self, path):
         self.path = path
+        size = os.path.getsize(path)
         with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            self.header = json.loads(f.read(n))
+            head = f.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else size
+            if 8 + n > size:
+                raise ValueError(f"{path}: header length {n} is past the end of the {size}-byte file: truncated")
+            try:
+                self.header = json.loads(f.read(n))
+            except ValueError as e:
+                raise ValueError(f"{path}: the header is not valid JSON ({e}); not safetensors") from e
         self.data_start = 8 + n
+        arrays = [t for k, t in self.header.items() if k != "__metadata__"]
+        end = self.data_start + max((t["data_offsets"][1] for t in arrays), default=0)
+        if end > size:
+            raise ValueError(f"{path}: {size} bytes, but its arrays end at byte {end}: truncated")
         meta = self.header.get("__metadata__", {})
         if meta.get("owlgpu.sparse") != "1":
             raise ValueError(f"{path}: not an owlgpu sparse file (no owlgpu.sparse = 1 in __metadata__)")
@@ -163,9 +174,17 @@ def main(argv):
         rows, cols = f.sparse[a.dense]["shape"]
         kept = sum(1 for x in flat if x != 0)
         print(f"{a.dense}: [{rows}, {cols}], {kept} nonzeros ({100 * (1 - kept / (rows * cols)):.2f}% zeros)")
-        if a.out:
-            with open(a.out, "wb") as out:
-                out.write(struct.pack(f"<{len(flat)}f", *flat))
+        if a.out:  # a temporary name, renamed when complete: never a half-written file
+            tmp = f"{a.out}.tmp-{os.getpid()}"
+            try:
+                with open(tmp, "wb") as out:
+                    out.write(struct.pack(f"<{len(flat)}f", *flat))
+                os.replace(tmp, a.out)
+            except OSError as e:
+                sys.exit(f"error: cannot write {a.out}: {e.strerror}")
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
         return
     print(f"{a.file}: {len(f.sparse)} sparse weights, {len(f.dense_names())} dense tensors"
           f" ({'numpy' if np is not None else 'standard library'})")

@@ -115,7 +115,7 @@ Deno.test("sparse reader: an independent Python reader gives owlgpu's dense matr
   }
 });
 
-Deno.test("sparse reader: a file that is not owlgpu's, and an unknown weight, give an error and exit 1", async () => {
+Deno.test("sparse reader: a file that is not owlgpu's, an unknown weight, an unwritable --out and a truncated file give an error and exit 1", async () => {
   const dir = await Deno.makeTempDir({ prefix: "owlgpu-reader-" });
   try {
     const plain = join(dir, "plain.safetensors");
@@ -134,6 +134,21 @@ Deno.test("sparse reader: a file that is not owlgpu's, and an unknown weight, gi
     const u = await python([sparse, "--dense", "nope"], { OWLGPU_NO_NUMPY: "1" });
     assert.equal(u.code, 1);
     assert.match(u.stderr, /^error: nope is not a sparse weight of /m);
+    const w = await python([sparse, "--dense", WEIGHTS[0].name, "--out", join(dir, "no-such-dir", "w.f32")], {
+      OWLGPU_NO_NUMPY: "1",
+    });
+    assert.equal(w.code, 1);
+    assert.match(w.stderr, /^error: cannot write .*w\.f32: No such file or directory/m);
+    // Truncated: a byte short of its last array, and cut inside the header.
+    const whole = await Deno.readFile(sparse);
+    await Deno.writeFile(sparse, whole.subarray(0, whole.length - 1));
+    const t = await python([sparse, "--dense", WEIGHTS[0].name], { OWLGPU_NO_NUMPY: "1" });
+    assert.equal(t.code, 1);
+    assert.match(t.stderr, /^error: .*its arrays end at byte \d+: truncated/m);
+    await Deno.writeFile(sparse, whole.subarray(0, 20));
+    const h = await python([sparse], { OWLGPU_NO_NUMPY: "1" });
+    assert.equal(h.code, 1);
+    assert.match(h.stderr, /^error: .*header length \d+ is past the end of the 20-byte file: truncated/m);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
