@@ -116,6 +116,7 @@ export {
   UNIFORM_X_BYTES,
   WEBGPU_BACKEND_ENV,
 } from "./src/gpu/device.ts";
+export { type CpuProfile, cpuProfile } from "./src/gpu/profile.ts";
 export {
   type GpuMatrix,
   type MatrixChunk,

@@ -9,9 +9,9 @@
  * on lavapipe), with a random mask of exactly 70% per row; the dense model runs the same masked
  * weights (so its time is what a pruned model costs without sparse kernels), in the model's dtype
  * (f16 where the device has shader-f16). Embeddings, norms and the LM head are dense in both. On
- * CPU adapters both models decode their dense matrices (the dense model's linears, both LM heads)
- * with the texture GEMV (`gemvTextures`), as `generate` does there: the dense side is our fastest
- * dense GEMV, the one the sparse GEMV rows are measured against.
+ * lavapipe both models decode their dense matrices (the dense model's linears, both LM heads)
+ * with the texture GEMV (`gemvTextures`), as `generate` does there (`gpu.cpu.weightTextures`): the
+ * dense side is our fastest dense GEMV there, the one the sparse GEMV rows are measured against.
  * Before timing, the prompt's logits of the two models are compared (they share the weights).
  *
  * Timing is wall time of `generate` (prefill of the prompt, then `tokens` decode steps), after a
@@ -62,7 +62,10 @@ export interface DecodeBenchRow {
 }
 
 export interface DecodeBenchOptions {
-  /** Decode dense linears and the LM head with the texture GEMV (default: on CPU adapters, as `generate` does). */
+  /**
+   * Decode dense linears and the LM head with the texture GEMV (default: where `generate` does,
+   * `gpu.cpu.weightTextures`).
+   */
   gemvTextures?: boolean;
   /** Decoder dimensions (default LLaMA-7B's; tests shrink them). */
   shape?: DecoderShape;
@@ -207,7 +210,7 @@ export async function benchDecode(gpu: Gpu, opts: DecodeBenchOptions = {}): Prom
   const cfg = config(shape, blocks, P + tokens + 8);
   const dtype = gpu.f16 ? "f16" : "f32";
   const src = new SyntheticSource(cfg, sparsity, dtype);
-  const gemvTextures = opts.gemvTextures ?? gpu.isCpu;
+  const gemvTextures = opts.gemvTextures ?? gpu.cpu?.weightTextures ?? false;
   const dense = await GpuModel.load(gpu, src, { lazyBlocks: true, gemvTextures });
   let sparse: GpuModel | undefined;
   try {

@@ -77,7 +77,7 @@ Deno.test("generate: tokens chosen on the device: the host's greedy tokens, stre
   const source = await openWeights("stories15M");
   const live = gpu.liveBuffers;
   try {
-    const model = await GpuModel.load(gpu, source, { gemvTextures: gpu.isCpu });
+    const model = await GpuModel.load(gpu, source, { gemvTextures: gpu.cpu?.weightTextures ?? false });
     const prompt = [1, 9038, 2501, 263, 931];
     const host = await generate(model, prompt, { maxTokens: 40, temperature: 0, onDevice: false });
     assert.equal(host.ids.length, 40);

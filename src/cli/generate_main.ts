@@ -75,8 +75,8 @@ export async function generateMain(args: string[]): Promise<void> {
   const gpu = await Gpu.create();
   try {
     let model: GpuModel;
-    // CPU adapters decode dense linears with the texture GEMV (2-3x the storage one there).
-    const gemvTextures = gpu.isCpu;
+    // lavapipe decodes dense linears with the texture GEMV (2-3x the storage one there; SwiftShader: slower).
+    const gemvTextures = gpu.cpu?.weightTextures ?? false;
     if (sparse) model = await GpuModel.loadSparse(gpu, sparse, { gemvTextures });
     else if (v.sparse) {
       model = await GpuModel.load(gpu, source, { sparse: await zerosOf(source, spec), gemvTextures });

@@ -7,6 +7,7 @@
 import { GEMV_TEX_SLOT_BYTES } from "../../kernels/linear_gemv_tex.ts";
 import { SPARSE_SLOT_BYTES } from "../../kernels/sparse_linear.ts";
 import { GpuDeviceError, GpuOutOfMemoryError, GpuUnavailableError, UnsupportedError } from "../errors.ts";
+import { type CpuProfile, cpuProfile } from "./profile.ts";
 
 /** The Deno namespace, or undefined in a browser. */
 const deno = (globalThis as { Deno?: typeof Deno }).Deno;
@@ -195,6 +196,8 @@ export class Gpu {
   readonly timestamps: boolean;
   /** A CPU implementation (lavapipe, SwiftShader): kernels pick CPU-friendly tilings. */
   readonly isCpu: boolean;
+  /** On a CPU adapter, how its linears read their operands (src/gpu/profile.ts); undefined on GPUs. */
+  readonly cpu: CpuProfile | undefined;
   /** The adapter's description (or vendor, architecture and device), for reports and logs. */
   readonly adapterName: string;
   /** The device's maxStorageBufferBindingSize in bytes: matrices are split in row chunks under it. */
@@ -235,6 +238,7 @@ export class Gpu {
     this.adapterName = desc || "unknown adapter";
     this.isCpu = !asGpu && (info.isFallbackAdapter === true ||
       /llvmpipe|lavapipe|swiftshader|software/i.test(this.adapterName));
+    this.cpu = this.isCpu ? cpuProfile(this.adapterName) : undefined;
     this.maxBinding = device.limits.maxStorageBufferBindingSize;
     this.maxBuffer = device.limits.maxBufferSize;
     this.uniformArena = device.createBuffer({
@@ -339,9 +343,10 @@ export class Gpu {
   }
 
   /**
-   * A storage buffer for an activation that feeds linears at M = 1. On CPU adapters it is also a
-   * UNIFORM buffer of at least {@linkcode UNIFORM_X_BYTES}, so the texture and sparse GEMVs bind it
-   * in place as their uniform X slot instead of copying or packing X into one first: one fewer
+   * A storage buffer for an activation that feeds linears at M = 1. On CPU adapters whose GEMVs
+   * gather X from uniform slots (`cpu.uniformX`: lavapipe) it is also a UNIFORM buffer of at
+   * least {@linkcode UNIFORM_X_BYTES}, so the texture and sparse GEMVs bind it in place as their
+   * uniform X slot instead of copying or packing X into one first: one fewer
    * dispatch per linear, which is most of a small model's decode step on lavapipe (stories15M
    * sparse: 135 dispatches a token to 93).
    *
@@ -352,15 +357,16 @@ export class Gpu {
    *
    * const gpu = await Gpu.create();
    * const x = gpu.gemvInput(288 * 4, "xn");
-   * assert.equal(readableAsUniformX(x), gpu.isCpu);
-   * assert.equal(x.size, gpu.isCpu ? UNIFORM_X_BYTES : 288 * 4);
+   * const inPlace = gpu.cpu?.uniformX === true;
+   * assert.equal(readableAsUniformX(x), inPlace);
+   * assert.equal(x.size, inPlace ? UNIFORM_X_BYTES : 288 * 4);
    * assert.equal(readableAsUniformX(gpu.buffer(UNIFORM_X_BYTES, "plain")), false);
    * gpu.release(x);
    * gpu.destroy();
    * ```
    */
   gemvInput(byteSize: number, label: string): GPUBuffer {
-    if (!this.isCpu) return this.buffer(byteSize, label);
+    if (!this.cpu?.uniformX) return this.buffer(byteSize, label);
     return this.buffer(Math.max(byteSize, UNIFORM_X_BYTES), label, GPUBufferUsage.UNIFORM);
   }
 

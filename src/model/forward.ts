@@ -15,8 +15,8 @@
  *
  * Texture decoding: with `gemvTextures` (GpuModelOptions) the dense matrices are also held as
  * textures and every T = 1 step runs the texture GEMV (src/ops/gemv_tex.ts), the fast dense GEMV
- * on CPU adapters; prompts keep the storage kernels. The runner's linear inputs come from
- * `Gpu.gemvInput`, so on CPU adapters those GEMVs read X in place as their uniform slot.
+ * on lavapipe; prompts keep the storage kernels. The runner's linear inputs come from
+ * `Gpu.gemvInput`, so on lavapipe those GEMVs read X in place as their uniform slot.
  *
  * Decoding without readbacks: `chooseGreedy` / `chooseSampled` write the next token id into the
  * runner's `ids` on the device and `forwardOnDevice` embeds it from there (src/generate/).
@@ -233,11 +233,11 @@ export interface GpuModelOptions {
   sparse?: SparseWeights;
   /**
    * Also hold every dense block linear and the LM head as textures for the texture GEMV
-   * (src/ops/gemv_tex.ts) and decode (T = 1) with it; prompts keep the storage kernels. On CPU
-   * adapters that GEMV is 2-3x faster than the storage one; the cost is a second copy of those
-   * weights ({@linkcode GpuModel.gemvTextureBytes}; `linearBytes` counts the storage copies only).
-   * Linears wider than the GEMV's X slot (16384 columns) stay on the storage GEMV. Default false;
-   * `generate` (the CLI) turns it on for CPU adapters.
+   * (src/ops/gemv_tex.ts) and decode (T = 1) with it; prompts keep the storage kernels. On
+   * lavapipe that GEMV is 2-3x faster than the storage one (on SwiftShader 1.7x slower); the cost is
+   * a second copy of those weights ({@linkcode GpuModel.gemvTextureBytes}; `linearBytes` counts the
+   * storage copies only). Linears wider than the GEMV's X slot (16384 columns) stay on the storage
+   * GEMV. Default false; `generate` (the CLI) turns it on where `gpu.cpu.weightTextures`.
    */
   gemvTextures?: boolean;
 }
@@ -619,7 +619,7 @@ export class ForwardRunner {
     const T = maxTokens;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     this.maxSeq = opts.maxSeq ?? T;
-    // The linears' inputs: read in place by the CPU adapters' GEMVs (no X copy per linear).
+    // The linears' inputs: read in place by lavapipe's GEMVs as their uniform X (no copy per linear).
     this.x = gpu.buffer(T * c.dim * 4, "x");
     this.xn = gpu.gemvInput(T * c.dim * 4, "xn");
     this.q = gpu.buffer(T * qDim * 4, "q");

@@ -1,10 +1,10 @@
 /**
- * Dense GEMV for CPU adapters (kernels/linear_gemv_tex.ts): W uploaded once into persistent
- * textures (rgba32float for f32 weights; f16 packed 8 to an rgba32uint texel, or rgba16float),
- * X copied per call into a 64 KiB uniform slot, or bound as the slot itself when it is a
- * `Gpu.gemvInput` buffer (so K <= 16384; {@linkcode gemvTexSupported}), a register tile of `rt`
- * rows per lane. The storage GEMV (src/ops/linear.ts) stays the general path; this one is for weights a
- * caller keeps resident in this form (the benchmarks' dense baseline on CPU adapters, say).
+ * Dense GEMV for lavapipe (`gpu.cpu.weightTextures`; kernels/linear_gemv_tex.ts): W uploaded
+ * once into persistent textures (rgba32float for f32 weights; f16 packed 8 to an rgba32uint texel,
+ * or rgba16float), X copied per call into a 64 KiB uniform slot, or bound as the slot itself when
+ * it is a `Gpu.gemvInput` buffer (so K <= 16384; {@linkcode gemvTexSupported}), a register tile of
+ * `rt` rows per lane. The storage GEMV (src/ops/linear.ts) stays the general path; this one is for
+ * weights a caller keeps resident in this form (the benchmarks' dense baseline on lavapipe, say).
  *
  * A texture holds at most GEMV_TEX_WIDTH x maxTextureDimension2D texels (8192 rows on lavapipe:
  * 128 MiB of f32), so a weight is split into row pieces of whole weight blocks, one dispatch each.

@@ -1,9 +1,10 @@
 /**
  * Y = X W^T (+ b) on the GPU, choosing the kernel version from the adapter and the shape:
- * M = 1 is a GEMV (rowlane on CPU adapters, wgreduce on GPUs), larger M a register-tiled GEMM:
- * on CPU adapters the `texture` version (X and W copied into scratch rgba32float textures, whose
+ * M = 1 is a GEMV (a 1 x 8 tile on CPU adapters, wgreduce on GPUs), larger M a register-tiled
+ * GEMM: on lavapipe the `texture` version (X and W copied into scratch rgba32float textures, whose
  * texel fetches are cheaper than storage gathers there) when K % 4 == 0 and W is f32, else big
- * storage tiles (every load is a gather there); 4x4 tiles on GPUs.
+ * storage tiles (every load is a gather there), as on SwiftShader, which reads storage faster
+ * (`gpu.cpu.weightTextures`: 11008x4096, M = 8: tiles 104 ms, texture 138); 4x4 tiles on GPUs.
  * @module
  */
 import {
@@ -68,7 +69,7 @@ export interface LinearOverride {
  * const gemv = chooseLinear(gpu, 1, 8, w, false); // M = 1
  * assert.equal(gemv.variant, gpu.isCpu ? "tile" : "wgreduce");
  * const gemm = chooseLinear(gpu, 16, 8, w, true); // M = 16, with a bias
- * assert.equal(gemm.variant, gpu.isCpu ? "texture" : "tile");
+ * assert.equal(gemm.variant, gpu.cpu?.weightTextures ? "texture" : "tile");
  * assert.equal(gemm.vec, 4); // K % 4 == 0: vec4 loads
  * assert.notEqual(linearKey(gemv), linearKey(gemm)); // two pipelines
  * assert.ok(linearWgsl(gemm).includes(`@workgroup_size(${gemm.workgroupSize})`));
@@ -87,9 +88,10 @@ export function chooseLinear(
   const vec: 1 | 4 = K % 4 === 0 ? 4 : 1;
   // CPU adapters: a 1 x 8 tile streams W fastest for M = 1 (measured: rowlane 300 ms, wgreduce
   // 231 ms, tile 1x4 196 ms on 11008x4096 f32, against ~180 ms for a shader that only reads W).
-  const texOk = vec === 4 && w.dtype === "f32" && (M * K) / 4 <= texCapacity(gpu);
+  const texOk = vec === 4 && w.dtype === "f32" && !!gpu.cpu?.weightTextures &&
+    (M * K) / 4 <= texCapacity(gpu);
   const variant = o.variant ??
-    (M === 1 ? (gpu.isCpu ? "tile" : "wgreduce") : gpu.isCpu && texOk ? "texture" : "tile");
+    (M === 1 ? (gpu.isCpu ? "tile" : "wgreduce") : texOk ? "texture" : "tile");
   let tm = 1, tn = 1, wg = 8;
   if (variant === "texture") {
     // Measured on lavapipe (2 shared cores, 256 tokens): 32x32 beat 32x64, 64x32, 32x16 and a

@@ -1,15 +1,19 @@
 /**
  * Y = X W^T (+ b) with a sparse W (src/sparse/upload.ts), choosing the kernel version from the
  * adapter and M (kernels/sparse_linear.ts):
- * - CPU adapters (lavapipe): `lane` + `ubo`, one invocation per weight row, X copied into 64 KiB
- *   uniform slots first (one small dispatch; at M = 1 an X made by `Gpu.gemvInput` is bound as the
- *   slot itself, no dispatch); `tm` = 1 for M = 1, else the smallest tile of 4, 8
- *   or 16 activation rows that holds M (one dispatch per tile and column segment; 16-row tiles
- *   for larger M); weights from textures when
- *   uploaded so (uploadSparse's default there), unstructured weights in the column-delta layout
- *   (uploadSparse's default). Measured on lavapipe, 11008x4096 f32 GEMV at
- *   70%: X gathered from a uniform slot 24 ms, from storage 41 ms; weight groups from a texture
- *   17-25 ms, from storage 27-29; the dense GEMV 55-125 ms (ARCHITECTURE.md).
+ * - lavapipe (and CPU adapters other than SwiftShader; `gpu.cpu`): `lane` + `ubo`, one
+ *   invocation per weight row, X copied into 64 KiB uniform slots first (one small dispatch; at
+ *   M = 1 an X made by `Gpu.gemvInput` is bound as the slot itself, no dispatch); `tm` = 1 for
+ *   M = 1, else the smallest tile of 4, 8 or 16 activation rows that holds M (one dispatch per
+ *   tile and column segment; 16-row tiles for larger M); weights from textures when uploaded so
+ *   (uploadSparse's default there), unstructured weights in the column-delta layout
+ *   (uploadSparse's default there). Measured on lavapipe, 11008x4096 f32 GEMV at 70%: X gathered
+ *   from a uniform slot 24 ms, from storage 41 ms; weight groups from a texture 17-25 ms, from
+ *   storage 27-29; the dense GEMV 55-125 ms (ARCHITECTURE.md).
+ * - SwiftShader: `lane` + `storage` (4 activation rows per invocation for M > 1), weights in
+ *   storage buffers in the CSR-groups layout (`gpu.cpu`: its JIT reads storage faster than
+ *   textures or uniform gathers, and decodes groups faster than deltas; 11008x4096 f32 GEMV at
+ *   70%: 37 ms against 81 on the lavapipe path).
  * - GPUs: `wg` (a workgroup per weight row, coalesced group loads, shared-memory reduction) for
  *   M = 1, `lane` + `storage` with 4 activation rows per invocation for M > 1; weights in
  *   storage, unstructured ones in the column-delta layout with each group's start column (which
@@ -101,8 +105,9 @@ export interface SparseLinearOverride {
  * // A GEMV: one invocation per weight row on CPU adapters, a workgroup per weight row on GPUs.
  * assert.equal(gemv.variant, gpu.isCpu ? "lane" : "wg");
  * // A GEMM: one invocation per weight row and a tile of activation rows: on CPU adapters the
- * // smallest of 4, 8 or 16 that holds all 9 (each decoded weight serves the whole tile), on GPUs 4.
- * assert.deepEqual([gemm.variant, gemm.tm, gemm.bias], ["lane", gpu.isCpu ? 16 : 4, true]);
+ * // smallest of 4, 8 or 16 that holds all 9 where X is read from uniform slots (lavapipe: each
+ * // decoded weight serves the whole tile), 4 where it is read from storage (GPUs, SwiftShader).
+ * assert.deepEqual([gemm.variant, gemm.tm, gemm.bias], ["lane", gpu.cpu?.uniformX ? 16 : 4, true]);
  * // The options name the pipeline and generate its WGSL:
  * assert.notEqual(sparseLinearKey(gemv), sparseLinearKey(gemm));
  * assert.match(sparseLinearWgsl(gemm), /@binding\(5\)/); // the bias
@@ -120,13 +125,13 @@ export function chooseSparseLinear(
   const delta = w.format === "unstructured" && w.layout === "delta";
   // The wg version's lanes each take a group of the delta layout, from its stored start column.
   const variant = o.variant ?? (gpu.isCpu || M > 1 || (delta && !w.starts) ? "lane" : "wg");
-  const x: SparseXSource = variant === "wg" ? "storage" : o.x ?? (gpu.isCpu ? "ubo" : "storage");
+  const x: SparseXSource = variant === "wg" ? "storage" : o.x ?? (gpu.cpu?.uniformX ? "ubo" : "storage");
   if (delta && variant === "wg" && !w.starts) {
     throw new ArgumentError(
       "sparseLinear: the wg version of the delta layout needs the groups' start columns (uploadSparse starts: true)",
     );
   }
-  // Uniform X (CPU adapters): the smallest tile of 4, 8 or 16 rows that holds M, as a row's
+  // Uniform X (lavapipe): the smallest tile of 4, 8 or 16 rows that holds M, as a row's
   // weights are decoded once per tile (lavapipe, 8x11008x4096 f32 GEMM, 50% / 70%: 39 / 25 ms
   // with 8 rows against 51 / 30 with two tiles of 4). Storage X (GPUs, unmeasured): 4.
   const rowTile = (): 1 | 4 | 8 | 16 => M === 1 ? 1 : x === "storage" || M <= 4 ? 4 : M <= 8 ? 8 : 16;

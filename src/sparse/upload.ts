@@ -30,10 +30,10 @@
  *   after its offsets, each group's start column (a u32 a group: the running column before the
  *   group's first entry), so the wg version's lanes can each decode a group on their own.
  *
- * With `texture` (the default on CPU adapters) the `data` words go into an rgba32uint texture
- * (bound as a read-only storage texture) instead of a storage buffer (flat layout, SPARSE_TEX_WIDTH
- * texels a row, zero-padded to a whole row), uploaded once: lavapipe fetches a texel per lane with one 16-byte load, a storage vec4
- * with a per-component loop. Row offsets and N:M index words stay in storage buffers.
+ * With `texture` (the default on lavapipe, `gpu.cpu.weightTextures`) the `data` words go into an
+ * rgba32uint texture (bound as a read-only storage texture) instead of a storage buffer (flat
+ * layout, SPARSE_TEX_WIDTH texels a row, zero-padded to a whole row), uploaded once: lavapipe
+ * fetches a texel per lane with one 16-byte load, a storage vec4 with a per-component loop. Row offsets and N:M index words stay in storage buffers.
  * @module
  */
 import type { GpuDType } from "../../kernels/common.ts";
@@ -140,7 +140,7 @@ export interface GpuSparseMatrix {
   group: number;
   /** nm only: u32 index words per row. */
   idxStride: number;
-  /** Groups / values live in textures (CPU adapters: a texel fetch is one 16-byte load per lane). */
+  /** Groups / values live in textures (lavapipe: a texel fetch is one 16-byte load per lane). */
   texture: boolean;
   /** Unstructured layout ("groups" for nm). */
   layout: SparseGpuLayout;
@@ -189,11 +189,12 @@ export interface UploadSparseOptions {
   label?: string;
   /** At most this many rows per chunk (tests use it to force chunking on small matrices). */
   maxRowsPerChunk?: number;
-  /** Keep groups / values in textures (default: on CPU adapters). */
+  /** Keep groups / values in textures (default: where the CPU adapter reads weights so, `gpu.cpu.weightTextures`). */
   texture?: boolean;
   /**
-   * Unstructured layout: "delta" (column deltas, the default: fewer bytes a kept weight) or
-   * "groups" (CSR groups with u16 columns).
+   * Unstructured layout: "delta" (column deltas, fewer bytes a kept weight) or "groups" (CSR
+   * groups with u16 columns, up to SPARSE_MAX_COLS). Default: the CPU adapter's `cpu.sparseLayout`
+   * (SwiftShader: groups) where the columns fit, else delta.
    */
   layout?: SparseGpuLayout;
   /**
@@ -587,9 +588,10 @@ function uploadNM(
  * const gpu = await Gpu.create();
  * const W = new Float32Array([0, 1.5, 0, 0, -2, 0, 0, 0, 0, 0, 0, 4]); // [3, 4], 75% zeros
  * const w = uploadSparse(gpu, packUnstructured(W, 3, 4), { label: "w" });
- * // Column deltas; in textures on CPU adapters, in storage with each group's start column on GPUs.
- * assert.equal(w.layout, "delta");
- * assert.equal(w.texture, gpu.isCpu);
+ * // Column deltas in textures on lavapipe; CSR groups in storage on SwiftShader (gpu.cpu, measured);
+ * // column deltas in storage with each group's start column on GPUs.
+ * assert.equal(w.layout, gpu.cpu?.sparseLayout ?? "delta");
+ * assert.equal(w.texture, gpu.cpu?.weightTextures ?? false);
  * assert.equal(w.starts, !gpu.isCpu);
  * const x = gpu.upload(new Float32Array([1, 2, 3, 4]), "x"), y = gpu.buffer(3 * 4, "y");
  * sparseLinear(gpu, x, w, y, 1);
@@ -616,8 +618,9 @@ export function uploadSparse(gpu: Gpu, s: SparseMatrix, opts: UploadSparseOption
   if (!(maxRows >= 1 && (maxRows === Infinity || Number.isInteger(maxRows)))) {
     throw new ArgumentError(`${label}: maxRowsPerChunk must be an integer >= 1, got ${maxRows}`);
   }
-  const texture = opts.texture ?? gpu.isCpu;
-  const layout = opts.layout ?? "delta";
+  const texture = opts.texture ?? gpu.cpu?.weightTextures ?? false;
+  // The groups layout's u16 columns stop at SPARSE_MAX_COLS; past that every adapter uses deltas.
+  const layout = opts.layout ?? (s.cols <= SPARSE_MAX_COLS ? gpu.cpu?.sparseLayout : undefined) ?? "delta";
   if (layout !== "delta" && layout !== "groups") {
     throw new ArgumentError(`${label}: layout must be "delta" or "groups", got ${JSON.stringify(layout)}`);
   }
