@@ -5,9 +5,9 @@
  * sparse kernels (a 5-token prompt runs the sparse GEMM, then 63 GEMV steps), and a third time
  * with the dense kernels and `gemvTextures` (what `generate` runs on lavapipe; the sparse model
  * has it too, for its LM head). The tokens must be identical and the prompt's logits close; the
- * sparse file's linears must take at most 45% of their dense f32 bytes; no GPU buffer outlives the test. Also: sparse weights are refused for a
- * source whose RoPE layout differs (llama2.c's interleaved q/k rows against the directory's
- * rotate-half rows). The CLI: `prune --save-sparse` writes model.sparse.safetensors beside
+ * sparse file's linears must take at most 45% of their dense f32 bytes; no GPU buffer outlives
+ * the test. Also: sparse weights are refused for a source whose RoPE layout differs (llama2.c's
+ * interleaved q/k rows against the directory's rotate-half rows). The CLI: `prune --save-sparse` writes model.sparse.safetensors beside
  * model.safetensors in the same directory (same tensors: sparse ones unpacked equal the dense
  * export bit for bit) with the sizes in report.json, and `generate --model DIR --sparse` runs it.
  * The GPU code paths (forced with `asGpu`) decode 24 tokens identical to their dense kernels'.

@@ -33,7 +33,8 @@
  * With `texture` (the default on lavapipe, `gpu.cpu.weightTextures`) the `data` words go into an
  * rgba32uint texture (bound as a read-only storage texture) instead of a storage buffer (flat
  * layout, SPARSE_TEX_WIDTH texels a row, zero-padded to a whole row), uploaded once: lavapipe
- * fetches a texel per lane with one 16-byte load, a storage vec4 with a per-component loop. Row offsets and N:M index words stay in storage buffers.
+ * fetches a texel per lane with one 16-byte load, a storage vec4 with a per-component loop. Row
+ * offsets and N:M index words stay in storage buffers.
  * @module
  */
 import type { GpuDType } from "../../kernels/common.ts";
@@ -189,7 +190,7 @@ export interface UploadSparseOptions {
   label?: string;
   /** At most this many rows per chunk (tests use it to force chunking on small matrices). */
   maxRowsPerChunk?: number;
-  /** Keep groups / values in textures (default: where the CPU adapter reads weights so, `gpu.cpu.weightTextures`). */
+  /** Keep groups / values in textures (default: `gpu.cpu.weightTextures`, i.e. on lavapipe). */
   texture?: boolean;
   /**
    * Unstructured layout: "delta" (column deltas, fewer bytes a kept weight) or "groups" (CSR
