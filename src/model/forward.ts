@@ -396,7 +396,9 @@ export class GpuModel {
    * }));
    * assert.equal(model.sparseLinearCount, 6 * LINEARS.length);
    * const denseBytes = 6 * (4 * 288 * 288 + 3 * 768 * 288) * 4; // all linears as dense f32
-   * assert.ok(model.linearBytes() < 0.7 * denseBytes); // half the values, plus the sparse layout's indexing
+   * // Half the values, plus the layout's indexing (50% f32: 2.25 bytes a weight in column deltas,
+   * // 3 in the CSR groups SwiftShader uploads; dense: 4).
+   * assert.ok(model.linearBytes() < 0.8 * denseBytes);
    * const { ids } = await generate(model, [1, 9038, 2501, 263, 931], { maxTokens: 3, temperature: 0 });
    * assert.equal(ids.length, 3);
    * model.release();
