@@ -1,9 +1,14 @@
 /**
- * f32 <-> f16 storage conversion of flat arrays, two values per u32 word (WGSL's `pack2x16float` and
- * `unpack2x16float`, core WGSL: no `shader-f16` needed). The pruning walk keeps its calibration
- * activations this way with `activationDtype: "f16"`, at half the memory.
- * - `pack`: Dst[i] = pack2x16float(Src[i]), Src: array<vec2<f32>>, Dst: array<u32>.
- * - `unpack`: Dst[i] = unpack2x16float(Src[i]), Src: array<u32>, Dst: array<vec2<f32>>.
+ * f32 <-> f16 storage conversion of flat arrays, two values per u32 word (core WGSL: no
+ * `shader-f16` needed). The pruning walk keeps its calibration activations this way with
+ * `activationDtype: "f16"`, at half the memory.
+ * - `pack`: Dst[i] = the f16 bits of Src[i].x | those of Src[i].y << 16, Src: array<vec2<f32>>,
+ *   Dst: array<u32>, rounded to nearest even in integer arithmetic, as the host's f32ToF16
+ *   (src/model/dtype.ts): WGSL lets `pack2x16float` round either way, and SwiftShader rounds f16
+ *   subnormals differently from lavapipe, which would make the statistics, and so the masks,
+ *   depend on the driver. Past f16's range: ±Inf; NaN stays NaN.
+ * - `unpack`: Dst[i] = unpack2x16float(Src[i]) (exact: every f16 is an f32), Src: array<u32>,
+ *   Dst: array<vec2<f32>>.
  * Uniforms: n (pairs). One invocation per pair.
  * @module
  */
@@ -32,29 +37,23 @@ export const F16_PACK_WG = 256;
  * import assert from "node:assert/strict";
  *
  * const pack = f16PackWgsl("pack"), unpack = f16PackWgsl("unpack");
- * assert(pack.includes("var h = pack2x16float(v);"));
+ * assert(pack.includes("Dst[i] = f16Bits(v.x) | (f16Bits(v.y) << 16u);"));
  * assert(unpack.includes("Dst[i] = unpack2x16float(Src[i]);"));
  * assert(!pack.includes("enable f16")); // core WGSL
  * ```
  */
 export function f16PackWgsl(direction: "pack" | "unpack"): string {
-  const [src, dst, op] = direction === "pack"
-    ? ["vec2<f32>", "u32", "pack2x16float"]
-    : ["u32", "vec2<f32>", "unpack2x16float"];
-  // pack2x16float is undefined past f16's range; write ±Inf there explicitly, so that an overflow
-  // shows on every driver (the walk refuses non-finite statistics).
+  const [src, dst] = direction === "pack" ? ["vec2<f32>", "u32"] : ["u32", "vec2<f32>"];
   const body = direction === "pack"
     ? `let v = Src[i];
-    var h = ${op}(v);
-    if (abs(v.x) >= 65520.0) { h = (h & 0xffff0000u) | select(0x7c00u, 0xfc00u, v.x < 0.0); }
-    if (abs(v.y) >= 65520.0) { h = (h & 0x0000ffffu) | select(0x7c000000u, 0xfc000000u, v.y < 0.0); }
-    Dst[i] = h;`
-    : `Dst[i] = ${op}(Src[i]);`;
+    Dst[i] = f16Bits(v.x) | (f16Bits(v.y) << 16u);`
+    : `Dst[i] = unpack2x16float(Src[i]);`;
   return `
 struct U { n: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> Src: array<${src}>;
 @group(0) @binding(2) var<storage, read_write> Dst: array<${dst}>;
+${direction === "pack" ? F16_BITS_WGSL : ""}
 @compute @workgroup_size(${F16_PACK_WG})
 fn main(${WORKGROUP_ID_ARGS}) {
   ${LINEAR_WID}
@@ -64,3 +63,31 @@ fn main(${WORKGROUP_ID_ARGS}) {
   }
 }`;
 }
+
+/** m >> shift rounded to nearest, ties to even (shift in 1..31). */
+const F16_BITS_WGSL = `
+fn roundShift(m: u32, shift: u32) -> u32 {
+  let q = m >> shift;
+  let rem = m & ((1u << shift) - 1u);
+  let half = 1u << (shift - 1u);
+  return select(q, q + 1u, rem > half || (rem == half && (q & 1u) == 1u));
+}
+
+// The f16 bit pattern of x, rounded to nearest even (src/model/dtype.ts's f32BitsToF16).
+fn f16Bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  let sign = (b >> 16u) & 0x8000u;
+  let exp = (b >> 23u) & 0xffu;
+  let mant = b & 0x7fffffu;
+  if (exp == 0xffu) { // Inf, or NaN with its top payload bits kept
+    return sign | 0x7c00u | select(0u, 0x200u | (mant >> 13u), mant != 0u);
+  }
+  let e = i32(exp) - 112; // f16's biased exponent
+  if (e >= 31) { return sign | 0x7c00u; } // overflow: Inf
+  if (e <= 0) {
+    if (e < -10) { return sign; } // under half the smallest subnormal: ±0
+    return sign | roundShift(mant | 0x800000u, u32(14 - e)); // subnormal, in units of 2^-24
+  }
+  // A carry out of the mantissa into the exponent is the right rounding (up to Inf).
+  return sign | ((u32(e) << 10u) + roundShift(mant, 13u));
+}`;

@@ -4,8 +4,9 @@
  * weights (Wanda `abs(W * sqrtR)` or magnitude `abs(W)`, see rowmask.ts {@linkcode scoreWgsl}).
  *
  * M is a compile-time option (a pattern, not a shape: it lets the group live in M registers and
- * the comparisons unroll); N is a uniform, so OWL's mixed N:M (a different N per block) reuses
- * one pipeline. Member a of a group is pruned iff its stable rank
+ * the comparisons unroll, up to M = 8; longer groups loop over a private array, as SwiftShader's
+ * compiler took over 5 GB on M = 16 unrolled); N is a uniform, so OWL's mixed N:M (a different N
+ * per block) reuses one pipeline. Member a of a group is pruned iff its stable rank
  * `#{b < a: s_b <= s_a} + #{b > a: s_b < s_a}` is below N: exact, no sort, no atomics.
  *
  * Geometry: one invocation per mask word (row, 32 columns); it ranks every group that overlaps
@@ -59,6 +60,9 @@ export interface NMOptions {
  */
 export const NM_WG = 64;
 
+/** Groups up to this long are ranked fully unrolled, in registers; longer ones in loops. */
+const NM_UNROLL_MAX = 8;
+
 /**
  * Pipeline cache key of {@linkcode nmWgsl} for these options.
  *
@@ -96,17 +100,33 @@ export function nmWgsl(o: NMOptions): string {
   const { M } = o;
   const loads: string[] = [];
   const ranks: string[] = [];
-  for (let a = 0; a < M; a++) loads.push(`let s${a} = score(e0 + gc + ${a}u, gc + ${a}u);`);
-  for (let a = 0; a < M; a++) {
-    const terms = ["0u"];
-    for (let b = 0; b < M; b++) {
-      if (b !== a) terms.push(`select(0u, 1u, s${b} ${b < a ? "<=" : "<"} s${a})`);
+  if (M <= NM_UNROLL_MAX) {
+    for (let a = 0; a < M; a++) loads.push(`let s${a} = score(e0 + gc + ${a}u, gc + ${a}u);`);
+    for (let a = 0; a < M; a++) {
+      const terms = ["0u"];
+      for (let b = 0; b < M; b++) {
+        if (b !== a) terms.push(`select(0u, 1u, s${b} ${b < a ? "<=" : "<"} s${a})`);
+      }
+      ranks.push(
+        `if (${
+          terms.join(" + ")
+        } < u.N && gc + ${a}u >= c0 && gc + ${a}u < c1) { word |= 1u << (gc + ${a}u - c0); }`,
+      );
     }
-    ranks.push(
-      `if (${
-        terms.join(" + ")
-      } < u.N && gc + ${a}u >= c0 && gc + ${a}u < c1) { word |= 1u << (gc + ${a}u - c0); }`,
+  } else {
+    // The same ranks in loops over a private array: fully unrolled, M = 16's 240 comparisons made
+    // SwiftShader's shader compiler take over 5 GB (M = 8: 57 ms).
+    loads.push(
+      `var s: array<f32, ${M}>;`,
+      `for (var a = 0u; a < ${M}u; a++) { s[a] = score(e0 + gc + a, gc + a); }`,
     );
+    ranks.push(`for (var a = 0u; a < ${M}u; a++) {
+      var rank = 0u;
+      for (var b = 0u; b < ${M}u; b++) {
+        rank += select(0u, 1u, (b < a && s[b] <= s[a]) || (b > a && s[b] < s[a]));
+      }
+      if (rank < u.N && gc + a >= c0 && gc + a < c1) { word |= 1u << (gc + a - c0); }
+    }`);
   }
   return `${enableF16(o.source.wDtype)}
 struct U { rows: u32, cols: u32, wordsPerRow: u32, rowStart: u32, N: u32 }

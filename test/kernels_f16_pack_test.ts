@@ -1,7 +1,8 @@
 /**
  * f32 <-> f16 storage kernels (kernels/f16_pack.ts, `packF16` / `unpackF16`) against the host's
  * conversions (src/model/dtype.ts: round to nearest even), bit for bit, on uneven even lengths and on
- * the values where rounding is delicate: ties, f16 subnormals, the edge of the range, signed zeros.
+ * the values where rounding is delicate: ties, f16 subnormals (where SwiftShader's pack2x16float
+ * rounded differently), the edge of the range, signed zeros, infinities and NaN.
  * @module
  */
 import assert from "node:assert/strict";
@@ -29,6 +30,9 @@ function delicateValues(n: number, seed: number): Float32Array {
     6.1035156e-5,
     5.9604645e-8,
     2.9802322e-8,
+    Infinity,
+    -Infinity,
+    NaN,
   ];
   return Float32Array.from({ length: n }, (_, i) => {
     if (i < special.length) return special[i];

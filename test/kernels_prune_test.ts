@@ -72,6 +72,9 @@ async function checkMask(mask: PruneMask, want: Uint8Array, cols: number, what: 
   assertMaskEqual(got, want, cols, what);
 }
 
+/** f16 cases run where the device has shader-f16 (lavapipe, GPUs; not SwiftShader). */
+const onDevice = <T extends { f16?: boolean }>(o: T): boolean => !o.f16 || gpu.f16;
+
 /** Weights as the GPU holds them (f16-rounded when f16). */
 async function upload(
   W: Float32Array,
@@ -170,6 +173,7 @@ Deno.test("outliers: exact counts on uneven shapes, chunks, f16 and values exact
     { shapes: [[40, 48], [31, 29]], o: { step: 1 / 16 } },
   ];
   for (const [ci, { shapes, o }] of cases.entries()) {
+    if (!onDevice(o)) continue;
     const ls = await makeLinears(shapes, 300 + ci, o);
     const arrays = ls.map((l) => l.scores);
     for (const style of STYLES) {
@@ -228,6 +232,7 @@ Deno.test("rowmask: ties (all-equal rows, quantized scores, zeros), chunks and f
       f16: true,
     }]] as const
   ) {
+    if (!onDevice(o)) continue;
     const W = quantized(rows * cols, 11 + cols, 0.25);
     W.fill(0.5, 0, cols); // row 0: all equal
     W.fill(0, cols, 2 * cols); // row 1: all zero
@@ -295,6 +300,7 @@ Deno.test("magnitude: exact floor count over all chunks, ties by flat index, and
     { rows: 11, cols: 13, W: new Float32Array(11 * 13).fill(-0.25), o: { chunkRows: 4 } },
   ];
   for (const [ci, { rows, cols, W, o }] of cases.entries()) {
+    if (!onDevice(o)) continue;
     const { w, Wq } = await upload(W, rows, cols, o);
     for (const s of [0, 0.001, 0.3, 0.5, 0.7, 0.999]) {
       for (const quirk of [false, true]) {
@@ -327,7 +333,7 @@ Deno.test("nm: N:M masks (Wanda and magnitude), mixed N, ties, chunks and f16", 
   for (const [ci, [M, cols, Ns]] of cases.entries()) {
     const rows = 13;
     const W = ci % 2 ? quantized(rows * cols, 40 + ci, 1 / 4) : randomArray(rows * cols, 40 + ci);
-    for (const o of [{ chunkRows: 4 }, { f16: true }]) {
+    for (const o of [{ chunkRows: 4 }, { f16: true }].filter(onDevice)) {
       const { w, Wq } = await upload(W, rows, cols, o);
       const { sqrtR } = scaler(cols, 60 + ci);
       const sq = gpu.upload(sqrtR, "sqrtR");
@@ -354,7 +360,7 @@ Deno.test("nm: N:M masks (Wanda and magnitude), mixed N, ties, chunks and f16", 
 Deno.test("applyMask: zeroes exactly the pruned weights of every chunk (f32 and f16)", async () => {
   const rows = 19, cols = 45;
   const W = randomArray(rows * cols, 71);
-  for (const o of [{ chunkRows: 6 }, { f16: true, chunkRows: 5 }]) {
+  for (const o of [{ chunkRows: 6 }, { f16: true, chunkRows: 5 }].filter(onDevice)) {
     const { w, Wq } = await upload(W, rows, cols, o);
     const mask = rowMask(gpu, w, null, 17);
     const m = await readMask(gpu, mask);

@@ -57,8 +57,8 @@ export function elementwise(gpu: Gpu, op: ElementwiseOp, a: GPUBuffer, b: GPUBuf
 }
 
 /**
- * dst = `n` f32 values of `src` stored as f16 (2 bytes each, round to nearest even on the GPUs we
- * know; past f16's range they become ±Inf). `n` must be even. Core WGSL: no shader-f16 needed.
+ * dst = `n` f32 values of `src` stored as f16 (2 bytes each, rounded to nearest even on every
+ * adapter, bit for bit as the host's `f32ToF16`; past f16's range they become ±Inf). `n` must be even. Core WGSL: no shader-f16 needed.
  *
  * @example Half the bytes, and back: values f16 holds exactly come back unchanged
  * ```ts
