@@ -28,8 +28,20 @@ const EXPECT = Deno.env.get("OWLGPU_EXPECT_CPU_PROFILE");
 const gpu = await Gpu.create();
 
 Deno.test("cpuProfile: driver names map to their measured operand paths", () => {
-  const lavapipe = { name: "lavapipe", weightTextures: true, uniformX: true, sparseLayout: "delta" };
-  const swiftshader = { name: "swiftshader", weightTextures: false, uniformX: false, sparseLayout: "groups" };
+  const lavapipe = {
+    name: "lavapipe",
+    weightTextures: true,
+    uniformX: true,
+    sparseLayout: "delta",
+    sparseStorageRows: 4,
+  };
+  const swiftshader = {
+    name: "swiftshader",
+    weightTextures: false,
+    uniformX: false,
+    sparseLayout: "groups",
+    sparseStorageRows: 8,
+  };
   assert.deepEqual(cpuProfile("llvmpipe (LLVM 15.0.6, 256 bits)"), lavapipe);
   assert.deepEqual(cpuProfile("SwiftShader Device (Subzero)"), swiftshader); // Deno on its Vulkan ICD
   assert.deepEqual(cpuProfile("google swiftshader"), swiftshader); // Chromium: vendor and architecture
@@ -66,8 +78,9 @@ Deno.test("the adapter picks kernels and layouts from its CPU profile", () => {
   assert.deepEqual([gemm.variant, gemm.x, gemm.tm], [
     "lane",
     uniformX ? "ubo" : "storage",
-    uniformX ? 16 : 4,
+    uniformX ? 16 : gpu.cpu?.sparseStorageRows ?? 4,
   ]);
+  assert.equal(chooseSparseLinear(gpu, 3, s, false).tm, 4); // M <= 4: one tile of 4 everywhere
   releaseSparse(gpu, s);
   releaseMatrix(gpu, w);
 });

@@ -330,8 +330,10 @@ Deno.test("sparse: activation rows per invocation follow M (uniform X) and are c
   // X in uniform slots decodes a row's weights once per tile of 4, 8 or 16 activation rows.
   const tms = [1, 2, 4, 5, 8, 9, 16, 40].map((M) => chooseSparseLinear(gpu, M, w, false, { x: "ubo" }).tm);
   assert.deepEqual(tms, [1, 4, 4, 8, 8, 16, 16, 16]);
-  // X in storage: tiles of 4.
-  assert.equal(chooseSparseLinear(gpu, 9, w, false, { variant: "lane", x: "storage" }).tm, 4);
+  // X in storage: the CPU profile's tile (SwiftShader 8), else 4; 4 for M <= 4.
+  const storage = { variant: "lane", x: "storage" } as const;
+  assert.equal(chooseSparseLinear(gpu, 9, w, false, storage).tm, gpu.cpu?.sparseStorageRows ?? 4);
+  assert.equal(chooseSparseLinear(gpu, 3, w, false, storage).tm, 4);
   const o = chooseSparseLinear(gpu, 9, w, false, { x: "ubo" });
   assert.throws(() => sparseLinearWgsl({ ...o, tm: 2 as 4 }), /tm must be 1, 4, 8 or 16/);
   assert.throws(() => sparseLinearWgsl({ ...o, variant: "wg", x: "storage", tm: 4 }), /tm must be/);

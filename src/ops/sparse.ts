@@ -106,8 +106,10 @@ export interface SparseLinearOverride {
  * assert.equal(gemv.variant, gpu.isCpu ? "lane" : "wg");
  * // A GEMM: one invocation per weight row and a tile of activation rows: on CPU adapters the
  * // smallest of 4, 8 or 16 that holds all 9 where X is read from uniform slots (lavapipe: each
- * // decoded weight serves the whole tile), 4 where it is read from storage (GPUs, SwiftShader).
- * assert.deepEqual([gemm.variant, gemm.tm, gemm.bias], ["lane", gpu.cpu?.uniformX ? 16 : 4, true]);
+ * // decoded weight serves the whole tile); where it is read from storage, the CPU profile's
+ * // rows (SwiftShader: 8), or 4 on GPUs.
+ * const tm = gpu.cpu?.uniformX ? 16 : gpu.cpu?.sparseStorageRows ?? 4;
+ * assert.deepEqual([gemm.variant, gemm.tm, gemm.bias], ["lane", tm, true]);
  * // The options name the pipeline and generate its WGSL:
  * assert.notEqual(sparseLinearKey(gemv), sparseLinearKey(gemm));
  * assert.match(sparseLinearWgsl(gemm), /@binding\(5\)/); // the bias
@@ -133,8 +135,11 @@ export function chooseSparseLinear(
   }
   // Uniform X (lavapipe): the smallest tile of 4, 8 or 16 rows that holds M, as a row's
   // weights are decoded once per tile (lavapipe, 8x11008x4096 f32 GEMM, 50% / 70%: 39 / 25 ms
-  // with 8 rows against 51 / 30 with two tiles of 4). Storage X (GPUs, unmeasured): 4.
-  const rowTile = (): 1 | 4 | 8 | 16 => M === 1 ? 1 : x === "storage" || M <= 4 ? 4 : M <= 8 ? 8 : 16;
+  // with 8 rows against 51 / 30 with two tiles of 4). Storage X: the CPU profile's rows
+  // (SwiftShader 8), else 4 (GPUs, unmeasured).
+  const storageRows = M <= 4 ? 4 : gpu.cpu?.sparseStorageRows ?? 4;
+  const rowTile = (): 1 | 4 | 8 | 16 =>
+    M === 1 ? 1 : x === "storage" ? storageRows : M <= 4 ? 4 : M <= 8 ? 8 : 16;
   const tm = variant === "wg" ? 1 : o.tm ?? rowTile();
   const nm = w.format === "nm";
   const segmented = x === "ubo" && w.cols > sparseSlotCols(tm, nm ? w.group : 1);
