@@ -229,6 +229,8 @@ export {
   type LinearName,
   LINEARS,
   linearShape,
+  llamaConfig,
+  type LlamaShape,
   type ModelConfig,
   type RopeLayout,
   SUPPORTED_ARCHITECTURES,

@@ -21,7 +21,7 @@
  */
 import { generate } from "../src/generate/generate.ts";
 import type { Gpu } from "../src/gpu/device.ts";
-import { LINEARS, type ModelConfig } from "../src/model/config.ts";
+import { LINEARS, llamaConfig, type ModelConfig } from "../src/model/config.ts";
 import { ForwardRunner, GpuModel, type SparseWeights } from "../src/model/forward.ts";
 import { expectedTensors } from "../src/model/hf.ts";
 import type { TensorInfo, WeightSource } from "../src/model/weights.ts";
@@ -159,24 +159,8 @@ class SyntheticSource implements WeightSource, SparseWeights {
 }
 
 function config(shape: DecoderShape, blocks: number, maxSeqLen: number): ModelConfig {
-  return {
-    architecture: "LlamaForCausalLM",
-    dim: shape.dim,
-    hiddenDim: shape.hiddenDim,
-    nLayers: blocks,
-    nHeads: shape.nHeads,
-    nKvHeads: shape.nHeads,
-    headDim: shape.dim / shape.nHeads,
-    vocabSize: shape.vocabSize,
-    maxSeqLen,
-    normEps: 1e-5,
-    ropeTheta: 10000,
-    ropeLayout: "half",
-    tiedEmbeddings: false,
-    qkvBias: false,
-    bosTokenId: 1,
-    eosTokenId: 2,
-  };
+  const { dim, hiddenDim, nHeads, vocabSize } = shape;
+  return llamaConfig({ dim, hiddenDim, nLayers: blocks, nHeads, vocabSize }, { maxSeqLen });
 }
 
 export function decodeTableHead(): string {

@@ -12,7 +12,7 @@ import { generate } from "../src/generate/generate.ts";
 import { Gpu, readableAsUniformX } from "../src/gpu/device.ts";
 import { releaseMatrix, uploadMatrix } from "../src/gpu/matrix.ts";
 import { cpuProfile } from "../src/gpu/profile.ts";
-import { LINEARS, type ModelConfig } from "../src/model/config.ts";
+import { LINEARS, llamaConfig } from "../src/model/config.ts";
 import { ForwardRunner, GpuModel } from "../src/model/forward.ts";
 import { chooseLinear } from "../src/ops/linear.ts";
 import { chooseSparseLinear } from "../src/ops/sparse.ts";
@@ -86,24 +86,10 @@ Deno.test("the adapter picks kernels and layouts from its CPU profile", () => {
 });
 
 /** A small LLaMA: uneven dims, grouped-query heads, untied head. */
-const CONFIG: ModelConfig = {
-  architecture: "LlamaForCausalLM",
-  dim: 64,
-  hiddenDim: 172,
-  nLayers: 2,
-  nHeads: 4,
+const CONFIG = llamaConfig({ dim: 64, hiddenDim: 172, nLayers: 2, nHeads: 4, vocabSize: 97 }, {
   nKvHeads: 2,
-  headDim: 16,
-  vocabSize: 97,
   maxSeqLen: 64,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-  ropeLayout: "half",
-  tiedEmbeddings: false,
-  qkvBias: false,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
+});
 
 Deno.test("a 70%-pruned small model: sparse kernels decode the dense kernels' greedy tokens, logits as float64", async () => {
   const ref = randomRefModel(CONFIG, 11);

@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ModelFormatError, UnsupportedError } from "../src/errors.ts";
-import type { DType, ModelConfig } from "../src/model/config.ts";
+import { ArgumentError, ModelFormatError, UnsupportedError } from "../src/errors.ts";
+import { type DType, llamaConfig, type ModelConfig } from "../src/model/config.ts";
 import { bytesToF32, f32ToBytes } from "../src/model/dtype.ts";
 import { hfConfigJson } from "../src/model/export.ts";
 import { expectedTensors, hfModelConfig, openHuggingFace } from "../src/model/hf.ts";
@@ -231,6 +231,27 @@ Deno.test("hf: every EOS id of a list is kept (generation stops at any) and expo
     () => hfModelConfig({ ...QWEN2.json, eos_token_id: [18, "x"] }, "config.json"),
     /eos_token_id must list token ids/,
   );
+});
+
+Deno.test("llamaConfig: a shape plus LLaMA-2's defaults is a config that survives config.json", () => {
+  const shape = { dim: 48, hiddenDim: 130, nLayers: 3, nHeads: 6, vocabSize: 77 };
+  const c = llamaConfig(shape);
+  assert.deepEqual([c.nKvHeads, c.headDim, c.maxSeqLen, c.ropeLayout, c.tiedEmbeddings], [
+    6,
+    8,
+    2048,
+    "half",
+    false,
+  ]);
+  assert.deepEqual(hfModelConfig(hfConfigJson(c, "f16"), "config.json"), c);
+  const gqa = llamaConfig(shape, { nKvHeads: 2, maxSeqLen: 64, tiedEmbeddings: true });
+  assert.deepEqual([gqa.nKvHeads, gqa.maxSeqLen, gqa.tiedEmbeddings, gqa.dim], [2, 64, true, 48]);
+  assert.deepEqual(hfModelConfig(hfConfigJson(gqa, "f32"), "config.json"), gqa);
+  assert.throws(
+    () => llamaConfig({ ...shape, nHeads: 5 }),
+    (e: Error) => e instanceof ArgumentError && /headDim/.test(e.message),
+  );
+  assert.equal(llamaConfig({ ...shape, nHeads: 5 }, { headDim: 8 }).headDim, 8);
 });
 
 Deno.test("hf: a sliding attention window shorter than max_position_embeddings becomes the context", () => {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ArgumentError, ModelFormatError, UnsupportedError } from "../src/errors.ts";
 import { FileByteSource, MemoryByteSource } from "../src/model/bytes.ts";
-import type { ModelConfig } from "../src/model/config.ts";
+import { llamaConfig } from "../src/model/config.ts";
 import {
   bf16ToF32,
   f16ToF32,
@@ -221,24 +221,7 @@ Deno.test("safetensors: corrupt and truncated files are ModelFormatErrors", asyn
   );
 });
 
-const TINY: ModelConfig = {
-  architecture: "LlamaForCausalLM",
-  dim: 8,
-  hiddenDim: 12,
-  nLayers: 2,
-  nHeads: 2,
-  nKvHeads: 2,
-  headDim: 4,
-  vocabSize: 11,
-  maxSeqLen: 16,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-  ropeLayout: "half",
-  tiedEmbeddings: false,
-  qkvBias: false,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
+const TINY = llamaConfig({ dim: 8, hiddenDim: 12, nLayers: 2, nHeads: 2, vocabSize: 11 }, { maxSeqLen: 16 });
 
 /** A tiny LLaMA split into two shards by tensor parity, with its index. */
 async function writeShardedModel(dir: string): Promise<Map<string, Float32Array>> {

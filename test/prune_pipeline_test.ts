@@ -28,7 +28,7 @@
  */
 import assert from "node:assert/strict";
 import { Gpu } from "../src/gpu/device.ts";
-import { LINEARS, type ModelConfig } from "../src/model/config.ts";
+import { LINEARS, llamaConfig, type ModelConfig } from "../src/model/config.ts";
 import { linearWeight } from "../src/model/names.ts";
 import type { WeightSource } from "../src/model/weights.ts";
 import { prune, type PruneOptions, type PruneResult, validatePruneOptions } from "../src/prune/pipeline.ts";
@@ -66,48 +66,20 @@ const NEAR_TIE_REL = 1e-5;
 /** Most near-tie swaps tolerated per case (Wanda-scored masks only). */
 const MAX_NEAR_TIES = 2;
 
-const BASE: Omit<
-  ModelConfig,
-  "dim" | "hiddenDim" | "nLayers" | "nHeads" | "nKvHeads" | "headDim" | "vocabSize"
-> = {
-  architecture: "LlamaForCausalLM",
-  maxSeqLen: 16,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-  ropeLayout: "half",
-  tiedEmbeddings: false,
-  qkvBias: false,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
-
 /**
  * Unstructured cases: dim 42 and hidden 74 are not multiples of 4 (scalar kernel paths for q/k/v,
  * gate/up, down), q_dim = 3 x 12 = 36 differs from dim, 3 query heads share 1 K/V head.
  */
-const CFG_ODD: ModelConfig = {
-  ...BASE,
-  dim: 42,
-  hiddenDim: 74,
-  nLayers: 3,
-  nHeads: 3,
-  nKvHeads: 1,
-  headDim: 12,
-  vocabSize: 97,
-};
+const CFG_ODD = llamaConfig(
+  { dim: 42, hiddenDim: 74, nLayers: 3, nHeads: 3, vocabSize: 97 },
+  { nKvHeads: 1, headDim: 12, maxSeqLen: 16 },
+);
 
 /** N:M cases: every C_in a multiple of 4, none of 16 (52, 48, 108); GQA 4:2. */
-const CFG_NM: ModelConfig = {
-  ...BASE,
-  dim: 52,
-  hiddenDim: 108,
-  nLayers: 3,
-  nHeads: 4,
-  nKvHeads: 2,
-  headDim: 12,
-  vocabSize: 101,
-  ropeLayout: "interleaved",
-};
+const CFG_NM = llamaConfig(
+  { dim: 52, hiddenDim: 108, nLayers: 3, nHeads: 4, vocabSize: 101 },
+  { nKvHeads: 2, headDim: 12, maxSeqLen: 16, ropeLayout: "interleaved" },
+);
 
 const SEQLEN = 16, NSAMPLES = 4;
 

@@ -4,6 +4,7 @@
  * @module
  */
 import type { RopeLayout, RopeScaling } from "../../kernels/rope.ts";
+import { ArgumentError } from "../errors.ts";
 
 /**
  * Architectures we load. All are LLaMA-style decoders; Qwen2 adds q/k/v biases.
@@ -133,6 +134,50 @@ export interface ModelConfig {
    * <|eot_id|> as well as <|end_of_text|>): generation stops at any of them.
    */
   eosTokenIds?: number[];
+}
+
+/** The fields that give a LLaMA model its shape; `llamaConfig` fills in the rest. */
+export type LlamaShape = Pick<ModelConfig, "dim" | "hiddenDim" | "nLayers" | "nHeads" | "vocabSize">;
+
+/**
+ * A `LlamaForCausalLM` config from its shape, with LLaMA-2's defaults for everything else: as many
+ * K/V heads as query heads, head size dim / nHeads, context 2048, RMSNorm epsilon 1e-5, RoPE base
+ * 10000 in the "half" layout, an untied LM head, no biases, BOS 1 and EOS 2. `overrides` replaces
+ * any of them (synthetic models for tests and benchmarks, models described by hand).
+ *
+ * @example LLaMA-7B's shape, and a small grouped-query model
+ * ```ts
+ * import { linearShape, llamaConfig } from "@owlgpu/owlgpu";
+ * import assert from "node:assert/strict";
+ *
+ * const llama7b = llamaConfig({ dim: 4096, hiddenDim: 11008, nLayers: 32, nHeads: 32, vocabSize: 32000 });
+ * assert.deepEqual(linearShape(llama7b, "up"), [11008, 4096]);
+ * assert.equal(llama7b.headDim, 128);
+ * const small = llamaConfig({ dim: 64, hiddenDim: 172, nLayers: 2, nHeads: 4, vocabSize: 97 }, { nKvHeads: 2 });
+ * assert.deepEqual(linearShape(small, "v"), [2 * 16, 64]);
+ * ```
+ */
+export function llamaConfig(shape: LlamaShape, overrides: Partial<ModelConfig> = {}): ModelConfig {
+  if (shape.dim % shape.nHeads !== 0 && overrides.headDim === undefined) {
+    throw new ArgumentError(
+      `llamaConfig: dim ${shape.dim} is not a multiple of nHeads ${shape.nHeads}; pass headDim`,
+    );
+  }
+  return {
+    architecture: "LlamaForCausalLM",
+    ...shape,
+    nKvHeads: shape.nHeads,
+    headDim: shape.dim / shape.nHeads,
+    maxSeqLen: 2048,
+    normEps: 1e-5,
+    ropeTheta: 10000,
+    ropeLayout: "half",
+    tiedEmbeddings: false,
+    qkvBias: false,
+    bosTokenId: 1,
+    eosTokenId: 2,
+    ...overrides,
+  };
 }
 
 /**
