@@ -221,7 +221,8 @@ Deno.test("sparse: X wider than one uniform slot (column segments), density 0 to
 });
 
 Deno.test({
-  name: "sparse: X read in place from a Gpu.gemvInput buffer at M = 1 (no packing dispatch), never past K",
+  name:
+    "sparse: at M = 1 X is read in place (Gpu.gemvInput) or copied into slots, never packed or read past K",
   // Only where X is gathered from uniform slots (lavapipe); SwiftShader and GPUs read it in storage.
   ignore: !gpu.cpu?.uniformX,
   fn: async () => {
@@ -231,25 +232,37 @@ Deno.test({
         [packNM(randomNM(9, 256, 2, 4, 32), 9, 256, 2, 4, dtype), 1],
         [packNM(randomNM(9, 258, 2, 4, 35), 9, 258, 2, 4, dtype), 1], // a narrower last group: packed
         [packUnstructured(randomSparse(13, 301, 33), 13, 301, dtype), 3], // M > 1: packed as before
-        [packUnstructured(randomSparse(5, 16390, 34, 0.5), 5, 16390, dtype), 1], // two slots: packed
+        [packUnstructured(randomSparse(5, 16390, 34, 0.5), 5, 16390, dtype), 1], // two slots: copied
       ];
       for (const [s, M] of cases) {
-        for (const texture of [true, false]) {
+        for (const [texture, copySrc] of [[true, true], [false, true], [true, false]]) {
           const w = uploadSparse(gpu, s, { texture });
           const X = randomArray(M * s.cols, s.cols + M);
-          const x = gpu.gemvInput(M * s.cols * 4, "x"), y = gpu.buffer(M * s.rows * 4, "y");
-          gpu.write(x, new Float32Array(x.size / 4).fill(NaN)); // past K: never read
+          // Without COPY_SRC (a caller's buffer) X cannot be copied: the packing dispatch runs.
+          const x = copySrc ? gpu.gemvInput(M * s.cols * 4, "x") : gpu.device.createBuffer({
+            size: M * s.cols * 4,
+            usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+          });
+          const y = gpu.buffer(M * s.rows * 4, "y");
+          if (copySrc) gpu.write(x, new Float32Array(x.size / 4).fill(NaN)); // past K: never read
           gpu.write(x, X);
           const d0 = gpu.dispatchCount;
           sparseLinear(gpu, x, w, y, M);
-          const inPlace = M === 1 && s.cols <= 16384 && (s.format !== "nm" || s.cols % s.group === 0);
-          const what = `sparse ${s.format} ${M}x${s.rows}x${s.cols} ${dtype} texture ${texture}`;
-          if (inPlace) assert.equal(gpu.dispatchCount - d0, w.chunks.length, `${what}: no packing dispatch`);
-          else assert(gpu.dispatchCount - d0 > w.chunks.length, `${what}: X packed into slots`);
+          const segments = Math.ceil(
+            s.cols / (s.format === "nm" ? Math.floor(16384 / s.group) * s.group : 16384),
+          );
+          const what =
+            `sparse ${s.format} ${M}x${s.rows}x${s.cols} ${dtype} texture ${texture} COPY_SRC ${copySrc}`;
+          const dispatches = gpu.dispatchCount - d0;
+          if (M === 1 && copySrc) {
+            assert.equal(dispatches, w.chunks.length * segments, `${what}: no packing dispatch`);
+          } else assert.equal(dispatches, w.chunks.length * segments + 1, `${what}: X packed into slots`);
           const want = refLinear(X, unpackSparse(s), M, s.rows, s.cols);
           assertClose(await gpu.readF32(y), want, 1e-5 * Math.sqrt(s.cols), 1e-4, what);
           releaseSparse(gpu, w);
-          gpu.release(x, y);
+          gpu.release(y);
+          if (copySrc) gpu.release(x);
+          else x.destroy();
         }
       }
     }

@@ -3,7 +3,7 @@
  * adapter and M (kernels/sparse_linear.ts):
  * - lavapipe (and CPU adapters other than SwiftShader; `gpu.cpu`): `lane` + `ubo`, one
  *   invocation per weight row, X copied into 64 KiB uniform slots first (one small dispatch; at
- *   M = 1 an X made by `Gpu.gemvInput` is bound as the slot itself, no dispatch); `tm` = 1 for
+ *   M = 1 buffer copies, or none when X was made by `Gpu.gemvInput`: it is bound as the slot); `tm` = 1 for
  *   M = 1, else the smallest tile of 4, 8 or 16 activation rows that holds M (one dispatch per
  *   tile and column segment; 16-row tiles for larger M); weights from textures when uploaded so
  *   (uploadSparse's default there), unstructured weights in the column-delta layout
@@ -330,7 +330,21 @@ export function sparseLinear(
     const tiles = Math.min(tilesPerTurn, mtiles - mt0);
     // Quads past M are packed too (as zeros): the kernel reads every quad of its tile.
     const total = tiles * quads * nseg * (SPARSE_SLOT_FLOATS / 4);
-    if (packPipe) {
+    if (packPipe && M === 1 && packTm === 1 && (x.usage & GPUBufferUsage.COPY_SRC) !== 0) {
+      // One activation row in slots of one row: X's segments as they are, zeros after K; copies
+      // instead of the packing dispatch (a dispatch costs lavapipe ~0.15 ms, more than the copy).
+      for (let s = 0; s < nseg; s++) {
+        const c0 = s * slotCols, n = Math.min(K, c0 + slotCols) - c0;
+        gpu.copy(x, c0 * 4, slots, s * SPARSE_SLOT_BYTES, n * 4);
+        if (n < SPARSE_SLOT_FLOATS) {
+          gpu.commandEncoder().clearBuffer(
+            slots,
+            s * SPARSE_SLOT_BYTES + n * 4,
+            (SPARSE_SLOT_FLOATS - n) * 4,
+          );
+        }
+      }
+    } else if (packPipe) {
       gpu.dispatch(
         packPipe,
         [x, { buffer: slots, offset: 0, size: tiles * tileBytes }],
