@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { ropeInverseFrequencies, type RopeScaling, ropeTables } from "../kernels/rope.ts";
 import { ModelFormatError, UnsupportedError } from "../src/errors.ts";
 import { Gpu } from "../src/gpu/device.ts";
-import type { ModelConfig } from "../src/model/config.ts";
+import { llamaConfig } from "../src/model/config.ts";
 import { exportHuggingFace, hfConfigJson } from "../src/model/export.ts";
 import { ForwardRunner, GpuModel } from "../src/model/forward.ts";
 import { hfModelConfig, openHuggingFace } from "../src/model/hf.ts";
@@ -184,25 +184,12 @@ Deno.test("rope scaling: the RoPE kernel with llama3-scaled tables matches the f
 });
 
 /** A Llama-3-style model small enough for the float64 reference; its 4 frequencies span all bands. */
-const TINY: ModelConfig = {
-  architecture: "LlamaForCausalLM",
-  dim: 32,
-  hiddenDim: 48,
-  nLayers: 2,
-  nHeads: 4,
+const TINY = llamaConfig({ dim: 32, hiddenDim: 48, nLayers: 2, nHeads: 4, vocabSize: 50 }, {
   nKvHeads: 2,
-  headDim: 8,
-  vocabSize: 50,
   maxSeqLen: 64,
-  normEps: 1e-5,
   ropeTheta: 100,
   ropeScaling: { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 8, originalMaxPositions: 128 },
-  ropeLayout: "half",
-  tiedEmbeddings: false,
-  qkvBias: false,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
+});
 
 /** max|a - b| / max|b|. */
 function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {

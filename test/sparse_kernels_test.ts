@@ -14,7 +14,7 @@ import {
 } from "../src/ops/sparse.ts";
 import { packNM, packUnstructured, type SparseMatrix, unpackSparse } from "../src/sparse/format.ts";
 import { releaseSparse, uploadSparse } from "../src/sparse/upload.ts";
-import { type SparseGpuLayout, sparseLinearWgsl } from "../kernels/sparse_linear.ts";
+import { type SparseGpuLayout, sparseLinearWgsl, sparseSlotCols } from "../kernels/sparse_linear.ts";
 import { ArgumentError, UnsupportedError } from "../src/errors.ts";
 import { assertClose, randomArray, refLinear, rng } from "./ref/kernels_ref.ts";
 
@@ -230,7 +230,7 @@ Deno.test({
       const cases: [SparseMatrix, number][] = [
         [packUnstructured(randomSparse(37, 300, 31), 37, 300, dtype), 1],
         [packNM(randomNM(9, 256, 2, 4, 32), 9, 256, 2, 4, dtype), 1],
-        [packNM(randomNM(9, 258, 2, 4, 35), 9, 258, 2, 4, dtype), 1], // a narrower last group: packed
+        [packNM(randomNM(9, 258, 2, 4, 35), 9, 258, 2, 4, dtype), 1], // a narrower last group: copied, zeros past K
         [packUnstructured(randomSparse(13, 301, 33), 13, 301, dtype), 3], // M > 1: packed as before
         [packUnstructured(randomSparse(5, 16390, 34, 0.5), 5, 16390, dtype), 1], // two slots: copied
       ];
@@ -248,9 +248,7 @@ Deno.test({
           gpu.write(x, X);
           const d0 = gpu.dispatchCount;
           sparseLinear(gpu, x, w, y, M);
-          const segments = Math.ceil(
-            s.cols / (s.format === "nm" ? Math.floor(16384 / s.group) * s.group : 16384),
-          );
+          const segments = Math.ceil(s.cols / sparseSlotCols(1, s.format === "nm" ? s.group : 1));
           const what =
             `sparse ${s.format} ${M}x${s.rows}x${s.cols} ${dtype} texture ${texture} COPY_SRC ${copySrc}`;
           const dispatches = gpu.dispatchCount - d0;

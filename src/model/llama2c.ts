@@ -19,7 +19,7 @@
  * @module
  */
 import { ModelFormatError } from "../errors.ts";
-import { type LinearName, LINEARS, linearShape, type ModelConfig } from "./config.ts";
+import { type LinearName, LINEARS, linearShape, llamaConfig, type ModelConfig } from "./config.ts";
 import { bytesToF32 } from "./dtype.ts";
 import { attnNorm, EMBED, FINAL_NORM, linearWeight, LM_HEAD, mlpNorm } from "./names.ts";
 import type { ByteSource, TensorInfo, WeightSource } from "./weights.ts";
@@ -140,24 +140,15 @@ export function parseLlama2cHeader(bytes: Uint8Array, file: string): Llama2cHead
  * ```
  */
 export function llama2cConfig(h: Llama2cHeader): ModelConfig {
-  return {
-    architecture: "LlamaForCausalLM",
-    dim: h.dim,
-    hiddenDim: h.hiddenDim,
-    nLayers: h.nLayers,
-    nHeads: h.nHeads,
+  const { dim, hiddenDim, nLayers, nHeads } = h;
+  // headDim given, so that the header's checks (parseLlama2cHeader) stay the only ones here.
+  return llamaConfig({ dim, hiddenDim, nLayers, nHeads, vocabSize: Math.abs(h.vocabSize) }, {
     nKvHeads: h.nKvHeads,
-    headDim: h.dim / h.nHeads,
-    vocabSize: Math.abs(h.vocabSize),
+    headDim: dim / nHeads,
     maxSeqLen: h.seqLen,
-    normEps: 1e-5,
-    ropeTheta: 10000,
     ropeLayout: "interleaved",
     tiedEmbeddings: h.vocabSize > 0,
-    qkvBias: false,
-    bosTokenId: 1,
-    eosTokenId: 2,
-  };
+  });
 }
 
 /**
